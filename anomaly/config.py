@@ -1,0 +1,537 @@
+"""Configuration: ``load_config(path) -> Config``, validated, typed and frozen.
+
+Nothing is read at import time. Every error is a :class:`~anomaly.errors.ConfigError` whose
+message names the key (dotted path, e.g. ``metrics[2].forecast.horizon``), the bad value and
+what is allowed. Unknown keys are errors, so that typos never pass silently.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+
+from anomaly.errors import ConfigError
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+_DURATION_RE = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_METRIC_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def parse_duration(text: Any, key: str = "duration") -> float:
+    """Parse a Prometheus duration (``30s``, ``5m``, ``1h30m``, ``7d``, ``1w``) into seconds."""
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise ConfigError(key, f"expected a duration such as '5m' or '7d', got {text!r}")
+    if isinstance(text, int | float):
+        if not math.isfinite(text) or text <= 0:
+            raise ConfigError(key, f"duration must be positive, got {text!r}")
+        return float(text)
+    s = text.strip()
+    pos, total = 0, 0.0
+    for m in _DURATION_RE.finditer(s):
+        if m.start() != pos:
+            break
+        total += int(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(s) or not s:
+        raise ConfigError(
+            key, f"expected a duration such as '30s', '5m', '1h', '7d' or '1w', got {text!r}"
+        )
+    if total <= 0:
+        raise ConfigError(key, f"duration must be positive, got {text!r}")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """Format seconds as the shortest Prometheus duration (``86400 -> '1d'``)."""
+    s = int(round(seconds))
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size and s % size == 0:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    verify: bool = True
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Credentials; secrets come from files or environment variables, never from logs."""
+
+    bearer_token: str | None = field(default=None, repr=False)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class PrometheusConfig:
+    url: str
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    timeout_seconds: float = 30.0
+    retries: int = 3
+    retry_backoff_seconds: float = 0.5
+    max_points_per_query: int = 11000
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+
+
+@dataclass(frozen=True)
+class PushgatewayConfig:
+    url: str
+    job: str = "anomaly_detector"
+    timeout_seconds: float = 30.0
+    retries: int = 3
+    retry_backoff_seconds: float = 0.5
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    horizon_seconds: float = 86400.0
+    threshold: float | None = None
+    direction: str = "above"
+
+
+@dataclass(frozen=True)
+class MetricConfig:
+    name: str
+    query: str
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    forecast: ForecastConfig | None = None
+    detect: bool = True
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    threshold: float = 0.5
+    refit_interval_seconds: float = 86400.0
+    min_history_points: int = 288
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    max: float | None = None
+    min: float | None = None
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    objectives: tuple[Objective, ...] = ()
+    objective_weight: float = 0.7
+    anomaly_weight: float = 0.3
+
+
+@dataclass(frozen=True)
+class Config:
+    prometheus: PrometheusConfig
+    pushgateway: PushgatewayConfig
+    metrics: tuple[MetricConfig, ...]
+    tenant_label: str | None = "organization_id"
+    lookback_seconds: float = 7 * 86400.0
+    step_seconds: float = 300.0
+    schedule: str = "*/5 * * * *"
+    model_dir: str = "models"
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    log_level: str = "INFO"
+
+    def metric(self, name: str) -> MetricConfig:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+
+def _check_keys(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    for key in raw:
+        if key not in allowed:
+            path = f"{where}.{key}" if where else str(key)
+            hint = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            extra = f"; did you mean '{hint[0]}'?" if hint else ""
+            raise ConfigError(path, f"unknown key (allowed: {', '.join(sorted(allowed))}){extra}")
+
+
+def _mapping(raw: Any, key: str) -> Mapping[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(key, f"expected a mapping, got {type(raw).__name__} {raw!r}")
+    return raw
+
+
+def _str(raw: Any, key: str, *, allow_empty: bool = False) -> str:
+    if not isinstance(raw, str):
+        raise ConfigError(key, f"expected a string, got {type(raw).__name__} {raw!r}")
+    if not allow_empty and not raw.strip():
+        raise ConfigError(key, "must not be empty")
+    return raw
+
+
+def _number(raw: Any, key: str, *, positive: bool = False, minimum: float | None = None) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+        raise ConfigError(key, f"expected a finite number, got {raw!r}")
+    if positive and raw <= 0:
+        raise ConfigError(key, f"must be positive, got {raw!r}")
+    if minimum is not None and raw < minimum:
+        raise ConfigError(key, f"must be at least {minimum}, got {raw!r}")
+    return float(raw)
+
+
+def _int(raw: Any, key: str, *, minimum: int = 0) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ConfigError(key, f"expected an integer, got {raw!r}")
+    if raw < minimum:
+        raise ConfigError(key, f"must be at least {minimum}, got {raw!r}")
+    return raw
+
+
+def _bool(raw: Any, key: str) -> bool:
+    if not isinstance(raw, bool):
+        raise ConfigError(key, f"expected true or false, got {raw!r}")
+    return raw
+
+
+def _url(raw: Any, key: str) -> str:
+    url = _str(raw, key)
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(key, f"expected an http:// or https:// URL, got {url!r}")
+    try:
+        parsed.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(key, f"invalid port in URL {url!r}") from None
+    return url.rstrip("/")
+
+
+def _str_map(raw: Any, key: str, *, label_names: bool = False) -> Mapping[str, str]:
+    out: dict[str, str] = {}
+    for k, v in _mapping(raw, key).items():
+        if not isinstance(k, str) or (label_names and not _LABEL_NAME_RE.match(k)):
+            raise ConfigError(f"{key}.{k}", "expected a label name matching [a-zA-Z_][a-zA-Z0-9_]*")
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            raise ConfigError(f"{key}.{k}", f"expected a string value, got {v!r}")
+        out[k] = str(v)
+    return MappingProxyType(out)
+
+
+def _secret(raw: Mapping[str, Any], name: str, where: str, base: Path) -> str | None:
+    """A secret given as ``name_file`` (a path) or ``name_env`` (a variable), or inline ``name``."""
+    value = raw.get(name)
+    file_key, env_key = f"{name}_file", f"{name}_env"
+    given = [k for k in (name, file_key, env_key) if raw.get(k) is not None]
+    if len(given) > 1:
+        raise ConfigError(f"{where}.{given[1]}", f"give only one of {', '.join(given)}")
+    if raw.get(file_key) is not None:
+        path = Path(_str(raw[file_key], f"{where}.{file_key}"))
+        path = path if path.is_absolute() else base / path
+        try:
+            return path.read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"{where}.{file_key}", f"cannot read {path}: {e.strerror}") from None
+    if raw.get(env_key) is not None:
+        var = _str(raw[env_key], f"{where}.{env_key}")
+        if var not in os.environ:
+            raise ConfigError(f"{where}.{env_key}", f"environment variable {var} is not set")
+        return os.environ[var]
+    return None if value is None else _str(value, f"{where}.{name}")
+
+
+_AUTH_KEYS = {
+    "bearer_token",
+    "bearer_token_file",
+    "bearer_token_env",
+    "username",
+    "password",
+    "password_file",
+    "password_env",
+}
+_TLS_KEYS = {"verify", "ca_file", "cert_file", "key_file"}
+
+
+def _auth(raw: Any, where: str, base: Path) -> AuthConfig:
+    raw = _mapping(raw, where)
+    _check_keys(raw, _AUTH_KEYS, where)
+    token = _secret(raw, "bearer_token", where, base)
+    password = _secret(raw, "password", where, base)
+    username = None if raw.get("username") is None else _str(raw["username"], f"{where}.username")
+    if token and username:
+        raise ConfigError(where, "give either bearer_token or username/password, not both")
+    if password and not username:
+        raise ConfigError(f"{where}.username", "required when a password is given")
+    return AuthConfig(bearer_token=token, username=username, password=password)
+
+
+def _tls(raw: Any, where: str, base: Path) -> TLSConfig:
+    raw = _mapping(raw, where)
+    _check_keys(raw, _TLS_KEYS, where)
+    files: dict[str, str | None] = {}
+    for k in ("ca_file", "cert_file", "key_file"):
+        if raw.get(k) is None:
+            files[k] = None
+            continue
+        p = Path(_str(raw[k], f"{where}.{k}"))
+        p = p if p.is_absolute() else base / p
+        if not p.is_file():
+            raise ConfigError(f"{where}.{k}", f"file not found: {p}")
+        files[k] = str(p)
+    verify = _bool(raw.get("verify", True), f"{where}.verify")
+    return TLSConfig(verify=verify, **files)
+
+
+def _prometheus(raw: Any, base: Path) -> PrometheusConfig:
+    where = "prometheus"
+    if raw is None:
+        raise ConfigError(where, "required section is missing (it needs at least 'url')")
+    raw = _mapping(raw, where)
+    _check_keys(
+        raw,
+        {"url", "headers", "timeout_seconds", "retries", "retry_backoff_seconds",
+         "max_points_per_query", "auth", "tls"},
+        where,
+    )
+    if "url" not in raw:
+        raise ConfigError(f"{where}.url", "required key is missing")
+    return PrometheusConfig(
+        url=_url(raw["url"], f"{where}.url"),
+        headers=_str_map(raw.get("headers"), f"{where}.headers"),
+        timeout_seconds=_number(raw.get("timeout_seconds", 30), f"{where}.timeout_seconds", positive=True),
+        retries=_int(raw.get("retries", 3), f"{where}.retries"),
+        retry_backoff_seconds=_number(
+            raw.get("retry_backoff_seconds", 0.5), f"{where}.retry_backoff_seconds", minimum=0
+        ),
+        max_points_per_query=_int(
+            raw.get("max_points_per_query", 11000), f"{where}.max_points_per_query", minimum=2
+        ),
+        auth=_auth(raw.get("auth"), f"{where}.auth", base),
+        tls=_tls(raw.get("tls"), f"{where}.tls", base),
+    )
+
+
+def _pushgateway(raw: Any, base: Path) -> PushgatewayConfig:
+    where = "pushgateway"
+    if raw is None:
+        raise ConfigError(where, "required section is missing (it needs at least 'url')")
+    raw = _mapping(raw, where)
+    _check_keys(
+        raw,
+        {"url", "job", "timeout_seconds", "retries", "retry_backoff_seconds", "headers", "auth",
+         "tls"},
+        where,
+    )
+    if "url" not in raw:
+        raise ConfigError(f"{where}.url", "required key is missing")
+    job = _str(raw.get("job", "anomaly_detector"), f"{where}.job")
+    if "/" in job:
+        raise ConfigError(f"{where}.job", f"must not contain '/', got {job!r}")
+    return PushgatewayConfig(
+        url=_url(raw["url"], f"{where}.url"),
+        job=job,
+        timeout_seconds=_number(raw.get("timeout_seconds", 30), f"{where}.timeout_seconds", positive=True),
+        retries=_int(raw.get("retries", 3), f"{where}.retries"),
+        retry_backoff_seconds=_number(
+            raw.get("retry_backoff_seconds", 0.5), f"{where}.retry_backoff_seconds", minimum=0
+        ),
+        headers=_str_map(raw.get("headers"), f"{where}.headers"),
+        auth=_auth(raw.get("auth"), f"{where}.auth", base),
+        tls=_tls(raw.get("tls"), f"{where}.tls", base),
+    )
+
+
+def _forecast(raw: Any, where: str) -> ForecastConfig:
+    raw = _mapping(raw, where)
+    _check_keys(raw, {"horizon", "threshold", "direction"}, where)
+    direction = raw.get("direction", "above")
+    if direction not in ("above", "below"):
+        raise ConfigError(f"{where}.direction", f"must be 'above' or 'below', got {direction!r}")
+    threshold = raw.get("threshold")
+    return ForecastConfig(
+        horizon_seconds=parse_duration(raw.get("horizon", "24h"), f"{where}.horizon"),
+        threshold=None if threshold is None else _number(threshold, f"{where}.threshold"),
+        direction=direction,
+    )
+
+
+_RESERVED_LABELS = {"metric", "job", "instance", "horizon", "component", "__name__"}
+
+
+def _metrics(raw: Any) -> tuple[MetricConfig, ...]:
+    if raw is None:
+        raise ConfigError("metrics", "required key is missing (a list of {name, query})")
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("metrics", f"expected a non-empty list of {{name, query}}, got {raw!r}")
+    out: list[MetricConfig] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        where = f"metrics[{i}]"
+        item = _mapping(item, where)
+        _check_keys(item, {"name", "query", "labels", "forecast", "detect"}, where)
+        for req in ("name", "query"):
+            if req not in item:
+                raise ConfigError(f"{where}.{req}", "required key is missing")
+        name = _str(item["name"], f"{where}.name")
+        if not _METRIC_NAME_RE.match(name):
+            raise ConfigError(f"{where}.name", f"must match [a-zA-Z_][a-zA-Z0-9_]*, got {name!r}")
+        if name in seen:
+            raise ConfigError(f"{where}.name", f"duplicate metric name {name!r}")
+        seen.add(name)
+        labels = _str_map(item.get("labels"), f"{where}.labels", label_names=True)
+        for k in labels:
+            if k in _RESERVED_LABELS:
+                raise ConfigError(f"{where}.labels.{k}", "is reserved for the job's own labels")
+        fc = item.get("forecast")
+        out.append(
+            MetricConfig(
+                name=name,
+                query=_str(item["query"], f"{where}.query"),
+                labels=labels,
+                forecast=None if fc is None else _forecast(fc, f"{where}.forecast"),
+                detect=_bool(item.get("detect", True), f"{where}.detect"),
+            )
+        )
+    return tuple(out)
+
+
+def _detection(raw: Any) -> DetectionConfig:
+    where = "detection"
+    raw = _mapping(raw, where)
+    _check_keys(raw, {"threshold", "refit_interval", "min_history_points"}, where)
+    threshold = _number(raw.get("threshold", 0.5), f"{where}.threshold")
+    if not 0 < threshold < 1:
+        raise ConfigError(f"{where}.threshold", f"must be between 0 and 1, got {threshold!r}")
+    return DetectionConfig(
+        threshold=threshold,
+        refit_interval_seconds=parse_duration(raw.get("refit_interval", "1d"), f"{where}.refit_interval"),
+        min_history_points=_int(raw.get("min_history_points", 288), f"{where}.min_history_points", minimum=12),
+    )
+
+
+def _health(raw: Any, metric_names: set[str]) -> HealthConfig:
+    where = "health"
+    raw = _mapping(raw, where)
+    _check_keys(raw, {"objectives", "weights"}, where)
+    objectives: list[Objective] = []
+    items = raw.get("objectives") or []
+    if not isinstance(items, list):
+        raise ConfigError(f"{where}.objectives", f"expected a list, got {items!r}")
+    for i, item in enumerate(items):
+        w = f"{where}.objectives[{i}]"
+        item = _mapping(item, w)
+        _check_keys(item, {"metric", "max", "min", "weight"}, w)
+        if "metric" not in item:
+            raise ConfigError(f"{w}.metric", "required key is missing")
+        metric = _str(item["metric"], f"{w}.metric")
+        if metric not in metric_names:
+            raise ConfigError(
+                f"{w}.metric",
+                f"{metric!r} is not a configured metric (known: {', '.join(sorted(metric_names))})",
+            )
+        lo = None if item.get("min") is None else _number(item["min"], f"{w}.min")
+        hi = None if item.get("max") is None else _number(item["max"], f"{w}.max")
+        if lo is None and hi is None:
+            raise ConfigError(w, "needs 'max' or 'min'")
+        if lo is not None and hi is not None and lo > hi:
+            raise ConfigError(f"{w}.min", f"min {lo} is above max {hi}")
+        weight = _number(item.get("weight", 1.0), f"{w}.weight", positive=True)
+        objectives.append(Objective(metric=metric, max=hi, min=lo, weight=weight))
+    weights = _mapping(raw.get("weights"), f"{where}.weights")
+    _check_keys(weights, {"objectives", "anomalies"}, f"{where}.weights")
+    ow = _number(weights.get("objectives", 0.7), f"{where}.weights.objectives", minimum=0)
+    aw = _number(weights.get("anomalies", 0.3), f"{where}.weights.anomalies", minimum=0)
+    if ow + aw <= 0:
+        raise ConfigError(f"{where}.weights", "objectives + anomalies must be positive")
+    return HealthConfig(objectives=tuple(objectives), objective_weight=ow, anomaly_weight=aw)
+
+
+_TOP_KEYS = {
+    "prometheus", "pushgateway", "tenant_label", "lookback", "step", "schedule", "model_dir",
+    "metrics", "health", "detection", "log_level",
+}
+
+
+def config_from_dict(raw: Any, base_dir: str | Path = ".") -> Config:
+    """Validate a parsed YAML document; ``base_dir`` resolves relative file paths."""
+    base = Path(base_dir)
+    if not isinstance(raw, Mapping):
+        raise ConfigError("", f"the config must be a mapping of keys, got {type(raw).__name__}")
+    _check_keys(raw, _TOP_KEYS, "")
+    tenant = raw.get("tenant_label", "organization_id")
+    if tenant is not None:
+        tenant = _str(tenant, "tenant_label")
+        if not _LABEL_NAME_RE.match(tenant):
+            raise ConfigError("tenant_label", f"must be a label name, got {tenant!r}")
+    lookback = parse_duration(raw.get("lookback", "7d"), "lookback")
+    step = parse_duration(raw.get("step", "5m"), "step")
+    if lookback < 10 * step:
+        raise ConfigError("lookback", f"must cover at least 10 steps ({10 * step:g}s), got {lookback:g}s")
+    schedule = _str(raw.get("schedule", "*/5 * * * *"), "schedule")
+    _check_cron(schedule)
+    metrics = _metrics(raw.get("metrics"))
+    level = _str(raw.get("log_level", "INFO"), "log_level").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("log_level", f"must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    model_dir = Path(_str(raw.get("model_dir", "models"), "model_dir"))
+    return Config(
+        prometheus=_prometheus(raw.get("prometheus"), base),
+        pushgateway=_pushgateway(raw.get("pushgateway"), base),
+        metrics=metrics,
+        tenant_label=tenant,
+        lookback_seconds=lookback,
+        step_seconds=step,
+        schedule=schedule,
+        model_dir=str(model_dir if model_dir.is_absolute() else base / model_dir),
+        detection=_detection(raw.get("detection")),
+        health=_health(raw.get("health"), {m.name for m in metrics}),
+        log_level=level,
+    )
+
+
+def _check_cron(schedule: str) -> None:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(schedule, timezone="UTC")
+    except ValueError as e:
+        raise ConfigError("schedule", f"invalid cron expression {schedule!r}: {e}") from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file; relative paths in it resolve from its folder."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError("", f"config file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError("", f"cannot read config file {p}: {e}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError("", f"{p}: YAML syntax error{where}: {problem}") from None
+    if raw is None:
+        raise ConfigError("", f"{p}: the file is empty")
+    return config_from_dict(raw, base_dir=p.resolve().parent)
