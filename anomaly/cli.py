@@ -1,0 +1,186 @@
+"""The ``anomaly`` command: a thin front over the library.
+
+Only this module turns errors into exit codes: 0 success, 1 a run failed (Prometheus,
+Pushgateway or model store), 2 bad config or usage. Errors print one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from types import FrameType
+
+from anomaly import __version__
+from anomaly.config import Config, load_config
+from anomaly.errors import AnomalyError, ConfigError
+
+log = logging.getLogger("anomaly")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def _parse_time(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError("--at", f"expected epoch seconds or ISO 8601, got {text!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def _load(path: str, log_level: str | None) -> Config:
+    config = load_config(path)
+    _setup_logging(log_level or config.log_level)
+    return config
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    print(
+        f"{args.file}: OK ({len(config.metrics)} metrics, tenant label "
+        f"{config.tenant_label or '(none)'}, schedule '{config.schedule}')"
+    )
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from anomaly.pipeline import format_summary, run_once
+
+    config = _load(args.config, args.log_level)
+    if not args.once:
+        raise ConfigError("run", "use `anomaly run --once` (or `anomaly serve` for a schedule)")
+    now = _parse_time(args.at) if args.at else None
+    report = run_once(config, now=now)
+    print(format_summary(report))
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.cron import CronTrigger
+
+    from anomaly.pipeline import format_summary, run_once
+
+    config = _load(args.config, args.log_level)
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def cycle() -> None:
+        if not lock.acquire(blocking=False):
+            log.warning("previous run still going; skipping this one")
+            return
+        try:
+            report = run_once(config)
+            log.info("run finished\n%s", format_summary(report, limit=20))
+        except AnomalyError as e:
+            log.error("run failed: %s", e)
+        except Exception:  # noqa: BLE001 - a scheduled job must survive one bad cycle
+            log.exception("run crashed")
+        finally:
+            lock.release()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s; finishing the current run, then exiting", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    scheduler = BackgroundScheduler(timezone="UTC")
+    trigger = CronTrigger.from_crontab(config.schedule, timezone="UTC")
+    job = scheduler.add_job(
+        cycle, trigger, id="anomaly-cycle", max_instances=1, coalesce=True, misfire_grace_time=None
+    )
+    if not args.no_initial_run:
+        job.modify(next_run_time=datetime.now(timezone.utc))
+    scheduler.start()
+    log.info("serving: schedule '%s' (UTC)", config.schedule)
+    while not stop.wait(0.5):
+        pass
+    scheduler.shutdown(wait=True)
+    with lock:  # a run started just before shutdown finishes before we exit
+        pass
+    log.info("stopped")
+    return EXIT_OK
+
+
+def cmd_score_csv(args: argparse.Namespace) -> int:
+    from anomaly.offline import score_csv
+
+    _setup_logging(args.log_level or "WARNING")
+    config = load_config(args.config) if args.config else None
+    t0 = time.perf_counter()
+    out = score_csv(args.input, args.output, config=config)
+    log.info("scored %d rows in %.1fs", out, time.perf_counter() - t0)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="anomaly", description="Anomaly detection and predictive alerting for Prometheus."
+    )
+    p.add_argument("--version", action="version", version=f"anomaly {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run one cycle: query, fit or load, score, push")
+    r.add_argument("--once", action="store_true", help="run one cycle and exit")
+    r.add_argument("--config", "-c", default="config.yaml", help="config file (default: config.yaml)")
+    r.add_argument("--at", help="evaluate as of this time (epoch seconds or ISO 8601), for replays")
+    r.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("serve", help="run cycles on the config's cron schedule until SIGTERM")
+    s.add_argument("--config", "-c", default="config.yaml")
+    s.add_argument("--no-initial-run", action="store_true", help="wait for the first cron tick")
+    s.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    s.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser("check-config", help="validate a config file (exit 2 when invalid)")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_check_config)
+
+    sc = sub.add_parser("score-csv", help="causal walk-forward scoring of a timestamp,value CSV")
+    sc.add_argument("input")
+    sc.add_argument("--output", "-o", help="output CSV (default: standard output)")
+    sc.add_argument("--config", "-c", help="config file for detection settings")
+    sc.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sc.set_defaults(func=cmd_score_csv)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        print(f"anomaly: config error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except AnomalyError as e:
+        print(f"anomaly: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Per-tenant health score (0..100) from SLO objectives and current anomalies.
+
+The score is explainable: each tenant gets components that a person can read off a dashboard.
+
+- ``objective:<metric>``: 100 when the objective is met; when breached, at most 50, falling
+  with the size of the breach (``50 * exp(-relative_excess)``).
+- ``objectives``: half the weighted mean of the tenant's objective components, half the worst
+  one, so that a single breached SLO shows (100 if none apply).
+- ``anomalies``: 100 minus a penalty per anomalous metric (``100 * score`` of each flagged
+  metric, halved), floored at 0.
+- the score: the weighted mean of ``objectives`` and ``anomalies`` (``health.weights``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from anomaly.config import HealthConfig, Objective
+
+
+@dataclass(frozen=True)
+class TenantHealth:
+    """One tenant's score and the components that explain it."""
+
+    tenant: str
+    score: float
+    components: Mapping[str, float]
+
+
+def objective_score(objective: Objective, value: float) -> float:
+    """100 when ``value`` meets the objective; at most 50 and falling as the breach grows."""
+    if not math.isfinite(value):
+        return 100.0
+    excess = 0.0
+    if objective.max is not None and value > objective.max:
+        excess = (value - objective.max) / max(abs(objective.max), 1e-12)
+    elif objective.min is not None and value < objective.min:
+        excess = (objective.min - value) / max(abs(objective.min), 1e-12)
+    else:
+        return 100.0
+    return 50.0 * math.exp(-excess)
+
+
+def worst_value(objective: Objective, values: list[float]) -> float:
+    """The value that matters for an objective among a tenant's series of that metric."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return math.nan
+    return max(finite) if objective.max is not None else min(finite)
+
+
+def tenant_health(
+    config: HealthConfig,
+    tenant: str,
+    current: Mapping[str, list[float]],
+    anomaly_scores: Mapping[str, float],
+) -> TenantHealth:
+    """Score one tenant.
+
+    Parameters
+    ----------
+    current : metric name -> newest values of the tenant's series of that metric
+    anomaly_scores : metric name -> highest score among the tenant's *flagged* series of that
+        metric (metrics without an anomaly are absent or 0)
+    """
+    components: dict[str, float] = {}
+    weighted, total_weight, worst = 0.0, 0.0, 100.0
+    for obj in config.objectives:
+        if obj.metric not in current:
+            continue
+        value = worst_value(obj, current[obj.metric])
+        if not math.isfinite(value):
+            continue
+        s = objective_score(obj, value)
+        components[f"objective:{obj.metric}"] = s
+        weighted += obj.weight * s
+        total_weight += obj.weight
+        worst = min(worst, s)
+    components["objectives"] = 0.5 * (weighted / total_weight) + 0.5 * worst if total_weight else 100.0
+    penalty = sum(100.0 * min(max(s, 0.0), 1.0) for s in anomaly_scores.values()) / 2.0
+    components["anomalies"] = max(0.0, 100.0 - penalty)
+    ow, aw = config.objective_weight, config.anomaly_weight
+    score = (ow * components["objectives"] + aw * components["anomalies"]) / (ow + aw)
+    return TenantHealth(tenant, min(100.0, max(0.0, score)), components)
+
+
+def global_health(tenants: list[TenantHealth]) -> float:
+    """Across tenants: the mean, pulled towards the worst tenant (so one sick tenant shows)."""
+    if not tenants:
+        return 100.0
+    scores = [t.score for t in tenants]
+    return 0.5 * (sum(scores) / len(scores)) + 0.5 * min(scores)

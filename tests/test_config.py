@@ -1,0 +1,161 @@
+"""Config loading: valid files load into frozen objects; every invalid one names its key."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from anomaly.cli import main
+from anomaly.config import config_from_dict, format_duration, load_config, parse_duration
+from anomaly.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MINIMAL = {
+    "prometheus": {"url": "http://127.0.0.1:9090"},
+    "pushgateway": {"url": "http://127.0.0.1:9091"},
+    "metrics": [{"name": "error_ratio", "query": "max by (organization_id) (x)"}],
+}
+
+
+def _with(path: str, value: object) -> dict:
+    """MINIMAL with one dotted key set (list items by index)."""
+    raw = yaml.safe_load(yaml.safe_dump(MINIMAL))
+    node = raw
+    parts = path.split(".")
+    for p in parts[:-1]:
+        node = node[int(p)] if isinstance(node, list) else node.setdefault(p, {})
+    node[parts[-1]] = value
+    return raw
+
+
+def test_example_config_loads_with_defaults_filled() -> None:
+    config = load_config(ROOT / "config.yaml")
+    assert config.prometheus.url == "http://127.0.0.1:9090"
+    assert config.lookback_seconds == 7 * 86400
+    assert config.step_seconds == 300
+    assert config.tenant_label == "organization_id"
+    assert [m.name for m in config.metrics][:3] == ["request_rate", "latency_p95", "error_ratio"]
+    assert config.metric("error_ratio").labels["team"] == "platform"
+    assert config.prometheus.tls.verify is True
+
+
+def test_minimal_config_gets_contract_defaults() -> None:
+    c = config_from_dict(MINIMAL)
+    assert c.pushgateway.job == "anomaly_detector"
+    assert c.prometheus.timeout_seconds == 30
+    assert c.schedule == "*/5 * * * *"
+    assert c.model_dir.endswith("models")
+
+
+def test_config_is_frozen() -> None:
+    c = config_from_dict(MINIMAL)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.step_seconds = 60  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        c.metrics[0].labels["x"] = "y"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("5m", 300), ("1h", 3600), ("7d", 604800), ("1w", 604800), ("1h30m", 5400)],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_format_duration_round_trips() -> None:
+    for s in (30, 300, 3600, 86400, 604800, 5400):
+        assert parse_duration(format_duration(s)) == s
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "key", "fragment"),
+    [
+        ("lookbak", "7d", "lookbak", "did you mean 'lookback'"),
+        ("lookback", "7 days", "lookback", "duration"),
+        ("step", "-5m", "step", "duration"),
+        ("step", 0, "step", "positive"),
+        ("prometheus.url", "localhost:9090", "prometheus.url", "http"),
+        ("prometheus.url", "", "prometheus.url", "empty"),
+        ("prometheus.timeout_seconds", "fast", "prometheus.timeout_seconds", "number"),
+        ("prometheus.timout_seconds", 3, "prometheus.timout_seconds", "timeout_seconds"),
+        ("pushgateway.url", "ftp://x", "pushgateway.url", "http"),
+        ("metrics.0.query", "", "metrics[0].query", "empty"),
+        ("metrics.0.name", "bad name", "metrics[0].name", "must match"),
+        ("metrics.0.labels", {"metric": "x"}, "metrics[0].labels.metric", "reserved"),
+        ("metrics.0.forecast", {"direction": "up"}, "metrics[0].forecast.direction", "above"),
+        ("metrics.0.forecast", {"horizon": "soon"}, "metrics[0].forecast.horizon", "duration"),
+        ("schedule", "every minute", "schedule", "cron"),
+        ("tenant_label", "org-id", "tenant_label", "label name"),
+        ("detection.threshold", 1.5, "detection.threshold", "between 0 and 1"),
+        ("health.objectives", [{"metric": "nope", "max": 1}], "health.objectives[0].metric", "not a configured metric"),
+        ("health.objectives", [{"metric": "error_ratio"}], "health.objectives[0]", "max"),
+        ("log_level", "LOUD", "log_level", "DEBUG"),
+        ("prometheus.auth", {"bearer_token_file": "/nonexistent/token"}, "prometheus.auth.bearer_token_file", "cannot read"),
+        ("prometheus.auth", {"password_env": "NO_SUCH_VAR_XYZ", "username": "u"}, "prometheus.auth.password_env", "not set"),
+    ],
+)
+def test_invalid_values_name_the_key(path: str, value: object, key: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(_with(path, value))
+    assert err.value.key == key
+    assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize("missing", ["prometheus", "pushgateway", "metrics"])
+def test_missing_required_sections(missing: str) -> None:
+    raw = dict(MINIMAL)
+    del raw[missing]
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(raw)
+    assert err.value.key == missing
+
+
+def test_secret_from_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "token").write_text("s3cret-token\n")
+    monkeypatch.setenv("PG_PASSWORD", "pw-from-env")
+    raw = _with("prometheus.auth", {"bearer_token_file": "token"})
+    raw["pushgateway"]["auth"] = {"username": "u", "password_env": "PG_PASSWORD"}
+    c = config_from_dict(raw, base_dir=tmp_path)
+    assert c.prometheus.auth.bearer_token == "s3cret-token"
+    assert c.pushgateway.auth.password == "pw-from-env"
+    assert "s3cret" not in repr(c) and "pw-from-env" not in repr(c)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "config.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(ROOT / "config.yaml")]) == 0
+    bad = _write(tmp_path, yaml.safe_dump(_with("lookback", "7 days")))
+    assert main(["check-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "lookback" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("prometheus: {url: [\n", "YAML syntax error at line"),
+        ("", "empty"),
+        ("- just\n- a list\n", "mapping"),
+    ],
+)
+def test_check_config_bad_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, fragment: str
+) -> None:
+    assert main(["check-config", str(_write(tmp_path, text))]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err
+
+
+def test_check_config_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(tmp_path / "nope.yaml")]) == 2
+    assert "not found" in capsys.readouterr().err
