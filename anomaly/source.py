@@ -1,0 +1,442 @@
+"""Prometheus range queries: HTTP, auth, TLS, timeouts, retries, chunking and parsing.
+
+:class:`PrometheusSource` reads from any Prometheus-compatible HTTP API (Prometheus, Thanos,
+Mimir, VictoriaMetrics) and returns plain numpy data (:class:`RawSeries`); aligning series onto
+one grid is :mod:`anomaly.frame`'s job.
+
+Why the HTTP calls go through our own :class:`requests.Session` and not through
+``PrometheusConnect``'s query methods (prometheus-api-client 0.7.2):
+
+* its methods raise ``PrometheusApiClientException("HTTP Status Code 400 (b'...')")`` for every
+  non-200 answer, so the status code and Prometheus' ``error``/``errorType`` fields are only
+  available by parsing a ``repr`` out of a message; we need them to tell a bad query (4xx, not
+  retried, :class:`~anomaly.errors.QueryError`) from an unavailable server (5xx, retried);
+* ``custom_query_range`` rounds ``start``/``end`` to whole seconds, which breaks exact chunk
+  seams for sub-second steps;
+* it mounts a urllib3 ``Retry`` of its own (status retries included) that would multiply with
+  our bounded, configurable retries.
+
+The session is configured the way ``PrometheusConnect`` configures its own (headers, ``auth``
+tuple, ``verify``, ``cert``, a timeout on every request), so behaviour matches the library.
+
+PromQL injection: tenant names and other label values that end up inside a query must go
+through :func:`escape_label_value` (for ``=``/``!=``) or :func:`regex_escape_label_value`
+(for ``=~``/``!~``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import numpy as np
+import requests
+
+from anomaly.config import PrometheusConfig
+from anomaly.errors import QueryError, SourceError
+
+__all__ = [
+    "PrometheusSource",
+    "RawSeries",
+    "escape_label_value",
+    "regex_escape_label_value",
+]
+
+log = logging.getLogger(__name__)
+
+_LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# Statuses worth another attempt: the server or a proxy in front of it is unwell or throttling.
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# 4xx answers that say "this query is bad" rather than "this server/URL/credential is bad".
+_QUERY_REJECTED_STATUSES = frozenset({400, 422})
+_MAX_QUERY_IN_MESSAGE = 200
+
+
+# --------------------------------------------------------------------------- PromQL escaping
+
+_STRING_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# RE2 metacharacters, as escaped by Go's regexp.QuoteMeta.
+_RE2_META = frozenset("\\.+*?()|[]{}^$")
+
+
+def escape_label_value(value: str) -> str:
+    """Escape ``value`` for use inside a double-quoted PromQL string literal.
+
+    The result goes between the quotes: ``f'{{org="{escape_label_value(v)}"}}'``. Backslashes,
+    double quotes and control characters are escaped, so no value can end the literal early
+    and change the query (``x"} or vector(1) #`` stays one label value).
+    """
+    out = []
+    for ch in value:
+        esc = _STRING_ESCAPES.get(ch)
+        if esc is not None:
+            out.append(esc)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def regex_escape_label_value(value: str) -> str:
+    """Escape ``value`` so that an ``=~`` matcher matches exactly this one string.
+
+    RE2 metacharacters are backslash-escaped (like Go's ``regexp.QuoteMeta``) and the result is
+    then escaped as a string literal, so it goes straight between the quotes:
+    ``f'{{org=~"{regex_escape_label_value(v)}"}}'``. Prometheus anchors regex matchers, so the
+    matcher accepts ``value`` and nothing else. Join several with ``|`` for a set.
+    """
+    quoted = "".join("\\" + ch if ch in _RE2_META else ch for ch in value)
+    return escape_label_value(quoted)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True, eq=False)
+class RawSeries:
+    """One series of a range query result.
+
+    Attributes
+    ----------
+    labels : dict[str, str]
+        The series' labels without ``__name__``.
+    times : np.ndarray, shape (n_points,), float64
+        Unix timestamps in seconds, strictly increasing.
+    values : np.ndarray, shape (n_points,), float64
+        Sample values; Prometheus' ``NaN``, ``+Inf`` and ``-Inf`` arrive as their floats.
+    """
+
+    labels: dict[str, str]
+    times: np.ndarray = field(repr=False)
+    values: np.ndarray = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"RawSeries(labels={self.labels!r}, n_points={len(self.times)})"
+
+
+# --------------------------------------------------------------------------- source
+
+
+def _redact_url(url: str) -> str:
+    """The URL without user:password, for messages."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url.rstrip("/")
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _causes(exc: BaseException) -> Iterable[BaseException]:
+    """``exc`` and what it wraps (``__cause__``/``__context__`` and urllib3's ``reason``)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        cur = todo.pop()
+        if id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        yield cur
+        nxt = [cur.__cause__, cur.__context__, getattr(cur, "reason", None)]
+        nxt += [a for a in cur.args if isinstance(a, BaseException)]
+        todo.extend(n for n in nxt if isinstance(n, BaseException))
+
+
+def _describe_connection_error(exc: requests.RequestException, timeout: float) -> str:
+    """A short reason such as 'connection refused', never the exception's full text."""
+    if isinstance(exc, requests.Timeout):
+        return f"no answer within {timeout:g}s (timed out)"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS handshake or certificate verification failed"
+    for cause in _causes(exc):
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset by peer"
+        if type(cause).__name__ == "NameResolutionError":
+            return "host name cannot be resolved"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed"
+    return f"request failed ({type(exc).__name__})"
+
+
+def _format_number(x: float) -> str:
+    """Seconds for Prometheus' API; millisecond precision is what Prometheus keeps."""
+    return f"{x:.3f}".rstrip("0").rstrip(".")
+
+
+class PrometheusSource:
+    """Range queries against a Prometheus-compatible API.
+
+    Parameters
+    ----------
+    config : PrometheusConfig
+        URL, headers (e.g. ``X-Scope-OrgID`` for Mimir), auth, TLS, timeout, retry and chunking
+        settings.
+    session : requests.Session, optional
+        Injected for tests (e.g. with a mounted fake adapter); configured like the default one.
+    sleep : callable, optional
+        Used between retries (``time.sleep`` by default).
+    """
+
+    def __init__(
+        self,
+        config: PrometheusConfig,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self.url = config.url.rstrip("/")
+        self._display_url = _redact_url(self.url)
+        self._sleep = sleep
+        self._session = session if session is not None else requests.Session()
+        self._configure_session(self._session)
+
+    def _configure_session(self, s: requests.Session) -> None:
+        cfg = self.config
+        s.headers.update(dict(cfg.headers))
+        if cfg.auth.bearer_token:
+            s.headers["Authorization"] = f"Bearer {cfg.auth.bearer_token}"
+        elif cfg.auth.username is not None:
+            s.auth = (cfg.auth.username, cfg.auth.password or "")
+        if not cfg.tls.verify:
+            s.verify = False
+        elif cfg.tls.ca_file:
+            s.verify = cfg.tls.ca_file
+        if cfg.tls.cert_file:
+            s.cert = (
+                (cfg.tls.cert_file, cfg.tls.key_file) if cfg.tls.key_file else cfg.tls.cert_file
+            )
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._session.close()
+
+    def __enter__(self) -> PrometheusSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"PrometheusSource(url={self._display_url!r})"
+
+    # ----------------------------------------------------------------------- public API
+
+    def query_range(
+        self, query: str, start: float, end: float, step_seconds: float
+    ) -> list[RawSeries]:
+        """Evaluate ``query`` at ``start, start + step, ...`` up to ``end`` (Unix seconds).
+
+        Ranges with more than ``max_points_per_query`` points are split into consecutive
+        chunks whose results are stitched per label set (no duplicate timestamps at seams).
+
+        Returns
+        -------
+        list[RawSeries]
+            One entry per distinct label set, in the order Prometheus first returned them.
+
+        Raises
+        ------
+        QueryError
+            Prometheus rejected the query (HTTP 400/422, or it timed out server-side).
+        SourceError
+            Prometheus is unreachable, failed after all retries, or answered nonsense.
+        """
+        if not (math.isfinite(step_seconds) and step_seconds > 0):
+            raise ValueError(f"`step_seconds` must be positive, got {step_seconds!r}")
+        if not (math.isfinite(start) and math.isfinite(end)) or end < start:
+            raise ValueError(f"`end` must not be before `start`, got start={start!r} end={end!r}")
+        per_chunk = max(int(self.config.max_points_per_query), 1)
+        n_points = int(math.floor((end - start) / step_seconds + 1e-9)) + 1
+        chunks: list[tuple[float, float]] = []
+        first = 0
+        while first < n_points:
+            last = min(first + per_chunk, n_points) - 1
+            chunks.append((start + first * step_seconds, start + last * step_seconds))
+            first = last + 1
+
+        order: list[tuple[tuple[str, str], ...]] = []
+        parts: dict[tuple[tuple[str, str], ...], list[tuple[np.ndarray, np.ndarray]]] = {}
+        for c_start, c_end in chunks:
+            for labels, times, values in self._query_range_chunk(
+                query, c_start, c_end, step_seconds
+            ):
+                key = tuple(sorted(labels.items()))
+                if key not in parts:
+                    parts[key] = []
+                    order.append(key)
+                parts[key].append((times, values))
+        out = []
+        for key in order:
+            times = np.concatenate([p[0] for p in parts[key]])
+            values = np.concatenate([p[1] for p in parts[key]])
+            # Chunks do not overlap, but a server may return a boundary point twice; keep the
+            # first occurrence and guarantee increasing times.
+            times, idx = np.unique(times, return_index=True)
+            out.append(RawSeries(labels=dict(key), times=times, values=values[idx]))
+        return out
+
+    def label_values(self, label: str, match: str | None = None) -> list[str]:
+        """Values of ``label`` (``/api/v1/label/<label>/values``), optionally ``match[]``-ed.
+
+        Returns the values sorted.
+        """
+        if not _LABEL_NAME_RE.match(label):
+            raise ValueError(f"`label` must be a label name, got {label!r}")
+        params = {"match[]": match} if match is not None else None
+        data = self._call(
+            "GET", f"/api/v1/label/{quote(label, safe='')}/values", params, query=match
+        )
+        if not isinstance(data, list) or not all(isinstance(v, str) for v in data):
+            raise SourceError(
+                f"unexpected label values answer from Prometheus at {self._display_url}"
+            )
+        return sorted(data)
+
+    def check(self) -> None:
+        """Cheaply verify that the API answers (an instant query of ``1``); else SourceError."""
+        try:
+            self._call("GET", "/api/v1/query", {"query": "1"}, query=None)
+        except QueryError as e:
+            # A server that rejects "1" is not a working Prometheus API for us.
+            raise SourceError(str(e)) from None
+
+    # ----------------------------------------------------------------------- internals
+
+    def _query_range_chunk(
+        self, query: str, start: float, end: float, step_seconds: float
+    ) -> Iterable[tuple[dict[str, str], np.ndarray, np.ndarray]]:
+        form = {
+            "query": query,
+            "start": _format_number(start),
+            "end": _format_number(end),
+            "step": _format_number(step_seconds),
+            # Let Prometheus give up when we do, instead of evaluating for nobody.
+            "timeout": f"{_format_number(self.config.timeout_seconds)}s",
+        }
+        data = self._call("POST", "/api/v1/query_range", form, query=query)
+        if not isinstance(data, dict) or data.get("resultType") != "matrix":
+            kind = data.get("resultType") if isinstance(data, dict) else type(data).__name__
+            raise QueryError(
+                f"query {self._show(query)} returned {kind!r} from Prometheus at "
+                f"{self._display_url}, expected a range vector (matrix)"
+            )
+        for item in data.get("result") or []:
+            metric = dict(item.get("metric") or {})
+            metric.pop("__name__", None)
+            pairs = item.get("values") or []
+            if not pairs:
+                if item.get("histograms"):
+                    log.warning(
+                        "query %s returned native histograms for %s; skipped (not supported)",
+                        self._show(query),
+                        metric,
+                    )
+                continue
+            try:
+                times = np.fromiter((p[0] for p in pairs), dtype=np.float64, count=len(pairs))
+                values = np.array([p[1] for p in pairs], dtype=str).astype(np.float64)
+            except (TypeError, ValueError, IndexError) as e:
+                raise QueryError(
+                    f"query {self._show(query)}: malformed samples from Prometheus at "
+                    f"{self._display_url}: {_one_line(str(e))}"
+                ) from None
+            yield metric, times, values
+
+    def _show(self, query: str | None) -> str:
+        q = _one_line(query or "", _MAX_QUERY_IN_MESSAGE)
+        return repr(q)
+
+    def _call(
+        self, method: str, path: str, params: Mapping[str, str] | None, *, query: str | None
+    ) -> Any:
+        """One API call with bounded retries; returns the JSON ``data`` field."""
+        cfg = self.config
+        attempts = max(int(cfg.retries), 0) + 1
+        url = self.url + path
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                if method == "POST":
+                    resp = self._session.post(url, data=params, timeout=cfg.timeout_seconds)
+                else:
+                    resp = self._session.get(url, params=params, timeout=cfg.timeout_seconds)
+            except requests.RequestException as e:
+                reason = _describe_connection_error(e, cfg.timeout_seconds)
+                if last:
+                    tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+                    raise SourceError(
+                        f"cannot reach Prometheus at {self._display_url}: {reason}{tries}"
+                    ) from None
+                log.warning(
+                    "Prometheus at %s: %s; retrying (%d/%d)",
+                    self._display_url,
+                    reason,
+                    attempt + 1,
+                    attempts - 1,
+                )
+                self._backoff(attempt)
+                continue
+            status = resp.status_code
+            if status in _RETRY_STATUSES and not last:
+                log.warning(
+                    "Prometheus at %s answered HTTP %d; retrying (%d/%d)",
+                    self._display_url,
+                    status,
+                    attempt + 1,
+                    attempts - 1,
+                )
+                self._backoff(attempt)
+                continue
+            return self._parse(resp, query)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns/raises
+
+    def _backoff(self, attempt: int) -> None:
+        delay = self.config.retry_backoff_seconds * (2**attempt)
+        if delay > 0:
+            self._sleep(delay)
+
+    def _parse(self, resp: requests.Response, query: str | None) -> Any:
+        status = resp.status_code
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        error = error_type = None
+        if isinstance(body, dict):
+            error, error_type = body.get("error"), body.get("errorType")
+            for w in body.get("warnings") or []:
+                log.warning(
+                    "Prometheus warning for query %s: %s", self._show(query), _one_line(str(w))
+                )
+        if status == 200 and isinstance(body, dict) and body.get("status") == "success":
+            return body.get("data")
+        detail = _one_line(str(error)) if error else _one_line(resp.text or resp.reason or "", 200)
+        where = f"Prometheus at {self._display_url}"
+        if status == 200:
+            raise SourceError(f"{where} did not answer with Prometheus API JSON: {detail}")
+        label = f"HTTP {status}" + (f" {error_type}" if error_type else "")
+        if query is not None and (
+            status in _QUERY_REJECTED_STATUSES or (status == 503 and error_type == "timeout")
+        ):
+            raise QueryError(f"query {self._show(query)} rejected by {where} ({label}): {detail}")
+        if status in (401, 403):
+            raise SourceError(f"{where} refused the credentials ({label}): {detail}")
+        if status == 404:
+            raise SourceError(f"{where} answered {label} (not found); is the URL right?")
+        raise SourceError(f"{where} failed ({label}): {detail}")
