@@ -342,6 +342,7 @@ def run_prometheus(
     alertmanager_url: str | None = None,
     scrape_interval_seconds: float = 1.0,
     evaluation_interval_seconds: float = 1.0,
+    alert_resend_delay_seconds: float = 1.0,
     retention: str = "30d",
     extra_args: Sequence[str] = (),
     ready_timeout_seconds: float = 30.0,
@@ -349,7 +350,10 @@ def run_prometheus(
 ) -> Iterator[tuple[Server, BackfillReport | None]]:
     """Prometheus on a free port, `dataset` backfilled first, scraping `pushgateway_url`.
 
-    Yields the server and the backfill report (``None`` without a dataset).
+    Yields the server and the backfill report (``None`` without a dataset). Prometheus finds
+    its scrape targets and Alertmanager about 5 s after start (its discovery cadence); an alert
+    that fired before that is resent after `alert_resend_delay_seconds` (Prometheus' default,
+    1 min, would make tests wait).
     """
     binary = find_binary("prometheus")
     with _tempdir("anomaly-prometheus-", keep_workdir) as workdir:
@@ -375,6 +379,7 @@ def run_prometheus(
                 f"--web.listen-address=127.0.0.1:{port}",
                 "--web.enable-admin-api",
                 "--web.enable-lifecycle",
+                f"--rules.alert.resend-delay={alert_resend_delay_seconds:g}s",
                 *extra_args,
             ]
 
