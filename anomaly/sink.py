@@ -1,0 +1,460 @@
+"""Results → ``CollectorRegistry`` per group → Pushgateway, replacing the previous run's push.
+
+Groups
+------
+The Pushgateway stores metrics in *groups*, addressed by ``job`` plus a grouping key. This
+sink uses, under the configured ``job``:
+
+* one group per tenant, grouping key ``{<tenant_label>: <tenant>}``, for every sample that
+  carries a non-empty tenant label;
+* one *job group* with an empty grouping key (URL ``/metrics/job/<job>``) for samples without
+  a tenant (the job's own health series, global scores, or everything when ``tenant_label``
+  is ``None``).
+
+With a ``shard`` every grouping key also gets ``shard=<shard>`` (the job group becomes
+``{shard: <shard>}``), so several job instances can split the tenants between them.
+
+Replace semantics
+-----------------
+:meth:`PushgatewaySink.push` PUTs every current group (PUT replaces a group's metrics
+wholesale), then lists the Pushgateway's groups (``GET /api/v1/metrics``) and DELETEs every group
+of our ``job`` (and our ``shard``, or with no shard key when unsharded) that this push did not
+include. So series that disappeared from the source, and tenants that disappeared entirely,
+disappear from the Pushgateway too. If any PUT fails nothing is deleted: a failed run leaves the
+previous results in place (``push_time_seconds`` shows their age). Pushing no samples at all
+therefore deletes all of the job's groups.
+
+Labels
+------
+The Pushgateway overwrites labels named like a grouping-key label (``job``, the tenant label,
+``shard``) with the group's values. A sample's own ``job`` label (e.g. from a source series)
+is therefore exported as ``exported_job`` (likewise ``exported_shard``), following
+Prometheus' convention; a sample's tenant label always equals its group's. Empty label values
+are dropped (Prometheus treats them as absent). Values may contain anything; grouping key values
+with ``/`` are base64-encoded in the URL by prometheus_client (``<label>@base64``).
+
+Values
+------
+NaN is never pushed, nor ±Inf, except ``+Inf`` for ``anomaly_forecast_breach_seconds`` (defined
+as +Inf when no breach is within the horizon). Dropped samples are counted in the report.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import re
+import socket
+import ssl
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from prometheus_client import CollectorRegistry, delete_from_gateway, push_to_gateway
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from anomaly.config import PushgatewayConfig
+from anomaly.errors import SinkError
+
+__all__ = ["HELP", "PushReport", "PushgatewaySink", "Sample", "grouping_key_for"]
+
+log = logging.getLogger(__name__)
+
+#: Help text of every series this package pushes; other names get a generic one.
+HELP: Mapping[str, str] = {
+    "anomaly_score": "Anomaly score in [0, 1] of the newest evaluated points; higher is more anomalous.",
+    "anomaly_detected": "1 when the shipped decision rule flags the series as anomalous, else 0.",
+    "anomaly_expected_value": "Model expectation at the newest point, in the source metric's unit.",
+    "anomaly_lower_bound": "Lower edge of the expected band at the newest point, in the source unit.",
+    "anomaly_upper_bound": "Upper edge of the expected band at the newest point, in the source unit.",
+    "anomaly_forecast_value": "Forecast at now + horizon, in the source metric's unit.",
+    "anomaly_forecast_lower_bound": "Lower edge of the forecast band at now + horizon.",
+    "anomaly_forecast_upper_bound": "Upper edge of the forecast band at now + horizon.",
+    "anomaly_forecast_breach_seconds": (
+        "Seconds until the forecast first crosses the threshold; 0 if already crossed, "
+        "+Inf if not within the horizon."
+    ),
+    "anomaly_health_score": "Health score 0..100 per tenant from objectives and anomalies.",
+    "anomaly_health_component_score": "One component (0..100) of a tenant's health score.",
+    "anomaly_global_health_score": "Health score 0..100 across all tenants.",
+    "anomaly_job_last_success_timestamp_seconds": "Unix time the last successful run finished.",
+    "anomaly_job_duration_seconds": "Duration of the last run in seconds.",
+    "anomaly_job_series": "Number of series scored by the last run.",
+    "anomaly_job_series_failed": "Number of series the last run could not score.",
+    "anomaly_job_anomalies": "Number of anomalous series found by the last run.",
+    "anomaly_job_metric_failed": "1 when the last run could not score a configured metric, else 0.",
+}
+
+_ALLOW_POS_INF = frozenset({"anomaly_forecast_breach_seconds"})
+_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+GroupingKey = tuple[tuple[str, str], ...]
+#: Performs one HTTP request: (request, timeout seconds) → response body. Raises
+#: ``urllib.error.HTTPError`` for HTTP errors and ``OSError``/``URLError`` for transport errors.
+Transport = Callable[[urllib.request.Request, float], bytes]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One gauge value: metric ``name``, ``labels`` (without ``job``/``instance`` semantics)."""
+
+    name: str
+    labels: Mapping[str, str]
+    value: float
+
+
+@dataclass(frozen=True)
+class PushReport:
+    """What one :meth:`PushgatewaySink.push` did.
+
+    ``groups_pushed``/``groups_deleted`` hold grouping keys without ``job`` (``{}`` is the job
+    group).
+    """
+
+    groups_pushed: tuple[dict[str, str], ...] = ()
+    groups_deleted: tuple[dict[str, str], ...] = ()
+    samples_pushed: int = 0
+    samples_dropped: int = 0
+    duplicates: int = 0
+
+
+def grouping_key_for(
+    labels: Mapping[str, str], tenant_label: str | None, shard: str | None = None
+) -> dict[str, str]:
+    """The grouping key (without ``job``) of a sample with ``labels``."""
+    key: dict[str, str] = {}
+    if tenant_label is not None and labels.get(tenant_label):
+        key[tenant_label] = labels[tenant_label]
+    if shard is not None:
+        key["shard"] = shard
+    return key
+
+
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url.rstrip("/")
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port is not None else "")
+    return urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _transport_reason(exc: BaseException, timeout: float) -> str:
+    reason: Any = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, TimeoutError | socket.timeout):
+        return f"no answer within {timeout:g}s (timed out)"
+    if isinstance(reason, ssl.SSLError):
+        return "TLS handshake or certificate verification failed"
+    if isinstance(reason, socket.gaierror):
+        return "host name cannot be resolved"
+    if isinstance(reason, ConnectionResetError):
+        return "connection reset by peer"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror.lower()
+    return f"request failed ({type(reason).__name__})"
+
+
+class _Families(Collector):
+    def __init__(self, families: list[GaugeMetricFamily]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        return iter(self._families)
+
+
+@dataclass
+class _Group:
+    key: dict[str, str]
+    samples: dict[tuple[str, GroupingKey], float] = field(default_factory=dict)
+
+
+class PushgatewaySink:
+    """Pushes samples to a Pushgateway so that each push replaces the previous one.
+
+    Parameters
+    ----------
+    config : PushgatewayConfig
+        URL, ``job``, timeout, retries, headers, auth and TLS.
+    tenant_label : str or None
+        Samples carrying this label go to their tenant's group; ``None`` puts everything in the
+        job group.
+    shard : str, optional
+        Adds ``shard=<shard>`` to every grouping key; deletion then only touches this shard.
+    transport : callable, optional
+        ``(urllib.request.Request, timeout) -> bytes``; replaces the HTTP(S) opener in tests.
+    sleep : callable, optional
+        Used between retries (``time.sleep`` by default).
+    """
+
+    def __init__(
+        self,
+        config: PushgatewayConfig,
+        tenant_label: str | None,
+        *,
+        shard: str | None = None,
+        transport: Transport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if shard is not None and not shard:
+            raise ValueError("`shard` must be a non-empty string or None")
+        self.config = config
+        self.tenant_label = tenant_label
+        self.shard = shard
+        self.url = config.url.rstrip("/")
+        self._display_url = _redact_url(self.url)
+        self._sleep = sleep
+        self._transport = transport or self._default_transport()
+        self._reserved = {"job"} | ({"shard"} if shard is not None else set())
+
+    def __repr__(self) -> str:
+        return f"PushgatewaySink(url={self._display_url!r}, job={self.config.job!r})"
+
+    # ----------------------------------------------------------------------- public API
+
+    def push(self, samples: Iterable[Sample]) -> PushReport:
+        """Replace everything this job (and shard) pushed before with ``samples``.
+
+        Raises
+        ------
+        SinkError
+            The Pushgateway is unreachable or rejected a request; names the URL.
+        """
+        groups, dropped, dups = self._group(samples)
+        pushed: list[dict[str, str]] = []
+        n_pushed = 0
+        for gkey in sorted(groups):
+            group = groups[gkey]
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(_Families(self._families(group)))
+            push_to_gateway(
+                self.url,
+                job=self.config.job,
+                registry=registry,
+                grouping_key=group.key,
+                timeout=self.config.timeout_seconds,
+                handler=self._handler(f"push group {self._describe(group.key)}"),
+            )
+            pushed.append(group.key)
+            n_pushed += len(group.samples)
+        deleted = self._delete_stale(set(groups))
+        log.info(
+            "pushed %d samples in %d groups to %s, deleted %d stale groups, dropped %d samples",
+            n_pushed,
+            len(pushed),
+            self._display_url,
+            len(deleted),
+            dropped,
+        )
+        return PushReport(tuple(pushed), tuple(deleted), n_pushed, dropped, dups)
+
+    def existing_groups(self) -> list[dict[str, str]]:
+        """Grouping keys (without ``job``) of every group of our job on the Pushgateway."""
+        body = self._request("GET", self.url + "/api/v1/metrics", b"", [], "list groups")
+        try:
+            doc = json.loads(body)
+            items = doc["data"]
+            out = []
+            for item in items:
+                labels = dict(item["labels"])
+                if labels.pop("job", None) == self.config.job:
+                    out.append({str(k): str(v) for k, v in labels.items()})
+            return out
+        except (ValueError, KeyError, TypeError) as e:
+            raise SinkError(
+                f"Pushgateway at {self._display_url} answered GET /api/v1/metrics with "
+                f"something unexpected ({type(e).__name__}); is it a Pushgateway >= 0.10?"
+            ) from None
+
+    # ----------------------------------------------------------------------- grouping
+
+    def _group(self, samples: Iterable[Sample]) -> tuple[dict[GroupingKey, _Group], int, int]:
+        groups: dict[GroupingKey, _Group] = {}
+        dropped = dups = 0
+        for s in samples:
+            value = float(s.value)
+            if math.isnan(value) or (
+                math.isinf(value) and not (value > 0 and s.name in _ALLOW_POS_INF)
+            ):
+                dropped += 1
+                continue
+            if not _NAME_RE.match(s.name) or s.name.startswith("__"):
+                log.warning("not pushing sample with invalid metric name %r", s.name)
+                dropped += 1
+                continue
+            labels = self._labels(s)
+            if labels is None:
+                dropped += 1
+                continue
+            gkey = grouping_key_for(s.labels, self.tenant_label, self.shard)
+            hkey: GroupingKey = tuple(sorted(gkey.items()))
+            group = groups.setdefault(hkey, _Group(gkey))
+            skey = (s.name, tuple(sorted(labels.items())))
+            if skey in group.samples:
+                dups += 1
+            group.samples[skey] = value
+        if dups:
+            log.warning("%d samples had the same name and labels as another; kept the last", dups)
+        return groups, dropped, dups
+
+    def _labels(self, s: Sample) -> dict[str, str] | None:
+        out: dict[str, str] = {}
+        for k, v in s.labels.items():
+            if not _LABEL_RE.match(k) or k.startswith("__"):
+                log.warning("not pushing %s: invalid label name %r", s.name, k)
+                return None
+            if not isinstance(v, str):
+                v = str(v)
+            if v == "":
+                continue
+            out[f"exported_{k}" if k in self._reserved else k] = v
+        return out
+
+    def _families(self, group: _Group) -> list[GaugeMetricFamily]:
+        families: dict[str, GaugeMetricFamily] = {}
+        for (name, labels), value in group.samples.items():
+            fam = families.get(name)
+            if fam is None:
+                help_text = HELP.get(name, f"{name} (pushed by the anomaly job)")
+                fam = families[name] = GaugeMetricFamily(name, help_text)
+            fam.add_sample(name, dict(labels), value)
+        return [families[n] for n in sorted(families)]
+
+    def _describe(self, key: Mapping[str, str]) -> str:
+        inner = ",".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in sorted(key.items()))
+        return "{" + inner + "}"
+
+    # ----------------------------------------------------------------------- deletion
+
+    def _delete_stale(self, current: set[GroupingKey]) -> list[dict[str, str]]:
+        deleted = []
+        for key in self.existing_groups():
+            if key.get("shard") != self.shard:
+                continue  # another shard's (or an unsharded) group: not ours to delete
+            if tuple(sorted(key.items())) in current:
+                continue
+            delete_from_gateway(
+                self.url,
+                job=self.config.job,
+                grouping_key=key,
+                timeout=self.config.timeout_seconds,
+                handler=self._handler(f"delete stale group {self._describe(key)}"),
+            )
+            deleted.append(key)
+        return deleted
+
+    # ----------------------------------------------------------------------- HTTP
+
+    def _handler(self, what: str) -> Callable[..., Callable[[], None]]:
+        """A prometheus_client push handler that goes through :meth:`_request`."""
+
+        def handler(
+            url: str,
+            method: str,
+            timeout: float | None,
+            headers: list[tuple[str, str]],
+            data: bytes,
+        ) -> Callable[[], None]:
+            def send() -> None:
+                self._request(method, url, data, headers, what)
+
+            return send
+
+        return handler
+
+    def _auth_headers(self) -> list[tuple[str, str]]:
+        cfg = self.config
+        headers = list(cfg.headers.items())
+        if cfg.auth.bearer_token:
+            headers.append(("Authorization", f"Bearer {cfg.auth.bearer_token}"))
+        elif cfg.auth.username is not None:
+            token = base64.b64encode(f"{cfg.auth.username}:{cfg.auth.password or ''}".encode())
+            headers.append(("Authorization", f"Basic {token.decode('ascii')}"))
+        return headers
+
+    def _default_transport(self) -> Transport:
+        tls = self.config.tls
+        if not tls.verify:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        else:
+            context = ssl.create_default_context(cafile=tls.ca_file)
+        if tls.cert_file:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+
+        def transport(request: urllib.request.Request, timeout: float) -> bytes:
+            with opener.open(request, timeout=timeout) as resp:
+                return bytes(resp.read())
+
+        return transport
+
+    def _request(
+        self, method: str, url: str, data: bytes, headers: list[tuple[str, str]], what: str
+    ) -> bytes:
+        cfg = self.config
+        attempts = max(int(cfg.retries), 0) + 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            request = urllib.request.Request(url, data=data or None, method=method)
+            for k, v in [*headers, *self._auth_headers()]:
+                request.add_header(k, v)
+            try:
+                return self._transport(request, cfg.timeout_seconds)
+            except urllib.error.HTTPError as e:
+                status = e.code
+                try:
+                    detail = _one_line(e.read().decode("utf-8", "replace"))
+                except OSError:
+                    detail = ""
+                detail = detail or str(e.reason)
+                if status in _RETRY_STATUSES and not last:
+                    log.warning(
+                        "Pushgateway at %s answered HTTP %d to %s; retrying (%d/%d)",
+                        self._display_url,
+                        status,
+                        what,
+                        attempt + 1,
+                        attempts - 1,
+                    )
+                    self._backoff(attempt)
+                    continue
+                raise SinkError(
+                    f"Pushgateway at {self._display_url} rejected {what} (HTTP {status}): {detail}"
+                ) from None
+            except (urllib.error.URLError, OSError) as e:
+                reason = _transport_reason(e, cfg.timeout_seconds)
+                if last:
+                    tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+                    raise SinkError(
+                        f"cannot reach Pushgateway at {self._display_url}: {reason}{tries}"
+                    ) from None
+                log.warning(
+                    "Pushgateway at %s: %s; retrying (%d/%d)",
+                    self._display_url,
+                    reason,
+                    attempt + 1,
+                    attempts - 1,
+                )
+                self._backoff(attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _backoff(self, attempt: int) -> None:
+        delay = self.config.retry_backoff_seconds * (2**attempt)
+        if delay > 0:
+            self._sleep(delay)
