@@ -42,6 +42,7 @@ as +Inf when no breach is within the horizon). Dropped samples are counted in th
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import logging
 import math
@@ -164,6 +165,8 @@ def _transport_reason(exc: BaseException, timeout: float) -> str:
         return "host name cannot be resolved"
     if isinstance(reason, ConnectionResetError):
         return "connection reset by peer"
+    if isinstance(reason, http.client.HTTPException):
+        return f"malformed HTTP answer ({type(reason).__name__})"
     if isinstance(reason, OSError) and reason.strerror:
         return reason.strerror.lower()
     return f"request failed ({type(reason).__name__})"
@@ -437,7 +440,7 @@ class PushgatewaySink:
                 raise SinkError(
                     f"Pushgateway at {self._display_url} rejected {what} (HTTP {status}): {detail}"
                 ) from None
-            except (urllib.error.URLError, OSError) as e:
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
                 reason = _transport_reason(e, cfg.timeout_seconds)
                 if last:
                     tries = f" (after {attempts} attempts)" if attempts > 1 else ""

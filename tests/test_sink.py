@@ -472,3 +472,13 @@ def test_e2e_rejection_names_the_url(pushgateway: str) -> None:
         SinkError, match=rf"^Pushgateway at {pushgateway} rejected push group .*HTTP 400"
     ):
         sink.push(cycle(["a"]))
+
+
+def test_a_malformed_http_answer_is_a_sink_error() -> None:
+    import http.client
+
+    sink, gw, _ = make_sink(retries=1)
+    gw.fail = [http.client.BadStatusLine("garbage")] * 2
+    with pytest.raises(SinkError, match="malformed HTTP answer"):
+        sink.push(cycle(["a"]))
+    assert len(gw.requests) == 2
