@@ -604,6 +604,8 @@ def evaluation_scenario(
                 magnitude = float(rng.choice([-0.5, 0.5]))
             if kind in ("spike", "dip"):
                 points = int(rng.integers(1, 3))
+                if metric == "ai_cost":  # read through rate(...[15m]): one point would blur away
+                    points = 2
                 start: float = grid_end - (points - 1) * step_seconds
                 stop: float | None = grid_end
             else:
