@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import threading
@@ -499,3 +500,38 @@ def test_organization_down_inhibits_its_own_anomaly_alerts() -> None:
         time.sleep(2)  # a few group_intervals: the inhibited alert is never delivered
         muted = has_alert(alertname="AnomalyDetected", organization_id="org-07")
         assert not any(muted(n) for n in hook.notifications)
+
+
+def _readme_silences() -> list[list[str]]:
+    """The ``amtool ... silence add`` commands of deploy/alertmanager/README.md, as argv."""
+    text = (CONFIG.parent / "README.md").read_text().replace("\\\n", " ")
+    commands = []
+    for line in text.splitlines():
+        if line.startswith("amtool $AM silence add"):
+            argv = shlex.split(line.replace("$USER", "tester"))
+            commands.append(argv[2:])  # without "amtool $AM"
+    return commands
+
+
+@pytest.mark.e2e
+def test_readme_silences_work(amtool: str) -> None:
+    """The documented maintenance-window commands are accepted by a real Alertmanager."""
+    commands = _readme_silences()
+    assert len(commands) >= 4
+    try:
+        devstack.find_binary("alertmanager")
+    except devstack.MissingBinaryError as e:
+        pytest.skip(f"{e} (make test installs it)")
+    with devstack.run_alertmanager() as am:
+        for argv in commands:
+            proc = _amtool(amtool, f"--alertmanager.url={am.url}", *argv)
+            assert proc.returncode == 0, f"{argv}: {proc.stderr}"
+        listed = _amtool(
+            amtool,
+            f"--alertmanager.url={am.url}",
+            "silence",
+            "query",
+            "-q",
+            "organization_id=org-07",
+        )
+        assert len(listed.stdout.split()) >= 3, listed.stdout
