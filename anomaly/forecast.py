@@ -1,0 +1,423 @@
+"""Seasonal trend forecasts with prediction intervals, and the time until they cross a threshold.
+
+The model, per series and vectorised over all series of a grid:
+
+``y(t) = reference(t) + d(t)``
+    The *reference* is the seasonal expectation: in ``weekly`` mode the (lightly smoothed)
+    value one week earlier (the median over up to three earlier weeks when the history holds
+    them), in ``daily`` mode the median time-of-day profile over all days. Weekly mode is what
+    keeps a tenant whose spend only swings with the week (low weekends, a Monday climb) from
+    being extrapolated into a breach; it needs a week plus two days of history, and ``auto``
+    falls back to daily mode with less.
+
+``d(t + k) = A + q * (A - B) + (dc(t - 1d + k') - B)``  with ``k = q * 1d + k'``
+    The deviation from the reference continues as it did over the last day: ``A`` and ``B``
+    are robust levels of ``d`` over the last ``smooth_seconds`` now and one day earlier, and
+    ``dc`` is ``d`` smoothed over ``smooth_seconds``. So the trend grows by ``A - B`` a day and
+    inside the day it grows *in the shape it grew yesterday*: a spend ramp that only climbs in
+    business hours (the 24-hour rolling sum of a drifting rate does exactly that) is forecast
+    to climb in business hours again, rather than at its daily average pace. A linear ramp is
+    extrapolated exactly; a series without trend gets ``A - B`` and the shape near zero.
+
+Intervals are normal approximations whose variance grows with the lead time ``k``:
+``sigma_noise**2 + sigma_day**2 * (k / 1d + (k / 1d)**2)``, where ``sigma_noise`` is the spread
+of ``d`` around ``dc`` (point noise) and ``sigma_day`` the spread of the day-over-day change of
+``dc`` (how irregular the trend and the reference are).
+
+:func:`breach_seconds` reads the *point* forecast: the first time it crosses the threshold and
+stays crossed for ``min_duration_seconds``, 0 if the newest value has crossed, ``+Inf`` if the
+forecast does not cross within the horizon.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+SECONDS_PER_DAY = 86400.0
+SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
+
+SEASONS = ("auto", "weekly", "daily")
+DIRECTIONS = ("above", "below")
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Point forecast and prediction interval of every series on a future grid.
+
+    Arrays of shape ``(n_h, n_series)`` hold, for an invalid series, NaN; for a valid one,
+    finite numbers with ``lower <= value <= upper``.
+    """
+
+    times: np.ndarray
+    """Shape ``(n_h,)``: epoch seconds ``now + step, now + 2 * step, ...`` (past the horizon at most by one step)."""
+    value: np.ndarray
+    """Shape ``(n_h, n_series)``: point forecast."""
+    lower: np.ndarray
+    """Shape ``(n_h, n_series)``: lower edge of the central ``interval`` band."""
+    upper: np.ndarray
+    """Shape ``(n_h, n_series)``: upper edge of the band."""
+    valid: np.ndarray
+    """Shape ``(n_series,)``, bool: whether the series could be forecast."""
+    reason: list[str | None]
+    """Per series: why it is invalid, else ``None``."""
+    now: float
+    """Epoch seconds of the newest input point."""
+    step_seconds: float
+    last_value: np.ndarray
+    """Shape ``(n_series,)``: newest input value (NaN if missing)."""
+    season: str
+    """``weekly`` or ``daily``: the reference the forecast used."""
+
+    def at(self, horizon_seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(value, lower, upper)`` at ``now + horizon_seconds``, each of shape ``(n_series,)``.
+
+        The forecast point at or just after the requested time is used.
+        """
+        if not 0 < horizon_seconds <= self.times[-1] - self.now + 1e-9:
+            raise ValueError(
+                f"`horizon_seconds` must be in (0, {self.times[-1] - self.now:g}], "
+                f"got {horizon_seconds}"
+            )
+        i = int(np.searchsorted(self.times, self.now + horizon_seconds - 1e-6))
+        return self.value[i], self.lower[i], self.upper[i]
+
+
+def forecast(
+    times: np.ndarray,
+    values: np.ndarray,
+    horizon_seconds: float,
+    *,
+    step_seconds: float | None = None,
+    interval: float = 0.9,
+    season: str = "auto",
+    smooth_seconds: float = 3600.0,
+    min_history_seconds: float = 2 * SECONDS_PER_DAY,
+    multiplicative: bool | None = None,
+) -> Forecast:
+    """Forecast every column of `values` to `horizon_seconds` past the newest time.
+
+    Parameters
+    ----------
+    times : array, shape (n_t,)
+        Epoch seconds on a regular grid, ascending.
+    values : array, shape (n_t, n_series) or (n_t,)
+        One series per column (never mixed); NaN marks a gap.
+    horizon_seconds : float
+        How far ahead to forecast; the grid has ``ceil(horizon_seconds / step_seconds)`` points.
+    step_seconds : float, optional
+        Grid spacing; by default the spacing of `times`.
+    interval : float
+        Central coverage of the band ``[lower, upper]``, in (0, 1).
+    season : {"auto", "weekly", "daily"}
+        The reference (see the module docstring); ``auto`` is weekly with at least
+        ``7d + 1d + 2 * smooth_seconds`` of history, else daily.
+    smooth_seconds : float
+        Window of the robust levels and of the smoothing of the deviation.
+    min_history_seconds : float
+        A series with a shorter span of finite values is invalid (at least a day and a bit).
+
+    Returns
+    -------
+    Forecast
+        Invalid series (too short, no values in the last `smooth_seconds`) are NaN with a reason;
+        nothing is raised for them.
+    """
+    t = np.asarray(times, dtype=float)
+    y = np.array(values, dtype=float)  # a copy: ±Inf become NaN below
+    if y.ndim == 1:
+        y = y[:, None]
+    if t.ndim != 1 or y.ndim != 2 or y.shape[0] != t.size:
+        raise ValueError(
+            f"`times` must have shape (n_t,) and `values` (n_t, n_series), got {t.shape} "
+            f"and {np.shape(values)}"
+        )
+    if not math.isfinite(horizon_seconds) or horizon_seconds <= 0:
+        raise ValueError(f"`horizon_seconds` must be positive, got {horizon_seconds}")
+    if not 0 < interval < 1:
+        raise ValueError(f"`interval` must be in (0, 1), got {interval}")
+    if season not in SEASONS:
+        raise ValueError(f"`season` must be one of {list(SEASONS)}, got {season!r}")
+    if t.size < 2 and step_seconds is None:
+        raise ValueError(f"`times` needs at least 2 points to infer the step, got {t.size}")
+    step = float(step_seconds) if step_seconds is not None else float(np.median(np.diff(t)))
+    if not step > 0:
+        raise ValueError(f"`step_seconds` must be positive, got {step}")
+    if t.size > 1 and not np.allclose(np.diff(t), step, rtol=0, atol=1e-6 * step + 1e-9):
+        raise ValueError(f"`times` must be a regular grid with step {step:g} s")
+    y[~np.isfinite(y)] = np.nan
+
+    n_t, n_s = y.shape
+    per_day = max(1, round(SECONDS_PER_DAY / step))
+    per_week = 7 * per_day
+    n_h = max(1, math.ceil(horizon_seconds / step - 1e-9))
+    smooth = max(1, round(smooth_seconds / step))
+    if season == "auto":
+        season = "weekly" if n_t >= per_week + per_day + 2 * smooth else "daily"
+
+    now = float(t[-1]) if n_t else 0.0
+    future_t = now + step * np.arange(1, n_h + 1)
+    empty = np.full((n_h, n_s), np.nan)
+    last_value = y[-1].copy() if n_t else np.full(n_s, np.nan)
+
+    # Which series can be forecast at all.
+    finite = np.isfinite(y)
+    any_finite = finite.any(axis=0)
+    first = np.where(any_finite, np.argmax(finite, axis=0), n_t)
+    span = (n_t - first) * step
+    recent = finite[max(0, n_t - smooth) :].any(axis=0)
+    reason: list[str | None] = [None] * n_s
+    for j in range(n_s):
+        if not any_finite[j]:
+            reason[j] = "no finite values"
+        elif span[j] < min_history_seconds or n_t < per_day + 2 * smooth:
+            reason[j] = (
+                f"too short: {span[j] / 3600:.1f} h of history, need {min_history_seconds / 3600:.1f} h"
+            )
+        elif not recent[j]:
+            reason[j] = f"no values in the last {smooth * step / 3600:.1f} h"
+    valid = np.array([r is None for r in reason], dtype=bool)
+    if not valid.any():
+        return Forecast(
+            future_t,
+            empty,
+            empty.copy(),
+            empty.copy(),
+            valid,
+            reason,
+            now,
+            step,
+            last_value,
+            season,
+        )
+
+    cols = np.flatnonzero(valid)
+    yv = y[:, cols]
+
+    # The tail where the deviation d is needed: the last day plus margins for the smoothing,
+    # and one more day for the day-over-day spread that sizes the interval.
+    r0 = max(0, n_t - 2 * per_day - 2 * smooth)
+    daily = _daily_profile(t, yv, step, per_day)
+    ref_tail = _reference(yv, daily, t, step, per_day, per_week, r0, n_t + n_h, season)
+    ref_past = ref_tail[: n_t - r0]
+    ref_future = ref_tail[n_t - r0 :]
+    # Positive series (spend, rates, latencies) deviate multiplicatively: a drifting rate
+    # scales the weekday and the weekend alike, so the ratio to the reference grows evenly
+    # where the difference would jump at every weekend.
+    with np.errstate(invalid="ignore"):
+        tail = yv[r0:]
+        positive = (np.nanmin(tail, axis=0) > 0) & (np.nanmin(ref_tail, axis=0) > 0)
+    if multiplicative is False:
+        positive[:] = False
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.where(positive, tail / ref_past - 1.0, tail - ref_past)
+
+    # Robust levels now and a day earlier; the deviation smoothed (centred where possible).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        n_d = d.shape[0]
+        a = np.nanmedian(d[n_d - smooth :], axis=0)
+        b_rows = d[max(0, n_d - per_day - smooth) : n_d - per_day]
+        b = np.nanmedian(b_rows, axis=0) if b_rows.size else np.full(a.shape, np.nan)
+        dc = _centred_nanmean(d, smooth)
+        noise = d - dc
+        sigma_noise = 1.4826 * np.nanmedian(np.abs(noise - np.nanmedian(noise, axis=0)), axis=0)
+        day_change = dc[per_day:] - dc[:-per_day] if n_d > per_day else np.empty((0, cols.size))
+        sigma_day = 1.4826 * np.nanmedian(
+            np.abs(day_change - np.nanmedian(day_change, axis=0)), axis=0
+        )
+
+    a = np.where(np.isfinite(a), a, 0.0)
+    trend_day = np.where(np.isfinite(b), a - b, 0.0)
+    b = a - trend_day
+    # Yesterday's shape of the deviation from B onwards, k' = 1..per_day; gaps fall back to
+    # the straight line with the same daily growth.
+    shape = dc[n_d - per_day : n_d] - b if n_d >= per_day else np.full((per_day, cols.size), np.nan)
+    line = trend_day * (np.arange(1, per_day + 1) / per_day)[:, None]
+    shape = np.where(np.isfinite(shape), shape, line)
+
+    k = np.arange(1, n_h + 1)
+    q, k_in_day = np.divmod(k - 1, per_day)
+    dev = a + q[:, None] * trend_day + shape[k_in_day]
+
+    # The reference can still have holes (a slot never observed): the recent median stands in.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        recent_median = np.nanmedian(yv[max(0, n_t - per_day) :], axis=0)
+    fallback = np.where(positive, recent_median / (1.0 + a), recent_median - a)
+    fallback = np.where(np.isfinite(fallback), fallback, 0.0)
+    ref_future = np.where(np.isfinite(ref_future), ref_future, fallback)
+    point = np.where(positive, ref_future * (1.0 + dev), ref_future + dev)
+
+    sigma_noise = np.where(np.isfinite(sigma_noise), sigma_noise, 0.0)
+    sigma_day = np.where(np.isfinite(sigma_day), sigma_day, sigma_noise)
+    sigma_day = np.maximum(sigma_day, 0.25 * sigma_noise)
+    lead = (k / per_day)[:, None]
+    sd = np.sqrt(sigma_noise**2 + sigma_day**2 * (lead + lead**2))
+    sd = np.where(positive, np.abs(ref_future) * sd, sd)
+    sd = np.sqrt(sd**2 + (1e-6 * np.maximum(1.0, np.abs(point))) ** 2)
+    z = NormalDist().inv_cdf(0.5 + interval / 2)
+
+    value, lower, upper = empty, empty.copy(), empty.copy()
+    value[:, cols] = point
+    lower[:, cols] = point - z * sd
+    upper[:, cols] = point + z * sd
+    return Forecast(future_t, value, lower, upper, valid, reason, now, step, last_value, season)
+
+
+def breach_seconds(
+    fc: Forecast,
+    last_values: np.ndarray | None = None,
+    threshold: float = 0.0,
+    direction: str = "above",
+    now: float | None = None,
+    *,
+    min_duration_seconds: float = 1800.0,
+) -> np.ndarray:
+    """Seconds from `now` until the point forecast crosses `threshold`, per series.
+
+    Parameters
+    ----------
+    fc : Forecast
+    last_values : array, shape (n_series,), optional
+        Newest actual values (default ``fc.last_value``); a crossed one gives 0.
+    threshold : float
+    direction : {"above", "below"}
+        ``above``: crossed when ``value >= threshold`` (spend); ``below``: ``value <= threshold``
+        (a completion ratio, free capacity).
+    now : float, optional
+        Epoch seconds the countdown starts from (default ``fc.now``).
+    min_duration_seconds : float
+        The forecast must stay crossed this long (or until the horizon ends) for the crossing to
+        count, so that one noisy forecast point does not raise a breach.
+
+    Returns
+    -------
+    array, shape (n_series,)
+        0 if already crossed, the seconds until the first lasting crossing, ``+inf`` if none
+        within the horizon, NaN for an invalid series.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"`direction` must be one of {list(DIRECTIONS)}, got {direction!r}")
+    if not math.isfinite(threshold):
+        raise ValueError(f"`threshold` must be finite, got {threshold}")
+    if min_duration_seconds < 0:
+        raise ValueError(f"`min_duration_seconds` must be non-negative, got {min_duration_seconds}")
+    last = fc.last_value if last_values is None else np.asarray(last_values, dtype=float)
+    if last.shape != fc.valid.shape:
+        raise ValueError(f"`last_values` must have shape {fc.valid.shape}, got {last.shape}")
+    start = fc.now if now is None else float(now)
+
+    with np.errstate(invalid="ignore"):
+        if direction == "above":
+            crossed = fc.value >= threshold
+            already = last >= threshold
+        else:
+            crossed = fc.value <= threshold
+            already = last <= threshold
+
+    # Lasting: crossed at i and at every point of the following run of `need` points (or to
+    # the end of the horizon). A reverse cumulative count of consecutive crossed points.
+    need = max(1, math.ceil(min_duration_seconds / fc.step_seconds - 1e-9) + 1)
+    run = np.zeros(crossed.shape, dtype=int)
+    count = np.zeros(crossed.shape[1], dtype=int)
+    n_h = crossed.shape[0]
+    for i in range(n_h - 1, -1, -1):
+        count = np.where(crossed[i], count + 1, 0)
+        run[i] = count
+    remaining = n_h - np.arange(n_h)[:, None]
+    lasting = crossed & (run >= np.minimum(need, remaining))
+    has = lasting.any(axis=0)
+    first = np.argmax(lasting, axis=0)
+    seconds = np.where(has, fc.times[first] - start, np.inf)
+    seconds = np.where(already, 0.0, np.maximum(seconds, 0.0))
+    return np.where(fc.valid, seconds, np.nan)
+
+
+def _daily_profile(t: np.ndarray, y: np.ndarray, step: float, per_day: int) -> np.ndarray:
+    """Median time-of-day profile, shape ``(per_day, n_series)``, lightly smoothed, NaN if unseen."""
+    n_t, n_s = y.shape
+    offset = int(round((t[0] % SECONDS_PER_DAY) / step)) % per_day
+    n_days = math.ceil((offset + n_t) / per_day)
+    grid = np.full((n_days * per_day, n_s), np.nan)
+    grid[offset : offset + n_t] = y
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        profile = np.nanmedian(grid.reshape(n_days, per_day, n_s), axis=0)
+    half = min(2, per_day // 2)
+    if half:
+        stacked = np.stack([np.roll(profile, s, axis=0) for s in range(-half, half + 1)])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            profile = np.nanmean(stacked, axis=0)
+    return np.asarray(profile)
+
+
+def _reference(
+    y: np.ndarray,
+    daily: np.ndarray,
+    t: np.ndarray,
+    step: float,
+    per_day: int,
+    per_week: int,
+    lo: int,
+    hi: int,
+    season: str,
+) -> np.ndarray:
+    """Seasonal reference at grid indices ``lo..hi-1`` (past and future), shape ``(hi-lo, n_s)``."""
+    n_t = y.shape[0]
+    idx = np.arange(lo, hi)
+    slot = (int(round((t[0] % SECONDS_PER_DAY) / step)) + idx) % per_day
+    by_day = daily[slot]
+    if season == "daily":
+        return by_day
+    # Same slot in earlier weeks (the newest week before `n_t` for future points), each value
+    # smoothed over +-2 points; the median over up to three weeks.
+    weeks_back = np.maximum(1, -((n_t - idx - 1) // per_week))  # ceil((idx - n_t + 1) / W)
+    picks = []
+    for extra in range(3):
+        src = idx - per_week * (weeks_back + extra)
+        picks.append(_smoothed_at(y, src))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        weekly = np.nanmedian(np.stack(picks), axis=0)
+    return np.where(np.isfinite(weekly), weekly, by_day)
+
+
+def _smoothed_at(y: np.ndarray, idx: np.ndarray, half: int = 2) -> np.ndarray:
+    """Mean of ``y`` over ``idx - half .. idx + half`` (NaN-aware; NaN where ``idx`` is outside)."""
+    n_t = y.shape[0]
+    total = np.zeros((idx.size, y.shape[1]))
+    count = np.zeros((idx.size, y.shape[1]))
+    for s in range(-half, half + 1):
+        j = idx + s
+        ok = (j >= 0) & (j < n_t)
+        rows = np.where(ok, j, 0)
+        v = y[rows]
+        good = ok[:, None] & np.isfinite(v)
+        total += np.where(good, v, 0.0)
+        count += good
+    inside = (idx >= 0) & (idx < n_t)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = total / count
+    out[~inside] = np.nan
+    return out
+
+
+def _centred_nanmean(a: np.ndarray, window: int) -> np.ndarray:
+    """Mean over a centred window of `window` rows (truncated at the ends), NaN-aware."""
+    half_lo = window // 2
+    half_hi = window - 1 - half_lo
+    ok = np.isfinite(a)
+    csum = np.concatenate([np.zeros((1, a.shape[1])), np.cumsum(np.where(ok, a, 0.0), axis=0)])
+    ccnt = np.concatenate([np.zeros((1, a.shape[1])), np.cumsum(ok, axis=0)])
+    n = a.shape[0]
+    i = np.arange(n)
+    lo = np.clip(i - half_lo, 0, n)
+    hi = np.clip(i + half_hi + 1, 0, n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (csum[hi] - csum[lo]) / (ccnt[hi] - ccnt[lo])
