@@ -8,7 +8,7 @@ result for one column depends on another column, which is what keeps tenants apa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -333,7 +333,7 @@ def _as_indices(
 
 
 def concat_columns(
-    parts: list[Mapping[str, np.ndarray]], fields: Mapping[str, Field]
+    parts: Sequence[Mapping[str, np.ndarray]], fields: Mapping[str, Field]
 ) -> dict[str, np.ndarray]:
     """Put states side by side; non-series arrays must agree exactly."""
     out: dict[str, np.ndarray] = {}

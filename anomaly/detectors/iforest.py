@@ -131,15 +131,15 @@ class IsolationForestDetector:
         self.feature_ = np.zeros(shape, dtype=np.int8)
         self.threshold_ = np.zeros(shape, dtype=np.float32)
         self.n_node_samples_ = np.zeros(shape, dtype=np.int16)
-        for j, tr in enumerate(trees):
+        for col, tr in enumerate(trees):
             if tr is None:
                 continue
             m = tr["feature"].shape[1]
-            self.children_left_[:, :m, j] = tr["children_left"]
-            self.children_right_[:, :m, j] = tr["children_right"]
-            self.feature_[:, :m, j] = tr["feature"]
-            self.threshold_[:, :m, j] = tr["threshold"]
-            self.n_node_samples_[:, :m, j] = tr["n_node_samples"]
+            self.children_left_[:, :m, col] = tr["children_left"]
+            self.children_right_[:, :m, col] = tr["children_right"]
+            self.feature_[:, :m, col] = tr["feature"]
+            self.threshold_[:, :m, col] = tr["threshold"]
+            self.n_node_samples_[:, :m, col] = tr["n_node_samples"]
         self.max_samples_ = max_samples
         self.valid_ = ok
         self.reason_ = reason

@@ -1,0 +1,192 @@
+"""One contract suite over every detector and the combined model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from _synthetic import make_panel
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from anomaly.detectors.iforest import IsolationForestDetector
+from anomaly.detectors.seasonal import SeasonalDetector
+from anomaly.errors import DataError
+from anomaly.scoring import AnomalyModel
+
+
+@dataclass
+class Case:
+    name: str
+    make: Callable[[], Any]
+    fit: Callable[[Any, np.ndarray, np.ndarray], Any]
+    score: Callable[[Any, np.ndarray, np.ndarray], np.ndarray]
+
+
+def _features(t: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return SeasonalDetector().fit(t, v).features(t, v)
+
+
+CASES = [
+    Case(
+        "seasonal",
+        SeasonalDetector,
+        lambda m, t, v: m.fit(t, v),
+        lambda m, t, v: m.anomaly_score(t, v)[-48:],
+    ),
+    Case(
+        "iforest",
+        lambda: IsolationForestDetector(n_estimators=10, max_samples=64),
+        lambda m, t, v: m.fit(_features(t, v)),
+        lambda m, t, v: m.evidence(_features(t, v)[-48:]),
+    ),
+    Case(
+        "model",
+        lambda: AnomalyModel(n_estimators=10, max_samples=64),
+        lambda m, t, v: m.fit(t, v),
+        lambda m, t, v: m.score(t, v, n_eval=24).score,
+    ),
+]
+IDS = [c.name for c in CASES]
+
+
+@pytest.fixture(scope="module")
+def panel() -> tuple[np.ndarray, np.ndarray]:
+    times, values, _ = make_panel(21, 6, "spike")
+    values[:, 5] = np.nan
+    return times, values
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_fit_returns_self_and_scores_are_finite(case: Case, panel: Any) -> None:
+    t, v = panel
+    model = case.make()
+    assert case.fit(model, t, v) is model
+    s = case.score(model, t, v)
+    assert s.shape[1] == v.shape[1] and np.all(np.isfinite(s)) and np.all(s >= 0)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_refit_replaces_state(case: Case, panel: Any) -> None:
+    t, v = panel
+    model = case.fit(case.make(), t, v)
+    other = case.fit(case.make(), t, v * 3 + 1)
+    case.fit(model, t, v * 3 + 1)
+    np.testing.assert_allclose(case.score(model, t, v), case.score(other, t, v))
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_state_round_trip_gives_identical_scores(case: Case, panel: Any) -> None:
+    t, v = panel
+    model = case.fit(case.make(), t, v)
+    state = model.get_state()
+    assert all(isinstance(a, np.ndarray) and a.dtype != object for a in state.values())
+    again = type(model).from_state({k: a.copy() for k, a in state.items()})
+    np.testing.assert_array_equal(case.score(again, t, v), case.score(model, t, v))
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_select_and_concat_match_the_whole(case: Case, panel: Any) -> None:
+    t, v = panel
+    model = case.fit(case.make(), t, v)
+    whole = case.score(model, t, v)
+    left, right = model.select(np.arange(0, 2)), model.select(np.array([2, 3, 4, 5]))
+    joined = type(model).concat([left, right])
+    np.testing.assert_allclose(case.score(joined, t, v), whole, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(case.score(right, t, v[:, 2:]), whole[:, 2:], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_tenant_isolation(case: Case, panel: Any) -> None:
+    t, v = panel
+    base = case.score(case.fit(case.make(), t, v), t, v)
+    changed = v.copy()
+    changed[:, 1:] = changed[::-1, 1:] * 7.0
+    other = case.score(case.fit(case.make(), t, changed), t, changed)
+    np.testing.assert_allclose(other[:, 0], base[:, 0], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {},
+        {"model.threshold": np.array(0.5)},
+        "not a dict",
+    ],
+)
+def test_from_state_rejects_garbage(bad: Any) -> None:
+    with pytest.raises(DataError):
+        AnomalyModel.from_state(bad)
+
+
+def test_from_state_rejects_inconsistent_shapes(panel: Any) -> None:
+    t, v = panel
+    state = AnomalyModel(n_estimators=5, max_samples=32).fit(t, v).get_state()
+    for key, bad in [
+        ("seasonal.scale", state["seasonal.scale"][:, :-1]),
+        ("seasonal.profile", state["seasonal.profile"].astype(np.int64)),
+        ("iforest.children_left", state["iforest.children_left"] + 10_000),
+        ("seasonal.c", -state["seasonal.c"]),
+        ("iforest.feature", state["iforest.feature"] + 100),
+    ]:
+        broken = dict(state)
+        broken[key] = bad
+        with pytest.raises(DataError):
+            AnomalyModel.from_state(broken)
+
+
+def test_invalid_series_get_reasons_and_zero_scores() -> None:
+    times, values, _ = make_panel(4, 4, None)
+    values[:, 0] = np.nan
+    values[:, 1] = 3.0
+    values[:-100, 2] = np.nan
+    values[5, 3] = np.inf
+    result = AnomalyModel(n_estimators=5, max_samples=32).fit(times, values).score(times, values)
+    assert result.valid.tolist() == [False, False, False, True]
+    assert result.reason[0] == "all values missing"
+    assert result.reason[1] == "constant"
+    assert result.reason[2] is not None and result.reason[2].startswith("too short")
+    assert result.reason[3] is None
+    assert np.all(result.score[:, :3] == 0) and not result.is_anomaly[:, :3].any()
+    assert np.all(np.isnan(result.expected[:, :3]))
+    assert np.all(np.isfinite(result.expected[:, 3]))
+    assert result.lower[-1, 3] <= result.expected[-1, 3] <= result.upper[-1, 3]
+
+
+_MODEL_CACHE: dict[str, AnomalyModel] = {}
+
+
+def _fitted() -> tuple[np.ndarray, AnomalyModel]:
+    if "m" not in _MODEL_CACHE:
+        times, values, _ = make_panel(8, 3, None, n_days=3.0)
+        _MODEL_CACHE["m"] = AnomalyModel(n_estimators=5, max_samples=32).fit(times, values)
+        _MODEL_CACHE["t"] = times  # type: ignore[assignment]
+    return _MODEL_CACHE["t"], _MODEL_CACHE["m"]  # type: ignore[return-value]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hnp.arrays(np.float64, (60, 3), elements=st.floats(allow_nan=True, allow_infinity=True)))
+def test_scores_always_in_unit_interval(window: np.ndarray) -> None:
+    times, model = _fitted()
+    result = model.score(times[-60:], window, n_eval=5)
+    assert np.all(np.isfinite(result.score))
+    assert np.all((result.score >= 0) & (result.score <= 1))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    hnp.arrays(
+        np.float64,
+        (300, 2),
+        elements=st.one_of(st.floats(min_value=-1e12, max_value=1e12), st.just(np.nan)),
+    )
+)
+def test_fit_on_arbitrary_finite_data_never_crashes(values: np.ndarray) -> None:
+    times = 1767571200.0 + 300.0 * np.arange(300)
+    model = AnomalyModel(n_estimators=3, max_samples=16).fit(times, values)
+    score = model.score(times, values, n_eval=10).score
+    assert np.all(np.isfinite(score)) and np.all((score >= 0) & (score <= 1))

@@ -1,0 +1,42 @@
+"""The numpy tree traversal reproduces scikit-learn's ``score_samples``."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.ensemble import IsolationForest
+
+from anomaly.detectors.iforest import IsolationForestDetector
+
+
+def test_traversal_equals_sklearn_score_samples() -> None:
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(600, 6, 3))
+    train[:4, 2, :] = np.nan
+    det = IsolationForestDetector(n_estimators=30, max_samples=100, random_state=7).fit(train)
+    test = rng.normal(size=(200, 6, 3)) * 3
+    ours = det.isolation_score(test)
+    for j in range(3):
+        ref = IsolationForest(n_estimators=30, max_samples=100, random_state=7)
+        ref.fit(np.nan_to_num(train[:, :, j]))
+        np.testing.assert_allclose(
+            ours[:, j], -ref.score_samples(test[:, :, j]), rtol=0, atol=1e-12
+        )
+
+
+def test_state_is_small_integer_and_float32_arrays() -> None:
+    rng = np.random.default_rng(1)
+    det = IsolationForestDetector(n_estimators=10, max_samples=64).fit(rng.normal(size=(300, 4, 2)))
+    state = det.get_state()
+    assert state["children_left"].dtype == np.int16
+    assert state["threshold"].dtype == np.float32
+    assert state["children_left"].shape[0] == 10 and state["children_left"].shape[-1] == 2
+    assert all(a.dtype != object for a in state.values())
+
+
+def test_short_series_is_skipped_with_reason() -> None:
+    feats = np.random.default_rng(2).normal(size=(100, 4, 2))
+    feats[10:, 0, 1] = np.nan
+    det = IsolationForestDetector(n_estimators=5, min_rows=50).fit(feats)
+    assert det.valid_.tolist() == [True, False]
+    assert "too short" in det.reason_[1]
+    assert np.all(det.evidence(feats)[:, 1] == 0)
