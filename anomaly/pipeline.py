@@ -168,7 +168,7 @@ def load_or_fit(
                 try:
                     stored = AnomalyModel.from_state(arrays)
                     ids = meta.get("keys", [])
-                    if len(ids) != stored_n_series(stored):
+                    if len(ids) != stored.n_series_:
                         raise DataError("key count does not match the stored model")
                     stored_ids = {k: i for i, k in enumerate(ids)}
                 except (DataError, TypeError, ValueError) as e:
@@ -203,12 +203,6 @@ def load_or_fit(
     return model, len(missing)
 
 
-def stored_n_series(model: AnomalyModel) -> int:
-    state = model.get_state()
-    shapes = [a.shape[-1] for a in state.values() if a.ndim >= 1]
-    return max(shapes) if shapes else 0
-
-
 # --------------------------------------------------------------------------- the cycle
 
 
@@ -240,6 +234,7 @@ def _samples_for(config: Config, mc: MetricConfig, frame: Frame, result: ScoreRe
             "anomaly_expected_value": float(result.expected[last, j]),
             "anomaly_lower_bound": float(result.lower[last, j]),
             "anomaly_upper_bound": float(result.upper[last, j]),
+            "anomaly_actual_value": float(frame.values[last, j]),
         }
         for name, value in vals.items():
             if math.isfinite(value):

@@ -1,0 +1,157 @@
+"""End to end: generated data with known anomalies → real Prometheus → `anomaly run --once` →
+real Pushgateway (and Prometheus scraping it). Asserts what the servers then hold."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from anomaly import devstack, synth
+from tests.conftest import write_config
+
+pytestmark = pytest.mark.e2e
+
+TENANT = "organization_id"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    stack: devstack.Stack
+    dataset: synth.Dataset
+    truth: set[tuple[str, str]]
+    config: Path
+    run: subprocess.CompletedProcess[str]
+
+
+def anomaly_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "anomaly.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def pushed(stack: devstack.Stack) -> list[dict]:
+    """Every metric family the Pushgateway holds, per group."""
+    r = requests.get(f"{stack.pushgateway_url}/api/v1/metrics", timeout=10)
+    r.raise_for_status()
+    return r.json()["data"]
+
+
+def pushed_samples(stack: devstack.Stack, name: str) -> list[tuple[dict[str, str], float]]:
+    out = []
+    for group in pushed(stack):
+        family = group.get(name)
+        if not family:
+            continue
+        for m in family["metrics"]:
+            out.append((m["labels"], float(m["value"])))
+    return out
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+    for name in ("prometheus", "pushgateway", "promtool"):
+        devstack.find_binary(name)
+    dataset, truth = synth.evaluation_scenario(n_tenants=24, seed=42)
+    with devstack.run_stack(dataset=dataset, with_alertmanager=False) as stack:
+        config = write_config(tmp_path_factory.mktemp("run") / "config.yaml", stack)
+        run = anomaly_cli("run", "--once", "--config", str(config), "--at", str(dataset.end))
+        yield Scenario(stack, dataset, truth, config, run)
+
+
+def test_run_succeeds_and_summarises(scenario: Scenario) -> None:
+    assert scenario.run.returncode == 0, scenario.run.stderr[-3000:]
+    assert "Traceback" not in scenario.run.stderr
+    assert "scored 144 series" in scenario.run.stdout
+    assert "health (global" in scenario.run.stdout
+
+
+def test_detection_quality_f1(scenario: Scenario) -> None:
+    flagged = {
+        (labels[TENANT], labels["metric"])
+        for labels, value in pushed_samples(scenario.stack, "anomaly_detected")
+        if value == 1.0
+    }
+    tp = len(flagged & scenario.truth)
+    fp = sorted(flagged - scenario.truth)
+    fn = sorted(scenario.truth - flagged)
+    precision = tp / max(len(flagged), 1)
+    recall = tp / len(scenario.truth)
+    f1 = 2 * precision * recall / max(precision + recall, 1e-9)
+    print(f"\nE2E detection: TP={tp} FP={len(fp)} FN={len(fn)} F1={f1:.3f} FP={fp} FN={fn}")
+    assert len(scenario.truth) >= 15
+    assert f1 >= 0.9, f"F1 {f1:.3f}: false positives {fp}, missed {fn}"
+    assert len(fp) <= 2, f"false positives {fp}"
+
+
+def test_every_series_has_bands_and_finite_scores(scenario: Scenario) -> None:
+    scores = pushed_samples(scenario.stack, "anomaly_score")
+    assert len(scores) == 24 * 6
+    for labels, value in scores:
+        assert 0.0 <= value <= 1.0
+        assert labels["metric"] in synth.METRICS
+        assert labels.get("team") and labels.get("severity")
+    expected = {(lab[TENANT], lab["metric"]) for lab, _ in pushed_samples(scenario.stack, "anomaly_expected_value")}
+    assert len(expected) == 24 * 6
+    lower = {(lab[TENANT], lab["metric"]): v for lab, v in pushed_samples(scenario.stack, "anomaly_lower_bound")}
+    upper = {(lab[TENANT], lab["metric"]): v for lab, v in pushed_samples(scenario.stack, "anomaly_upper_bound")}
+    assert all(lower[k] <= upper[k] for k in lower)
+
+
+def test_no_tenant_labels_leak_between_groups(scenario: Scenario) -> None:
+    groups = pushed(scenario.stack)
+    tenant_groups = [g for g in groups if TENANT in g["labels"]]
+    assert len(tenant_groups) == 24
+    for g in tenant_groups:
+        owner = g["labels"][TENANT]
+        for key, family in g.items():
+            if key in ("labels", "last_push_successful", "push_time_seconds", "push_failure_time_seconds"):
+                continue
+            for m in family["metrics"]:
+                assert m["labels"].get(TENANT) == owner, (owner, key, m["labels"])
+
+
+def test_health_scores_and_job_series(scenario: Scenario) -> None:
+    health = {lab[TENANT]: v for lab, v in pushed_samples(scenario.stack, "anomaly_health_score")}
+    assert len(health) == 24
+    assert all(0 <= v <= 100 for v in health.values())
+    troubled = {t for t, _ in scenario.truth}
+    clean = set(health) - troubled
+    assert min(health[t] for t in clean) > min(health[t] for t in troubled)
+    job = {name: pushed_samples(scenario.stack, name) for name in (
+        "anomaly_job_last_success_timestamp_seconds", "anomaly_job_series", "anomaly_job_series_failed",
+        "anomaly_job_duration_seconds")}
+    assert job["anomaly_job_series"][0][1] == 144
+    assert job["anomaly_job_series_failed"][0][1] == 0
+    assert job["anomaly_job_last_success_timestamp_seconds"][0][1] > scenario.dataset.end - 600
+
+
+def test_prometheus_scrapes_the_results(scenario: Scenario) -> None:
+    rows = devstack.wait_for_query(
+        scenario.stack.prometheus_url, 'anomaly_detected{job="anomaly_detector"} == 1', timeout_seconds=30
+    )
+    flagged = {(r["metric"][TENANT], r["metric"]["metric"]) for r in rows}
+    assert flagged and flagged <= {
+        (lab[TENANT], lab["metric"])
+        for lab, v in pushed_samples(scenario.stack, "anomaly_detected") if v == 1.0
+    }
+
+
+def test_second_run_reuses_stored_models_and_replaces_groups(scenario: Scenario) -> None:
+    models = scenario.config.parent / "models"
+    assert sorted(p.suffix for p in models.glob("*.npz")) == [".npz"] * 6
+    before = {p.name: p.stat().st_mtime_ns for p in models.glob("*.npz")}
+    run = anomaly_cli("run", "--once", "--config", str(scenario.config), "--at", str(scenario.dataset.end))
+    assert run.returncode == 0, run.stderr[-2000:]
+    after = {p.name: p.stat().st_mtime_ns for p in models.glob("*.npz")}
+    assert before == after, "a warm run must reuse the stored models"
+    assert "0 fitted" in run.stderr
+    assert len(pushed_samples(scenario.stack, "anomaly_score")) == 24 * 6
