@@ -10,7 +10,7 @@ The model, per series and vectorised over all series of a grid:
     being extrapolated into a breach; it needs a week plus two days of history, and ``auto``
     falls back to daily mode with less.
 
-``d(t + k) = A + q * (A - B) + (dc(t - 1d + k') - B)``  with ``k = q * 1d + k'``
+``d(t + k) = A + rho * (q * (A - B) + dc(t - 1d + k') - B)``  with ``k = q * 1d + k'``
     The deviation from the reference continues as it did over the last day: ``A`` and ``B``
     are robust levels of ``d`` over the last ``smooth_seconds`` now and one day earlier, and
     ``dc`` is ``d`` smoothed over ``smooth_seconds``. So the trend grows by ``A - B`` a day and
@@ -18,6 +18,11 @@ The model, per series and vectorised over all series of a grid:
     business hours (the 24-hour rolling sum of a drifting rate does exactly that) is forecast
     to climb in business hours again, rather than at its daily average pace. A linear ramp is
     extrapolated exactly; a series without trend gets ``A - B`` and the shape near zero.
+    ``rho`` is the acceleration: today's growth over the last ``recent_seconds`` divided by
+    the growth over the same hours yesterday (1 unless both are clearly beyond the noise,
+    bounded by ``max_acceleration``), so a ramp in its first day is not under-forecast.
+    For positive series ``d`` is the ratio ``y / reference - 1`` (a drifting rate scales
+    weekdays and weekends alike), otherwise the difference.
 
 Intervals are normal approximations whose variance grows with the lead time ``k``:
 ``sigma_noise**2 + sigma_day**2 * (k / 1d + (k / 1d)**2)``, where ``sigma_noise`` is the spread
@@ -98,6 +103,8 @@ def forecast(
     smooth_seconds: float = 3600.0,
     min_history_seconds: float = 2 * SECONDS_PER_DAY,
     multiplicative: bool | None = None,
+    recent_seconds: float = 12 * 3600.0,
+    max_acceleration: float = 3.0,
 ) -> Forecast:
     """Forecast every column of `values` to `horizon_seconds` past the newest time.
 
@@ -120,6 +127,13 @@ def forecast(
         Window of the robust levels and of the smoothing of the deviation.
     min_history_seconds : float
         A series with a shorter span of finite values is invalid (at least a day and a bit).
+    multiplicative : bool, optional
+        Deviation from the reference as a ratio (default: for every series whose recent values
+        and reference are all positive) or, with ``False``, as a difference.
+    recent_seconds : float
+        Window comparing today's growth with yesterday's (the acceleration).
+    max_acceleration : float
+        Bound of that growth ratio, both ways.
 
     Returns
     -------
@@ -223,6 +237,10 @@ def forecast(
         a = np.nanmedian(d[n_d - smooth :], axis=0)
         b_rows = d[max(0, n_d - per_day - smooth) : n_d - per_day]
         b = np.nanmedian(b_rows, axis=0) if b_rows.size else np.full(a.shape, np.nan)
+        recent = max(1, round(recent_seconds / step))
+        a_then = np.nanmedian(d[max(0, n_d - recent - smooth) : n_d - recent], axis=0)
+        b_rows = d[max(0, n_d - per_day - recent - smooth) : max(0, n_d - per_day - recent)]
+        b_then = np.nanmedian(b_rows, axis=0) if b_rows.size else np.full(a.shape, np.nan)
         dc = _centred_nanmean(d, smooth)
         noise = d - dc
         sigma_noise = 1.4826 * np.nanmedian(np.abs(noise - np.nanmedian(noise, axis=0)), axis=0)
@@ -240,9 +258,26 @@ def forecast(
     line = trend_day * (np.arange(1, per_day + 1) / per_day)[:, None]
     shape = np.where(np.isfinite(shape), shape, line)
 
+    # Acceleration: how today's growth over the last `recent_seconds` compares with the same
+    # hours yesterday. A ramp in its first day grows faster today than yesterday; yesterday's
+    # shape is scaled by the ratio when both growths are clearly beyond the noise.
+    grow_now = a - a_then
+    grow_then = b - b_then
+    noise_floor = 4.0 * np.where(np.isfinite(sigma_noise), sigma_noise, 0.0) / math.sqrt(smooth)
+    clear = (
+        np.isfinite(grow_now)
+        & np.isfinite(grow_then)
+        & (np.abs(grow_then) > noise_floor)
+        & (np.abs(grow_now) > noise_floor)
+        & (np.sign(grow_now) == np.sign(grow_then))
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(clear, grow_now / grow_then, 1.0)
+    ratio = np.clip(ratio, 1.0 / max_acceleration, max_acceleration)
+
     k = np.arange(1, n_h + 1)
     q, k_in_day = np.divmod(k - 1, per_day)
-    dev = a + q[:, None] * trend_day + shape[k_in_day]
+    dev = a + ratio * (q[:, None] * trend_day + shape[k_in_day])
 
     # The reference can still have holes (a slot never observed): the recent median stands in.
     with warnings.catch_warnings():
@@ -339,15 +374,32 @@ def breach_seconds(
 
 
 def _daily_profile(t: np.ndarray, y: np.ndarray, step: float, per_day: int) -> np.ndarray:
-    """Median time-of-day profile, shape ``(per_day, n_series)``, lightly smoothed, NaN if unseen."""
+    """Median time-of-day profile, shape ``(per_day, n_series)``, lightly smoothed, NaN if unseen.
+
+    A trend across days (Theil-Sen slope of the daily medians) is removed first, so that a
+    ramp leaves a flat profile and not a saw-tooth whose jump would sit at midnight.
+    """
     n_t, n_s = y.shape
     offset = int(round((t[0] % SECONDS_PER_DAY) / step)) % per_day
     n_days = math.ceil((offset + n_t) / per_day)
     grid = np.full((n_days * per_day, n_s), np.nan)
     grid[offset : offset + n_t] = y
+    days = grid.reshape(n_days, per_day, n_s)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        profile = np.nanmedian(grid.reshape(n_days, per_day, n_s), axis=0)
+        medians = np.nanmedian(days, axis=1)  # (n_days, n_s)
+        medians[np.isfinite(days).sum(axis=1) < 0.8 * per_day] = np.nan
+        i, j = np.triu_indices(n_days, k=1)
+        slope = (
+            np.nanmedian((medians[j] - medians[i]) / (j - i)[:, None], axis=0) if i.size else None
+        )
+    if slope is not None:
+        slope = np.where(np.isfinite(slope), slope, 0.0)
+        position = np.arange(n_days * per_day) / per_day - (offset + n_t - 1) / per_day
+        days = days - (position[:, None] * slope).reshape(n_days, per_day, n_s)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        profile = np.nanmedian(days, axis=0)
     half = min(2, per_day // 2)
     if half:
         stacked = np.stack([np.roll(profile, s, axis=0) for s in range(-half, half + 1)])
@@ -376,7 +428,7 @@ def _reference(
     if season == "daily":
         return by_day
     # Same slot in earlier weeks (the newest week before `n_t` for future points), each value
-    # smoothed over +-2 points; the median over up to three weeks.
+    # smoothed over +-4 points; the median over up to three weeks.
     weeks_back = np.maximum(1, -((n_t - idx - 1) // per_week))  # ceil((idx - n_t + 1) / W)
     picks = []
     for extra in range(3):
@@ -388,7 +440,7 @@ def _reference(
     return np.where(np.isfinite(weekly), weekly, by_day)
 
 
-def _smoothed_at(y: np.ndarray, idx: np.ndarray, half: int = 2) -> np.ndarray:
+def _smoothed_at(y: np.ndarray, idx: np.ndarray, half: int = 4) -> np.ndarray:
     """Mean of ``y`` over ``idx - half .. idx + half`` (NaN-aware; NaN where ``idx`` is outside)."""
     n_t = y.shape[0]
     total = np.zeros((idx.size, y.shape[1]))

@@ -1,0 +1,230 @@
+"""Forecasts and time-to-breach on seeded synthetic series with known trends."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from anomaly import synth
+from anomaly.forecast import Forecast, breach_seconds, forecast
+
+STEP = 300
+DAY = 86400.0
+HOUR = 3600.0
+END = 1_704_412_800.0  # 2024-01-05 00:00 UTC, a Friday
+
+
+def grid(days: float, end: float = END) -> np.ndarray:
+    n = int(days * DAY // STEP) + 1
+    return end - STEP * np.arange(n - 1, -1, -1, dtype=float)
+
+
+def daily_wave(t: np.ndarray, base: float = 50.0, amplitude: float = 20.0) -> np.ndarray:
+    return base + amplitude * np.sin(2 * np.pi * (t % DAY) / DAY)
+
+
+def rolling_day(counter: np.ndarray) -> np.ndarray:
+    lag = round(DAY / STEP)
+    out = np.full_like(counter, np.nan)
+    out[lag:] = counter[lag:] - counter[:-lag]
+    return out
+
+
+def test_linear_ramp_is_extrapolated() -> None:
+    t = grid(9)
+    rng = np.random.default_rng(0)
+    y = 10.0 + 5.0 * (t - t[0]) / DAY + rng.normal(0, 0.2, t.size)
+    fc = forecast(t, y, DAY, step_seconds=STEP)
+    expected = 10.0 + 5.0 * (t[-1] + DAY - t[0]) / DAY
+    value, lower, upper = fc.at(DAY)
+    assert fc.valid.all()
+    assert value[0] == pytest.approx(expected, abs=1.0)
+    assert lower[0] < expected < upper[0]
+    assert fc.times[0] == t[-1] + STEP and fc.times.size == 288
+
+
+@pytest.mark.parametrize("days", [4, 9])  # daily and weekly reference
+def test_daily_seasonal_without_trend_follows_profile_and_never_breaches(days: int) -> None:
+    t = grid(days)
+    rng = np.random.default_rng(1)
+    y = daily_wave(t) * np.exp(rng.normal(0, 0.05, t.size))
+    fc = forecast(t, y, DAY, step_seconds=STEP)
+    truth = daily_wave(fc.times)
+    assert np.max(np.abs(fc.value[:, 0] - truth)) < 6.0
+    assert np.corrcoef(fc.value[:, 0], truth)[0, 1] > 0.95
+    peak = float(np.max(y))
+    assert breach_seconds(fc, threshold=peak + 5.0)[0] == math.inf
+    # The forecast's own daily peak is a real crossing of a lower threshold.
+    assert 0 < breach_seconds(fc, threshold=65.0)[0] < DAY
+
+
+def test_drifting_spend_is_forecast_to_breach_before_it_does() -> None:
+    """The canonical case: rolling 24 h AI spend of a tenant whose spend rate drifts upwards."""
+    end = END + 3 * DAY
+    horizon_end = end + 2 * DAY
+    clean = synth.generate(6, days=12, step_seconds=STEP, end=horizon_end, seed=5)
+    base = rolling_day(clean.matrix("ai_cost"))[:, 2]
+    start = end - 1.5 * DAY
+    # Rate +100 %/day of the base from `start` on; magnitude is relative to the data's end.
+    growth = max(1.0, (100.0 / float(np.nanmedian(base[-288:])) - 1.0) / 1.0)
+    drift = synth.Injection(
+        "org-03", "ai_cost", "trend_drift", start, None, growth * (horizon_end - start) / DAY
+    )
+    data = synth.generate(
+        6, days=12, step_seconds=STEP, end=horizon_end, seed=5, injections=[drift]
+    )
+    spend = rolling_day(data.matrix("ai_cost"))
+    t = np.asarray(data.timestamps)
+    crossed = np.flatnonzero(spend[:, 2] >= 100.0)
+    actual = float(t[crossed[0]])
+    assert actual > start + DAY  # the scenario really crosses later, with a ramp before it
+
+    n = int(np.searchsorted(t, actual - 4 * HOUR)) + 1
+    history = slice(n - 9 * 288, n)
+    fc = forecast(t[history], spend[history], DAY, step_seconds=STEP)
+    breach = breach_seconds(fc, threshold=100.0)
+    assert np.isfinite(breach[2])
+    assert abs(t[n - 1] + breach[2] - actual) < 1.5 * HOUR
+    others = [j for j in range(6) if j != 2 and np.nanmax(spend[history, j]) < 90.0]
+    assert others and np.all(np.isinf(breach[others]))
+
+
+def test_steady_weekly_spend_is_not_forecast_to_breach() -> None:
+    """A tenant at $60-95/day on weekdays whose rolling spend climbs every Monday stays silent."""
+    data = synth.generate(12, days=14, step_seconds=STEP, end=END + 3 * DAY, seed=11)
+    spend = rolling_day(data.matrix("ai_cost"))
+    t = np.asarray(data.timestamps)
+    high = np.nanmax(spend, axis=0) < 100.0
+    for hours_back in range(0, 72, 6):
+        n = t.size - hours_back * 12
+        history = slice(n - 9 * 288, n)
+        fc = forecast(t[history], spend[history], DAY, step_seconds=STEP)
+        breach = breach_seconds(fc, threshold=100.0)
+        assert fc.season == "weekly"
+        assert np.all(np.isinf(breach[high])), hours_back
+
+
+def test_direction_below() -> None:
+    t = grid(6)
+    y = 0.95 - 0.05 * (t - t[0]) / DAY  # a completion ratio falling 5 points a day
+    fc = forecast(t, y, DAY, step_seconds=STEP)
+    last = float(y[-1])
+    seconds = breach_seconds(fc, threshold=last - 0.025, direction="below")
+    assert seconds[0] == pytest.approx(12 * HOUR, abs=1 * HOUR)
+    assert breach_seconds(fc, threshold=last - 0.025, direction="above")[0] == 0.0
+
+
+def test_already_crossed_is_zero_and_no_crossing_is_inf() -> None:
+    t = grid(4)
+    y = np.column_stack([np.full(t.size, 120.0), daily_wave(t)])
+    fc = forecast(t, y, DAY, step_seconds=STEP)
+    seconds = breach_seconds(fc, threshold=100.0)
+    assert seconds[0] == 0.0
+    assert seconds[1] == math.inf
+    # A newest value over the threshold counts even if the forecast falls back.
+    assert breach_seconds(fc, np.array([50.0, 150.0]), threshold=100.0)[1] == 0.0
+
+
+def test_short_crossings_are_not_breaches() -> None:
+    times = 1000.0 + STEP * np.arange(1, 13)
+    value = np.zeros((12, 1))
+    value[3, 0] = 5.0  # one point over: shorter than min_duration_seconds
+    value[8:, 0] = 5.0  # crossed to the end of the horizon
+    fc = Forecast(
+        times,
+        value,
+        value,
+        value,
+        np.array([True]),
+        [None],
+        1000.0,
+        float(STEP),
+        np.array([0.0]),
+        "daily",
+    )
+    assert breach_seconds(fc, threshold=1.0, min_duration_seconds=1800)[0] == 9 * STEP
+    assert breach_seconds(fc, threshold=1.0, min_duration_seconds=0)[0] == 4 * STEP
+
+
+def test_columns_are_independent() -> None:
+    t = grid(9)
+    rng = np.random.default_rng(3)
+    y = np.column_stack(
+        [daily_wave(t, 40 + 10 * j) * np.exp(rng.normal(0, 0.05, t.size)) for j in range(3)]
+    )
+    changed = y.copy()
+    changed[:, 1] = changed[:, 1] * 3 + 7 * (t - t[0]) / DAY
+    changed[-50:, 1] = np.nan
+    a = forecast(t, y, DAY, step_seconds=STEP)
+    b = forecast(t, changed, DAY, step_seconds=STEP)
+    for j in (0, 2):
+        np.testing.assert_array_equal(a.value[:, j], b.value[:, j])
+        np.testing.assert_array_equal(a.upper[:, j], b.upper[:, j])
+    assert not np.allclose(a.value[:, 1], b.value[:, 1], equal_nan=True)
+
+
+def test_invalid_series_are_reported_not_raised() -> None:
+    t = grid(3)
+    y = np.column_stack(
+        [daily_wave(t), np.full(t.size, np.nan), daily_wave(t), np.full(t.size, 7.0)]
+    )
+    y[:-200, 2] = np.nan  # under a day of history
+    fc = forecast(t, y, 6 * HOUR, step_seconds=STEP)
+    assert fc.valid.tolist() == [True, False, False, True]
+    assert fc.reason[1] == "no finite values"
+    assert fc.reason[2] is not None and "too short" in fc.reason[2]
+    assert np.isnan(fc.value[:, 1]).all()
+    assert np.allclose(fc.value[:, 3], 7.0)  # a constant stays constant
+    seconds = breach_seconds(fc, threshold=100.0)
+    assert np.isnan(seconds[1]) and np.isnan(seconds[2])
+
+
+def test_bad_arguments_name_the_parameter() -> None:
+    t = grid(3)
+    y = daily_wave(t)
+    with pytest.raises(ValueError, match="`horizon_seconds`"):
+        forecast(t, y, -3)
+    with pytest.raises(ValueError, match="`interval`"):
+        forecast(t, y, DAY, interval=1.5)
+    with pytest.raises(ValueError, match="regular grid"):
+        forecast(np.delete(t, 5), np.delete(y, 5), DAY)
+    fc = forecast(t, y, DAY)
+    with pytest.raises(ValueError, match="`direction`"):
+        breach_seconds(fc, threshold=1.0, direction="up")
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    days=st.floats(2.2, 9.5),
+    level=st.floats(-1e3, 1e3),
+    scale=st.floats(0.0, 100.0),
+    trend=st.floats(-50.0, 50.0),
+    gap_fraction=st.floats(0.0, 0.5),
+    horizon_hours=st.floats(0.1, 48.0),
+)
+def test_outputs_are_finite_and_ordered_for_valid_series(
+    seed: int,
+    days: float,
+    level: float,
+    scale: float,
+    trend: float,
+    gap_fraction: float,
+    horizon_hours: float,
+) -> None:
+    rng = np.random.default_rng(seed)
+    t = grid(days)
+    y = level + trend * ((t - t[0]) / DAY)[:, None] + scale * rng.standard_normal((t.size, 2))
+    y[rng.random(y.shape) < gap_fraction] = np.nan
+    y[-1] = level  # recent values present
+    fc = forecast(t, y, horizon_hours * HOUR, step_seconds=STEP)
+    assert fc.valid.all()
+    for a in (fc.value, fc.lower, fc.upper):
+        assert np.isfinite(a).all()
+    assert np.all(fc.lower <= fc.value) and np.all(fc.value <= fc.upper)
+    seconds = breach_seconds(fc, threshold=level + 10.0)
+    assert np.all((seconds >= 0) & ~np.isnan(seconds))
