@@ -101,7 +101,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             lock.release()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s; finishing the current run, then exiting", signal.Signals(signum).name)
+        log.info(
+            "received %s; finishing the current run, then exiting", signal.Signals(signum).name
+        )
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -144,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run one cycle: query, fit or load, score, push")
     r.add_argument("--once", action="store_true", help="run one cycle and exit")
-    r.add_argument("--config", "-c", default="config.yaml", help="config file (default: config.yaml)")
+    r.add_argument(
+        "--config", "-c", default="config.yaml", help="config file (default: config.yaml)"
+    )
     r.add_argument("--at", help="evaluate as of this time (epoch seconds or ISO 8601), for replays")
     r.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     r.set_defaults(func=cmd_run)

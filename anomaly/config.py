@@ -116,6 +116,7 @@ class MetricConfig:
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     forecast: ForecastConfig | None = None
     detect: bool = True
+    lookback_seconds: float | None = None  # overrides the global lookback for this metric
 
 
 @dataclass(frozen=True)
@@ -307,8 +308,16 @@ def _prometheus(raw: Any, base: Path) -> PrometheusConfig:
     raw = _mapping(raw, where)
     _check_keys(
         raw,
-        {"url", "headers", "timeout_seconds", "retries", "retry_backoff_seconds",
-         "max_points_per_query", "auth", "tls"},
+        {
+            "url",
+            "headers",
+            "timeout_seconds",
+            "retries",
+            "retry_backoff_seconds",
+            "max_points_per_query",
+            "auth",
+            "tls",
+        },
         where,
     )
     if "url" not in raw:
@@ -316,7 +325,9 @@ def _prometheus(raw: Any, base: Path) -> PrometheusConfig:
     return PrometheusConfig(
         url=_url(raw["url"], f"{where}.url"),
         headers=_str_map(raw.get("headers"), f"{where}.headers"),
-        timeout_seconds=_number(raw.get("timeout_seconds", 30), f"{where}.timeout_seconds", positive=True),
+        timeout_seconds=_number(
+            raw.get("timeout_seconds", 30), f"{where}.timeout_seconds", positive=True
+        ),
         retries=_int(raw.get("retries", 3), f"{where}.retries"),
         retry_backoff_seconds=_number(
             raw.get("retry_backoff_seconds", 0.5), f"{where}.retry_backoff_seconds", minimum=0
@@ -336,8 +347,16 @@ def _pushgateway(raw: Any, base: Path) -> PushgatewayConfig:
     raw = _mapping(raw, where)
     _check_keys(
         raw,
-        {"url", "job", "timeout_seconds", "retries", "retry_backoff_seconds", "headers", "auth",
-         "tls"},
+        {
+            "url",
+            "job",
+            "timeout_seconds",
+            "retries",
+            "retry_backoff_seconds",
+            "headers",
+            "auth",
+            "tls",
+        },
         where,
     )
     if "url" not in raw:
@@ -348,7 +367,9 @@ def _pushgateway(raw: Any, base: Path) -> PushgatewayConfig:
     return PushgatewayConfig(
         url=_url(raw["url"], f"{where}.url"),
         job=job,
-        timeout_seconds=_number(raw.get("timeout_seconds", 30), f"{where}.timeout_seconds", positive=True),
+        timeout_seconds=_number(
+            raw.get("timeout_seconds", 30), f"{where}.timeout_seconds", positive=True
+        ),
         retries=_int(raw.get("retries", 3), f"{where}.retries"),
         retry_backoff_seconds=_number(
             raw.get("retry_backoff_seconds", 0.5), f"{where}.retry_backoff_seconds", minimum=0
@@ -386,7 +407,7 @@ def _metrics(raw: Any) -> tuple[MetricConfig, ...]:
     for i, item in enumerate(raw):
         where = f"metrics[{i}]"
         item = _mapping(item, where)
-        _check_keys(item, {"name", "query", "labels", "forecast", "detect"}, where)
+        _check_keys(item, {"name", "query", "labels", "forecast", "detect", "lookback"}, where)
         for req in ("name", "query"):
             if req not in item:
                 raise ConfigError(f"{where}.{req}", "required key is missing")
@@ -408,6 +429,9 @@ def _metrics(raw: Any) -> tuple[MetricConfig, ...]:
                 labels=labels,
                 forecast=None if fc is None else _forecast(fc, f"{where}.forecast"),
                 detect=_bool(item.get("detect", True), f"{where}.detect"),
+                lookback_seconds=None
+                if item.get("lookback") is None
+                else parse_duration(item["lookback"], f"{where}.lookback"),
             )
         )
     return tuple(out)
@@ -422,8 +446,12 @@ def _detection(raw: Any) -> DetectionConfig:
         raise ConfigError(f"{where}.threshold", f"must be between 0 and 1, got {threshold!r}")
     return DetectionConfig(
         threshold=threshold,
-        refit_interval_seconds=parse_duration(raw.get("refit_interval", "1d"), f"{where}.refit_interval"),
-        min_history_points=_int(raw.get("min_history_points", 288), f"{where}.min_history_points", minimum=12),
+        refit_interval_seconds=parse_duration(
+            raw.get("refit_interval", "1d"), f"{where}.refit_interval"
+        ),
+        min_history_points=_int(
+            raw.get("min_history_points", 288), f"{where}.min_history_points", minimum=12
+        ),
     )
 
 
@@ -465,8 +493,17 @@ def _health(raw: Any, metric_names: set[str]) -> HealthConfig:
 
 
 _TOP_KEYS = {
-    "prometheus", "pushgateway", "tenant_label", "lookback", "step", "schedule", "model_dir",
-    "metrics", "health", "detection", "log_level",
+    "prometheus",
+    "pushgateway",
+    "tenant_label",
+    "lookback",
+    "step",
+    "schedule",
+    "model_dir",
+    "metrics",
+    "health",
+    "detection",
+    "log_level",
 }
 
 
@@ -484,7 +521,9 @@ def config_from_dict(raw: Any, base_dir: str | Path = ".") -> Config:
     lookback = parse_duration(raw.get("lookback", "7d"), "lookback")
     step = parse_duration(raw.get("step", "5m"), "step")
     if lookback < 10 * step:
-        raise ConfigError("lookback", f"must cover at least 10 steps ({10 * step:g}s), got {lookback:g}s")
+        raise ConfigError(
+            "lookback", f"must cover at least 10 steps ({10 * step:g}s), got {lookback:g}s"
+        )
     schedule = _str(raw.get("schedule", "*/5 * * * *"), "schedule")
     _check_cron(schedule)
     metrics = _metrics(raw.get("metrics"))

@@ -51,12 +51,15 @@ def main() -> int:
     print("injected incidents (the answer key):")
     for inj in dataset.injections:
         print("  " + _describe(inj, dataset.end))
-    with tempfile.TemporaryDirectory(prefix="anomaly-demo-") as tmp, devstack.run_stack(
-        dataset=dataset, with_alertmanager=False
-    ) as stack:
+    with (
+        tempfile.TemporaryDirectory(prefix="anomaly-demo-") as tmp,
+        devstack.run_stack(dataset=dataset, with_alertmanager=False) as stack,
+    ):
         backfill = stack.backfill
         if backfill is not None:
-            print(f"backfilled {backfill.samples} samples into Prometheus in {backfill.seconds:.1f}s")
+            print(
+                f"backfilled {backfill.samples} samples into Prometheus in {backfill.seconds:.1f}s"
+            )
         print(f"Prometheus {stack.prometheus_url}, Pushgateway {stack.pushgateway_url}")
         config = load_config(_config_for(stack, Path(tmp)))
         report = run_once(config, now=dataset.end)

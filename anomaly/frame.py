@@ -186,5 +186,7 @@ def frame_from_dataframe(
     for col in df.columns:
         labels = {tenant_label: str(col)} if tenant_label else {"series": str(col)}
         vals = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64)[order]
-        series.append((labels, grid[0] + np.rint((t - grid[0]) / step_seconds) * step_seconds, vals))
+        series.append(
+            (labels, grid[0] + np.rint((t - grid[0]) / step_seconds) * step_seconds, vals)
+        )
     return build_frame(metric, series, grid, tenant_label)

@@ -78,7 +78,9 @@ def tenant_health(
         weighted += obj.weight * s
         total_weight += obj.weight
         worst = min(worst, s)
-    components["objectives"] = 0.5 * (weighted / total_weight) + 0.5 * worst if total_weight else 100.0
+    components["objectives"] = (
+        0.5 * (weighted / total_weight) + 0.5 * worst if total_weight else 100.0
+    )
     penalty = sum(100.0 * min(max(s, 0.0), 1.0) for s in anomaly_scores.values()) / 2.0
     components["anomalies"] = max(0.0, 100.0 - penalty)
     ow, aw = config.objective_weight, config.anomaly_weight

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from anomaly.config import Config, MetricConfig
+from anomaly.config import Config, MetricConfig, format_duration
 from anomaly.errors import DataError, QueryError
+from anomaly.forecast import Forecast, breach_seconds, forecast
 from anomaly.frame import Frame, SeriesKey, build_frame, time_grid
 from anomaly.health import TenantHealth, global_health, tenant_health
 from anomaly.scoring import AnomalyModel, ScoreResult
@@ -54,6 +55,8 @@ class MetricOutcome:
     metric: MetricConfig
     frame: Frame | None = None
     result: ScoreResult | None = None
+    forecast: Forecast | None = None
+    breach_seconds: np.ndarray | None = None
     error: str | None = None
     refitted: int = 0
     seconds: float = 0.0
@@ -98,11 +101,15 @@ class RunReport:
 # --------------------------------------------------------------------------- library functions
 
 
-def evaluation_window(config: Config, now: float | None = None) -> np.ndarray:
-    """The grid a run reads: ``lookback`` back from ``now`` rounded down to ``step``."""
+def evaluation_window(
+    config: Config, now: float | None = None, metric: MetricConfig | None = None
+) -> np.ndarray:
+    """The grid a run reads: ``lookback`` (the metric's own, if set) back from ``now`` rounded
+    down to ``step``."""
     now = time.time() if now is None else now
     end = math.floor(now / config.step_seconds) * config.step_seconds
-    return time_grid(end - config.lookback_seconds, end, config.step_seconds)
+    lookback = (metric.lookback_seconds if metric else None) or config.lookback_seconds
+    return time_grid(end - lookback, end, config.step_seconds)
 
 
 def fetch_frame(
@@ -115,9 +122,11 @@ def fetch_frame(
     """Query one configured metric over the lookback and align it on the run's grid."""
     mc = config.metric(metric) if isinstance(metric, str) else metric
     source = source or PrometheusSource(config.prometheus)
-    times = evaluation_window(config, now)
+    times = evaluation_window(config, now, mc)
     raw = source.query_range(mc.query, float(times[0]), float(times[-1]), config.step_seconds)
-    return build_frame(mc.name, ((r.labels, r.times, r.values) for r in raw), times, config.tenant_label)
+    return build_frame(
+        mc.name, ((r.labels, r.times, r.values) for r in raw), times, config.tenant_label
+    )
 
 
 def detect(
@@ -206,7 +215,7 @@ def load_or_fit(
 # --------------------------------------------------------------------------- the cycle
 
 
-def _series_labels(config: Config, mc: MetricConfig, key: SeriesKey) -> dict[str, str]:
+def _series_labels(mc: MetricConfig, key: SeriesKey) -> dict[str, str]:
     labels = {}
     for k, v in key.labels:
         # The `metric` label is ours; a source label of that name is kept under another name.
@@ -216,9 +225,9 @@ def _series_labels(config: Config, mc: MetricConfig, key: SeriesKey) -> dict[str
     return labels
 
 
-def _samples_for(config: Config, mc: MetricConfig, frame: Frame, result: ScoreResult) -> tuple[
-    list[Sample], list[Finding]
-]:
+def _samples_for(
+    config: Config, mc: MetricConfig, frame: Frame, result: ScoreResult
+) -> tuple[list[Sample], list[Finding]]:
     samples: list[Sample] = []
     findings: list[Finding] = []
     last = -1
@@ -227,7 +236,7 @@ def _samples_for(config: Config, mc: MetricConfig, frame: Frame, result: ScoreRe
             continue
         score = float(np.max(result.score[:, j]))
         flagged = bool(np.any(result.is_anomaly[:, j]))
-        labels = _series_labels(config, mc, key)
+        labels = _series_labels(mc, key)
         vals = {
             "anomaly_score": score,
             "anomaly_detected": 1.0 if flagged else 0.0,
@@ -252,6 +261,31 @@ def _samples_for(config: Config, mc: MetricConfig, frame: Frame, result: ScoreRe
             )
         )
     return samples, findings
+
+
+def _forecast_samples(mc: MetricConfig, outcome: MetricOutcome) -> list[Sample]:
+    fc, frame = outcome.forecast, outcome.frame
+    if fc is None or frame is None or mc.forecast is None:
+        return []
+    horizon = mc.forecast.horizon_seconds
+    value, lower, upper = fc.at(horizon)
+    samples = []
+    for j, key in enumerate(frame.keys):
+        if not fc.valid[j]:
+            continue
+        labels = _series_labels(mc, key)
+        with_h = {**labels, "horizon": format_duration(horizon)}
+        samples += [
+            Sample("anomaly_forecast_value", with_h, float(value[j])),
+            Sample("anomaly_forecast_lower_bound", with_h, float(lower[j])),
+            Sample("anomaly_forecast_upper_bound", with_h, float(upper[j])),
+        ]
+        if outcome.breach_seconds is not None and mc.forecast.threshold is not None:
+            samples += [
+                Sample("anomaly_forecast_breach_seconds", labels, float(outcome.breach_seconds[j])),
+                Sample("anomaly_forecast_threshold", labels, mc.forecast.threshold),
+            ]
+    return samples
 
 
 def _newest(values: np.ndarray, k: int = 3) -> float:
@@ -286,7 +320,9 @@ def _health_samples(config: Config, report: RunReport) -> list[Sample]:
         samples.append(Sample("anomaly_health_score", {label: h.tenant}, h.score))
         for comp, value in h.components.items():
             samples.append(
-                Sample("anomaly_health_component_score", {label: h.tenant, "component": comp}, value)
+                Sample(
+                    "anomaly_health_component_score", {label: h.tenant, "component": comp}, value
+                )
             )
     if report.health:
         samples.append(Sample("anomaly_global_health_score", {}, report.global_health))
@@ -303,7 +339,11 @@ def _job_samples(config: Config, report: RunReport, finished_at: float) -> list[
     ]
     for o in report.outcomes:
         samples.append(
-            Sample("anomaly_job_metric_failed", {"metric": o.metric.name}, 0.0 if o.error is None else 1.0)
+            Sample(
+                "anomaly_job_metric_failed",
+                {"metric": o.metric.name},
+                0.0 if o.error is None else 1.0,
+            )
         )
     return samples
 
@@ -336,6 +376,18 @@ def score_metric(
         for j, reason in enumerate(outcome.result.reason):
             if reason:
                 log.warning("metric %s: series %s not scored: %s", mc.name, frame.keys[j], reason)
+    if mc.forecast is not None:
+        fc = forecast(
+            frame.times, frame.values, mc.forecast.horizon_seconds, step_seconds=frame.step_seconds
+        )
+        outcome.forecast = fc
+        if mc.forecast.threshold is not None:
+            outcome.breach_seconds = breach_seconds(
+                fc, None, mc.forecast.threshold, mc.forecast.direction
+            )
+        for j, reason in enumerate(fc.reason):
+            if reason:
+                log.warning("metric %s: series %s not forecast: %s", mc.name, frame.keys[j], reason)
     outcome.seconds = time.perf_counter() - t0
     return outcome
 
@@ -371,8 +423,15 @@ def run_once(
             n_anom = sum(1 for x in f if x.is_anomaly)
             log.info(
                 "[%d/%d] metric %s: %d series scored, %d anomalous, %d fitted, %.1fs",
-                i, len(config.metrics), mc.name, len(f), n_anom, outcome.refitted, outcome.seconds,
+                i,
+                len(config.metrics),
+                mc.name,
+                len(f),
+                n_anom,
+                outcome.refitted,
+                outcome.seconds,
             )
+        samples.extend(_forecast_samples(mc, outcome))
     report.health = _health(config, report)
     report.global_health = global_health(report.health)
     samples.extend(_health_samples(config, report))
@@ -400,6 +459,33 @@ def format_summary(report: RunReport, *, limit: int = 50) -> str:
                 f"  {who:<16} {f.metric:<14} {f.actual:>12.4g} vs {f.expected:>10.4g} "
                 f"[{f.lower:.4g}, {f.upper:.4g}]  score {f.score:.2f}"
             )
+    breaches = []
+    for o in report.outcomes:
+        if (
+            o.breach_seconds is None
+            or o.frame is None
+            or o.forecast is None
+            or not o.metric.forecast
+        ):
+            continue
+        fc_cfg = o.metric.forecast
+        value, _, _ = o.forecast.at(fc_cfg.horizon_seconds)
+        for j, key in enumerate(o.frame.keys):
+            b = float(o.breach_seconds[j])
+            if math.isfinite(b):
+                who = key.tenant if key.tenant is not None else str(key)
+                when = "already crossed" if b == 0 else f"crosses in {b / 3600:.1f}h"
+                breaches.append(
+                    (
+                        b,
+                        f"  {who:<16} {o.metric.name:<14} {when:<18} threshold "
+                        f"{fc_cfg.threshold:g} ({fc_cfg.direction}), forecast "
+                        f"{value[j]:.4g} in {format_duration(fc_cfg.horizon_seconds)}",
+                    )
+                )
+    if breaches:
+        lines.append("forecast threshold breaches:")
+        lines.extend(text for _, text in sorted(breaches)[:limit])
     if report.health:
         lines.append(f"health (global {report.global_health:.0f}/100):")
         for h in sorted(report.health, key=lambda h: h.score):

@@ -92,11 +92,26 @@ def test_format_duration_round_trips() -> None:
         ("schedule", "every minute", "schedule", "cron"),
         ("tenant_label", "org-id", "tenant_label", "label name"),
         ("detection.threshold", 1.5, "detection.threshold", "between 0 and 1"),
-        ("health.objectives", [{"metric": "nope", "max": 1}], "health.objectives[0].metric", "not a configured metric"),
+        (
+            "health.objectives",
+            [{"metric": "nope", "max": 1}],
+            "health.objectives[0].metric",
+            "not a configured metric",
+        ),
         ("health.objectives", [{"metric": "error_ratio"}], "health.objectives[0]", "max"),
         ("log_level", "LOUD", "log_level", "DEBUG"),
-        ("prometheus.auth", {"bearer_token_file": "/nonexistent/token"}, "prometheus.auth.bearer_token_file", "cannot read"),
-        ("prometheus.auth", {"password_env": "NO_SUCH_VAR_XYZ", "username": "u"}, "prometheus.auth.password_env", "not set"),
+        (
+            "prometheus.auth",
+            {"bearer_token_file": "/nonexistent/token"},
+            "prometheus.auth.bearer_token_file",
+            "cannot read",
+        ),
+        (
+            "prometheus.auth",
+            {"password_env": "NO_SUCH_VAR_XYZ", "username": "u"},
+            "prometheus.auth.password_env",
+            "not set",
+        ),
     ],
 )
 def test_invalid_values_name_the_key(path: str, value: object, key: str, fragment: str) -> None:

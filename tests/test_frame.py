@@ -19,7 +19,11 @@ def test_time_grid_is_aligned_and_inclusive() -> None:
 def test_build_frame_aligns_gaps_and_sorts_by_tenant() -> None:
     grid = time_grid(0, 900, 300)
     series = [
-        ({"organization_id": "b", "__name__": "x"}, np.array([0.0, 600.0]), np.array([1.0, np.inf])),
+        (
+            {"organization_id": "b", "__name__": "x"},
+            np.array([0.0, 600.0]),
+            np.array([1.0, np.inf]),
+        ),
         ({"organization_id": "a"}, np.array([300.0, 900.0]), np.array([2.0, 3.0])),
         ({"instance": "no-tenant"}, np.array([0.0]), np.array([1.0])),
         ({"organization_id": "a"}, np.array([0.0]), np.array([9.0])),

@@ -59,7 +59,9 @@ finite = st.floats(allow_nan=True, allow_infinity=True)
     err=st.lists(finite, max_size=3),
     scores=st.dictionaries(st.sampled_from(["latency_p95", "error_ratio", "x"]), st.floats(0, 1)),
 )
-def test_health_always_in_range(lat: list[float], err: list[float], scores: dict[str, float]) -> None:
+def test_health_always_in_range(
+    lat: list[float], err: list[float], scores: dict[str, float]
+) -> None:
     h = tenant_health(CFG, "t", {"latency_p95": lat, "error_ratio": err}, scores)
     assert 0.0 <= h.score <= 100.0
     assert all(0.0 <= v <= 100.0 for v in h.components.values())

@@ -99,10 +99,19 @@ def test_every_series_has_bands_and_finite_scores(scenario: Scenario) -> None:
         assert 0.0 <= value <= 1.0
         assert labels["metric"] in synth.METRICS
         assert labels.get("team") and labels.get("severity")
-    expected = {(lab[TENANT], lab["metric"]) for lab, _ in pushed_samples(scenario.stack, "anomaly_expected_value")}
+    expected = {
+        (lab[TENANT], lab["metric"])
+        for lab, _ in pushed_samples(scenario.stack, "anomaly_expected_value")
+    }
     assert len(expected) == 24 * 6
-    lower = {(lab[TENANT], lab["metric"]): v for lab, v in pushed_samples(scenario.stack, "anomaly_lower_bound")}
-    upper = {(lab[TENANT], lab["metric"]): v for lab, v in pushed_samples(scenario.stack, "anomaly_upper_bound")}
+    lower = {
+        (lab[TENANT], lab["metric"]): v
+        for lab, v in pushed_samples(scenario.stack, "anomaly_lower_bound")
+    }
+    upper = {
+        (lab[TENANT], lab["metric"]): v
+        for lab, v in pushed_samples(scenario.stack, "anomaly_upper_bound")
+    }
     assert all(lower[k] <= upper[k] for k in lower)
 
 
@@ -113,7 +122,12 @@ def test_no_tenant_labels_leak_between_groups(scenario: Scenario) -> None:
     for g in tenant_groups:
         owner = g["labels"][TENANT]
         for key, family in g.items():
-            if key in ("labels", "last_push_successful", "push_time_seconds", "push_failure_time_seconds"):
+            if key in (
+                "labels",
+                "last_push_successful",
+                "push_time_seconds",
+                "push_failure_time_seconds",
+            ):
                 continue
             for m in family["metrics"]:
                 assert m["labels"].get(TENANT) == owner, (owner, key, m["labels"])
@@ -126,9 +140,15 @@ def test_health_scores_and_job_series(scenario: Scenario) -> None:
     troubled = {t for t, _ in scenario.truth}
     clean = set(health) - troubled
     assert min(health[t] for t in clean) > min(health[t] for t in troubled)
-    job = {name: pushed_samples(scenario.stack, name) for name in (
-        "anomaly_job_last_success_timestamp_seconds", "anomaly_job_series", "anomaly_job_series_failed",
-        "anomaly_job_duration_seconds")}
+    job = {
+        name: pushed_samples(scenario.stack, name)
+        for name in (
+            "anomaly_job_last_success_timestamp_seconds",
+            "anomaly_job_series",
+            "anomaly_job_series_failed",
+            "anomaly_job_duration_seconds",
+        )
+    }
     assert job["anomaly_job_series"][0][1] == 144
     assert job["anomaly_job_series_failed"][0][1] == 0
     assert job["anomaly_job_last_success_timestamp_seconds"][0][1] > scenario.dataset.end - 600
@@ -136,12 +156,15 @@ def test_health_scores_and_job_series(scenario: Scenario) -> None:
 
 def test_prometheus_scrapes_the_results(scenario: Scenario) -> None:
     rows = devstack.wait_for_query(
-        scenario.stack.prometheus_url, 'anomaly_detected{job="anomaly_detector"} == 1', timeout_seconds=30
+        scenario.stack.prometheus_url,
+        'anomaly_detected{job="anomaly_detector"} == 1',
+        timeout_seconds=30,
     )
     flagged = {(r["metric"][TENANT], r["metric"]["metric"]) for r in rows}
     assert flagged and flagged <= {
         (lab[TENANT], lab["metric"])
-        for lab, v in pushed_samples(scenario.stack, "anomaly_detected") if v == 1.0
+        for lab, v in pushed_samples(scenario.stack, "anomaly_detected")
+        if v == 1.0
     }
 
 
@@ -149,7 +172,9 @@ def test_second_run_reuses_stored_models_and_replaces_groups(scenario: Scenario)
     models = scenario.config.parent / "models"
     assert sorted(p.suffix for p in models.glob("*.npz")) == [".npz"] * 6
     before = {p.name: p.stat().st_mtime_ns for p in models.glob("*.npz")}
-    run = anomaly_cli("run", "--once", "--config", str(scenario.config), "--at", str(scenario.dataset.end))
+    run = anomaly_cli(
+        "run", "--once", "--config", str(scenario.config), "--at", str(scenario.dataset.end)
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     after = {p.name: p.stat().st_mtime_ns for p in models.glob("*.npz")}
     assert before == after, "a warm run must reuse the stored models"
