@@ -114,8 +114,8 @@ def make_series(
         factor = rng.uniform(3, 5)
         if metric == "completion":
             values[-rows:] = expected[-rows:] * 0.6
-        elif metric == "error_ratio":
-            values[-rows:] = expected[-rows:] * factor * 3
+        elif metric == "error_ratio":  # an incident: a few percent of requests fail
+            values[-rows:] = rng.uniform(0.03, 0.1)
         elif metric == "queue_depth":
             values[-rows:] = np.round(expected[-rows:] * factor + 10)
         else:
