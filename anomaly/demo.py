@@ -43,7 +43,7 @@ def main() -> int:
     for noisy in ("anomaly.devstack", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     t0 = time.perf_counter()
-    dataset = synth.demo_scenario()
+    dataset = synth.demo_scenario(days=10.0)
     print(
         f"generated {len(dataset.tenants)} organizations x {len(dataset.metrics)} metrics, "
         f"{len(dataset.timestamps)} points each ({dataset.step_seconds}s step)"
