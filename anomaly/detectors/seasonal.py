@@ -130,8 +130,8 @@ class SeasonalDetector:
         outlier_z: float = 4.0,
         holdout_seconds: float = SECONDS_PER_DAY,
         point_threshold: float = 5.0,
-        mean_threshold: float = 5.0,
-        var_threshold: float = 5.0,
+        mean_threshold: float = 5.5,
+        var_threshold: float = 4.0,
         stuck_threshold_nats: float = 25.0,
     ) -> None:
         self.step_seconds = step_seconds
@@ -177,6 +177,8 @@ class SeasonalDetector:
             t_base, v_base = t, v
         valid, reason = _validity(v, min_points)
         c = asinh_scale(v)
+        with np.errstate(invalid="ignore"):
+            sparse = np.sum(v == 0, axis=0) >= 0.05 * np.maximum(np.sum(np.isfinite(v), axis=0), 1)
         y = to_model_space(v_base, c)
         y[:, ~valid] = np.nan
 
@@ -193,12 +195,12 @@ class SeasonalDetector:
         k, ks = self.profile_half_width, self.scale_half_width
 
         profile = _fit_profiles(grid, n_days, n_slots, day_weekday, weekly, k)
-        scale = _fit_scale(grid, profile, day_type[day_weekday], n_days, n_slots, ks)
+        scale = _fit_scale(grid, profile, day_type[day_weekday], n_days, n_slots, ks, sparse)
         resid = grid - _grid_expected(profile, day_type[day_weekday], n_days, n_slots)
         outlier = np.abs(resid) > self.outlier_z * np.tile(scale, (n_days, 1))
         masked = np.where(outlier, np.nan, grid)
         profile = _fit_profiles(masked, n_days, n_slots, day_weekday, weekly, k)
-        scale = _fit_scale(masked, profile, day_type[day_weekday], n_days, n_slots, ks)
+        scale = _fit_scale(masked, profile, day_type[day_weekday], n_days, n_slots, ks, sparse)
 
         fallback = nanmedian0(grid)
         profile = np.where(np.isfinite(profile), profile, fallback)
@@ -568,12 +570,17 @@ def _fit_scale(
     n_days: int,
     n_slots: int,
     ks: int,
+    sparse: np.ndarray,
 ) -> np.ndarray:
     """Per-slot robust scale, shape (n_slots, n_series), floored at 0.3 x the global scale."""
     n_s = grid.shape[1]
     absres = np.abs(grid - _grid_expected(profile, types_of_day, n_days, n_slots))
     stack = sliding_stack(absres, ks).reshape(2 * ks + 1, n_days, n_slots, n_s)
-    local = _MAD_TO_SIGMA * nanmedian0(stack.reshape(-1, n_slots, n_s))
+    pooled = stack.reshape(-1, n_slots, n_s)
+    local = _MAD_TO_SIGMA * nanmedian0(pooled)
+    # Sparse counts (many exact zeros): the median deviation collapses at quiet hours while
+    # single events are routine there; the 95th percentile of |r| keeps that spread.
+    local = np.where(sparse, np.maximum(local, nanquantile0(pooled, 0.95) / 1.96), local)
     glob = _MAD_TO_SIGMA * nanmedian0(absres)
     count = np.sum(np.isfinite(absres), axis=0)
     mean_abs = np.nansum(absres, axis=0) / np.maximum(count, 1) * 1.2533

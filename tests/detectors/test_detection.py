@@ -11,7 +11,7 @@ from anomaly.scoring import AnomalyModel
 #: Metrics where each kind is physically visible (a dip or outage of a sparse count is not).
 CONTINUOUS = ("request_rate", "latency", "completion", "ai_cost")
 APPLICABLE = {
-    "spike": CONTINUOUS + ("queue_depth",),
+    "spike": METRICS,
     "dip": CONTINUOUS,
     "level_shift": CONTINUOUS,
     "outage": CONTINUOUS,
@@ -21,7 +21,7 @@ APPLICABLE = {
 }
 #: Minimum detection rate at the newest point, per kind, over the applicable metrics.
 MIN_RATE = {
-    "spike": 0.95,
+    "spike": 0.9,
     "dip": 0.95,
     "level_shift": 0.95,
     "outage": 0.99,
@@ -82,3 +82,21 @@ def test_with_isolation_forest_clean_stays_quiet_and_outage_is_caught() -> None:
     times, values, _ = make_panel(3, 8, "outage", metrics=CONTINUOUS)
     hit = AnomalyModel(n_estimators=20).fit(times, values).score(times, values)
     assert hit.is_anomaly[-1].all()
+
+
+def test_two_weeks_of_history_use_weekday_profiles_and_stay_quiet() -> None:
+    times, values, _ = make_panel(13, 36, None, n_days=15.0, past_incident_share=0.5)
+    model = AnomalyModel(use_iforest=False).fit(times, values)
+    assert model.seasonal_.profile_.shape[0] == 7
+    assert model.score(times, values).is_anomaly[-1].mean() <= 1 / 36
+    times, values, _ = make_panel(13, 24, "outage", n_days=15.0, metrics=CONTINUOUS)
+    result = AnomalyModel(use_iforest=False).fit(times, values).score(times, values)
+    assert result.is_anomaly[-1].all()
+
+
+def test_error_ratio_incident_is_flagged() -> None:
+    times, values, _ = make_panel(17, 30, None, metrics=("error_ratio",))
+    values = values.copy()
+    values[-1] = np.random.default_rng(17).uniform(0.1, 0.3, size=30)
+    result = AnomalyModel().fit(times, values).score(times, values)
+    assert result.is_anomaly[-1].mean() >= 0.95
