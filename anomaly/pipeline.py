@@ -367,8 +367,12 @@ def score_metric(
         return outcome
     outcome.frame = frame
     if frame.n_series == 0:
-        outcome.error = "query returned no series"
-        log.warning("metric %s: query returned no series", mc.name)
+        outcome.error = (
+            f"all {len(frame.skipped)} series skipped ({frame.skipped[0].reason})"
+            if frame.skipped
+            else "query returned no series"
+        )
+        log.warning("metric %s: %s", mc.name, outcome.error)
         return outcome
     if mc.detect:
         model, outcome.refitted = load_or_fit(config, frame, store, now)

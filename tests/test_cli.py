@@ -1,0 +1,69 @@
+"""The CLI's failure modes: one line naming the URL, a non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "anomaly.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def config_file(tmp_path: Path, prometheus_url: str, pushgateway_url: str) -> Path:
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    raw["prometheus"].update(
+        url=prometheus_url, retries=1, retry_backoff_seconds=0.01, timeout_seconds=2
+    )
+    raw["pushgateway"].update(url=pushgateway_url, retries=0, timeout_seconds=2)
+    raw["model_dir"] = str(tmp_path / "models")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_unreachable_prometheus_is_one_line_naming_the_url(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    result = cli("run", "--once", "--config", str(config_file(tmp_path, url, "http://127.0.0.1:9")))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    # Retries are logged as they happen; the failure itself is one line naming the URL.
+    errors = [line for line in result.stderr.splitlines() if line.startswith("anomaly:")]
+    assert len(errors) == 1 and url in errors[0], result.stderr
+
+
+def test_run_without_once_is_a_usage_error(tmp_path: Path) -> None:
+    path = config_file(tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9")
+    result = cli("run", "--config", str(path))
+    assert result.returncode == 2
+    assert "--once" in result.stderr
+
+
+def test_bad_at_time_is_a_usage_error(tmp_path: Path) -> None:
+    path = config_file(tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9")
+    result = cli("run", "--once", "--config", str(path), "--at", "yesterday-ish")
+    assert result.returncode == 2 and "--at" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_version_and_help() -> None:
+    assert cli("--version").stdout.startswith("anomaly ")
+    out = cli("--help").stdout
+    for command in ("run", "serve", "check-config", "score-csv"):
+        assert command in out
