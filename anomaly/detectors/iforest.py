@@ -449,7 +449,9 @@ def grow_forests(
     )
     ok = np.broadcast_to(np.arange(m)[None, :, None] < n_drawn[None, None, :], (n_trees, m, n_s))
     flat_rows = (rows * n_s + np.arange(n_s)[None, None, :])[ok]  # (N,) into (n_t * n_s)
-    x_by_feature = np.ascontiguousarray(x.astype(np.float32).transpose(1, 0, 2)).reshape(n_feat, -1)
+    x_by_feature = np.ascontiguousarray(x.astype(np.float32).transpose(1, 0, 2)).reshape(
+        n_feat, n_t * n_s
+    )
     feat_keys = rng.random((n_trees, n_heap, n_feat))
     thr_u = rng.random((n_trees, n_heap))
 

@@ -526,7 +526,8 @@ def _fit_profiles(
     stack = sliding_stack(grid, k).reshape(2 * k + 1, n_days, n_slots, n_s)
 
     def pooled(day_mask: np.ndarray, prior: np.ndarray | None, weight: int) -> np.ndarray:
-        samples = stack[:, day_mask].reshape(-1, n_slots, n_s)
+        n_samples = (2 * k + 1) * int(np.count_nonzero(day_mask))
+        samples = stack[:, day_mask].reshape(n_samples, n_slots, n_s)
         if prior is not None:  # the prior counts as `weight` more samples
             samples = np.concatenate([samples, np.repeat(prior[None], weight, axis=0)])
         return nanmedian0(samples)
@@ -540,7 +541,8 @@ def _fit_profiles(
         if not mask.any():
             by_type[g] = all_days
             continue
-        offset = nanmedian0((grid_days[mask] - all_days).reshape(-1, n_s))
+        n_rows = int(np.count_nonzero(mask)) * n_slots
+        offset = nanmedian0((grid_days[mask] - all_days).reshape(n_rows, n_s))
         # The weekday shape shifted to the day type's level only breaks ties (one sample):
         # it is a poor guess of a weekend's shape, but it sides with the normal one of two
         # disagreeing days.
@@ -560,7 +562,7 @@ def _fit_profiles(
 def _grid_expected(
     profile: np.ndarray, types_of_day: np.ndarray, n_days: int, n_slots: int
 ) -> np.ndarray:
-    return profile[types_of_day].reshape(n_days * n_slots, -1)
+    return profile[types_of_day].reshape(n_days * n_slots, profile.shape[-1])
 
 
 def _fit_scale(
@@ -576,7 +578,7 @@ def _fit_scale(
     n_s = grid.shape[1]
     absres = np.abs(grid - _grid_expected(profile, types_of_day, n_days, n_slots))
     stack = sliding_stack(absres, ks).reshape(2 * ks + 1, n_days, n_slots, n_s)
-    pooled = stack.reshape(-1, n_slots, n_s)
+    pooled = stack.reshape((2 * ks + 1) * n_days, n_slots, n_s)
     local = _MAD_TO_SIGMA * nanmedian0(pooled)
     # Sparse counts (many exact zeros): the median deviation collapses at quiet hours while
     # single events are routine there; the 95th percentile of |r| keeps that spread.

@@ -190,3 +190,57 @@ def test_fit_on_arbitrary_finite_data_never_crashes(values: np.ndarray) -> None:
     model = AnomalyModel(n_estimators=3, max_samples=16).fit(times, values)
     score = model.score(times, values, n_eval=10).score
     assert np.all(np.isfinite(score)) and np.all((score >= 0) & (score <= 1))
+
+
+_MUTATIONS = ("drop", "transpose", "truncate", "as_float", "as_int", "as_text", "nan", "scalar")
+
+
+def _mutate(arr: np.ndarray, how: str) -> np.ndarray | None:
+    if how == "drop":
+        return None
+    if how == "transpose":
+        return arr.T if arr.ndim > 1 else arr[None]
+    if how == "truncate":
+        return arr[..., :-1] if arr.ndim else arr.reshape(1)
+    if how == "as_float":
+        return arr.astype(np.float64) + 0.5 if arr.dtype.kind in "iub" else arr
+    if how == "as_int":
+        return (
+            np.zeros(arr.shape, np.int64)
+            if arr.dtype.kind == "U"
+            else np.round(np.nan_to_num(arr)).astype(np.int64)
+        )
+    if how == "as_text":
+        return arr.astype(str)
+    if how == "nan":
+        return np.full(arr.shape, np.nan)
+    return np.array(3.0)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_corrupt_state_raises_data_error_or_still_scores(data: st.DataObject) -> None:
+    times, model = _fitted()
+    state = model.get_state()
+    key = data.draw(st.sampled_from(sorted(state)))
+    how = data.draw(st.sampled_from(_MUTATIONS))
+    broken = dict(state)
+    mutated = _mutate(state[key], how)
+    if mutated is None:
+        del broken[key]
+    else:
+        broken[key] = mutated
+    try:
+        loaded = AnomalyModel.from_state(broken)
+    except DataError:
+        return
+    window = np.ones((60, 3))
+    result = loaded.score(times[-60:], window)
+    assert np.all(np.isfinite(result.score))
+
+
+def test_zero_series_is_a_valid_empty_model() -> None:
+    times = 1767571200.0 + 300.0 * np.arange(600)
+    model = AnomalyModel().fit(times, np.zeros((600, 0)))
+    result = AnomalyModel.from_state(model.get_state()).score(times, np.zeros((600, 0)))
+    assert result.score.shape == (1, 0) and result.reason == []
