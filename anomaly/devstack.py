@@ -541,3 +541,54 @@ def wait_for_query(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{query!r} returned nothing within {timeout_seconds:g} s")
         time.sleep(interval_seconds)
+
+
+# --------------------------------------------------------------------------- shipped rules, fast
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RULES_FILE = REPO_ROOT / "deploy" / "prometheus" / "anomaly-rules.yml"
+ALERTMANAGER_FILE = REPO_ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+
+
+def fast_rules(
+    path: str | os.PathLike[str], out_dir: str | os.PathLike[str], speedup: float = 60.0
+) -> Path:
+    """A copy of a rule file with every ``for:`` divided by ``speedup`` (minutes become seconds),
+    so alerts fire within seconds in tests and the demo while keeping their order (an alert
+    with a shorter ``for:`` still fires first, as inhibitions expect).
+
+    Everything else (expressions, labels, annotations) is the shipped file's.
+    """
+    from anomaly.config import parse_duration
+
+    doc = yaml.safe_load(Path(path).read_text())
+    for group in doc.get("groups", []):
+        for rule in group.get("rules", []):
+            if "for" in rule:
+                rule["for"] = f"{int(round(parse_duration(rule['for']) / speedup))}s"
+    out = Path(out_dir) / Path(path).name
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
+def webhook_routing(path: str | os.PathLike[str], webhook_url: str) -> dict[str, Any]:
+    """The shipped Alertmanager routing and inhibition with every receiver replaced by one
+    webhook and fast timers, so a test or the demo sees which receiver each alert reached."""
+    config: dict[str, Any] = yaml.safe_load(Path(path).read_text())
+    config.pop("global", None)
+    config.pop("templates", None)
+    config["receivers"] = [
+        {
+            "name": r["name"],
+            "webhook_configs": [{"url": webhook_url, "send_resolved": False}],
+        }
+        for r in config["receivers"]
+    ]
+    routes = [config["route"]]
+    while routes:
+        route = routes.pop()
+        route["group_wait"] = "0s"
+        route["group_interval"] = "1s"
+        routes.extend(route.get("routes", []))
+    return config
