@@ -81,6 +81,7 @@ _FIELDS: dict[str, Field] = {
     "var_threshold": Field("f", 0, per_series=False),
     "stuck_threshold_nats": Field("f", 0, per_series=False),
     "day_type": Field("i", 1, per_series=False),
+    "day_offset": Field("f", 1, finite=True),
     "profile": Field("f", 3, finite=True),
     "scale": Field("f", 2, finite=True),
     "stuck_cost": Field("f", 2, finite=True),
@@ -112,6 +113,10 @@ class SeasonalDetector:
     holdout_seconds : float
         The newest part of the training window left out of the baseline and of the feature
         statistics when at least three days of older history remain (0 = use everything).
+    estimate_day_offset : bool
+        Find each series' own day boundary (whole hours from UTC) from where its weekend
+        level change falls, so a tenant in UTC+10 gets its weekend on its local Saturday and
+        Sunday. Off (or no visible weekend): UTC calendar days.
     point_threshold, mean_threshold, var_threshold : float
         Normalised feature values (about "sigmas") at which a point / a trailing mean / the
         variance ratio alone reaches the decision threshold.
@@ -129,6 +134,7 @@ class SeasonalDetector:
         scale_half_width: int = 6,
         outlier_z: float = 4.0,
         holdout_seconds: float = SECONDS_PER_DAY,
+        estimate_day_offset: bool = True,
         point_threshold: float = 5.0,
         mean_threshold: float = 5.5,
         var_threshold: float = 4.0,
@@ -140,6 +146,7 @@ class SeasonalDetector:
         self.scale_half_width = scale_half_width
         self.outlier_z = outlier_z
         self.holdout_seconds = holdout_seconds
+        self.estimate_day_offset = estimate_day_offset
         self.point_threshold = point_threshold
         self.mean_threshold = mean_threshold
         self.var_threshold = var_threshold
@@ -188,19 +195,25 @@ class SeasonalDetector:
         flat = (day - d0) * n_slots + slot
         grid = np.full((n_days * n_slots, n_s), np.nan)
         grid[flat] = y
-        day_weekday = (np.arange(d0, d0 + n_days) + 3) % 7
+        if self.estimate_day_offset:
+            day_offset = _estimate_day_offset(grid, n_days, n_slots, d0)
+        else:
+            day_offset = np.zeros(n_s)
+        cell_time = d0 * SECONDS_PER_DAY + np.arange(n_days * n_slots) * (SECONDS_PER_DAY / n_slots)
+        wd_grid = _weekday(cell_time, day_offset)
 
         weekly = n_days >= 14
         day_type = np.arange(7, dtype=np.int64) if weekly else _WEEKDAY_TO_DAY_TYPE.copy()
         k, ks = self.profile_half_width, self.scale_half_width
+        type_grid = day_type[wd_grid]
 
-        profile = _fit_profiles(grid, n_days, n_slots, day_weekday, weekly, k)
-        scale = _fit_scale(grid, profile, day_type[day_weekday], n_days, n_slots, ks, sparse)
-        resid = grid - _grid_expected(profile, day_type[day_weekday], n_days, n_slots)
+        profile = _fit_profiles(grid, n_days, n_slots, wd_grid, weekly, k)
+        scale = _fit_scale(grid, profile, type_grid, n_days, n_slots, ks, sparse)
+        resid = grid - _grid_expected(profile, type_grid, n_slots)
         outlier = np.abs(resid) > self.outlier_z * np.tile(scale, (n_days, 1))
         masked = np.where(outlier, np.nan, grid)
-        profile = _fit_profiles(masked, n_days, n_slots, day_weekday, weekly, k)
-        scale = _fit_scale(masked, profile, day_type[day_weekday], n_days, n_slots, ks, sparse)
+        profile = _fit_profiles(masked, n_days, n_slots, wd_grid, weekly, k)
+        scale = _fit_scale(masked, profile, type_grid, n_days, n_slots, ks, sparse)
 
         fallback = nanmedian0(grid)
         profile = np.where(np.isfinite(profile), profile, fallback)
@@ -209,6 +222,7 @@ class SeasonalDetector:
 
         self.n_slots_ = n_slots
         self.day_type_ = day_type
+        self.day_offset_ = day_offset
         self.profile_ = profile
         self.scale_ = scale
         self.stuck_cost_ = _fit_stuck_cost(grid, n_days, n_slots, ks)
@@ -238,10 +252,11 @@ class SeasonalDetector:
     def expected_model(self, times: np.ndarray) -> np.ndarray:
         """Expected value in model space (``asinh(x / c)``), shape (n_t, n_series)."""
         self._check_fitted()
-        _, slot, weekday = calendar_index(times, self.step_seconds, self.n_slots_)
-        types = self.day_type_[weekday]
+        t = np.asarray(times, dtype=np.float64)
+        _, slot, _ = calendar_index(t, self.step_seconds, self.n_slots_)
+        types = self.day_type_[_weekday(t, self.day_offset_)]
         n_s = self.profile_.shape[-1]
-        return self.profile_[types[:, None], slot[:, None], np.arange(n_s)[None, :]]
+        return self.profile_[types, slot[:, None], np.arange(n_s)[None, :]]
 
     def scale_at(self, times: np.ndarray) -> np.ndarray:
         """Noise scale in model space at ``times``, shape (n_t, n_series)."""
@@ -344,14 +359,14 @@ class SeasonalDetector:
             out[:, i] = rolling_nanmean(zc, w, min_count=max(1, w // 2))
         var = rolling_nanmean(np.minimum(zc * zc, 36.0), _VAR_WINDOW, min_count=_VAR_WINDOW // 2)
         out[:, 4] = np.log(var + 0.1)
-        _, slot, weekday = calendar_index(t, self.step_seconds, self.n_slots_)
+        _, slot, _ = calendar_index(t, self.step_seconds, self.n_slots_)
         out[:, 5] = run_surprise(v, self.stuck_cost_[slot])
         if n_t > 1:
             out[1:, 6] = zc[1:] - zc[:-1]
         phase = 2.0 * np.pi * (np.mod(t, SECONDS_PER_DAY) / SECONDS_PER_DAY)
         out[:, 7] = np.sin(phase)[:, None]
         out[:, 8] = np.cos(phase)[:, None]
-        out[:, 9] = (weekday >= 5).astype(np.float64)[:, None]
+        out[:, 9] = (_weekday(t, self.day_offset_) >= 5).astype(np.float64)
         return out
 
     def _normalise(self, raw: np.ndarray) -> np.ndarray:
@@ -368,6 +383,7 @@ class SeasonalDetector:
             "var_threshold": np.array(float(self.var_threshold)),
             "stuck_threshold_nats": np.array(float(self.stuck_threshold_nats)),
             "day_type": self.day_type_.copy(),
+            "day_offset": self.day_offset_.copy(),
             "profile": self.profile_.copy(),
             "scale": self.scale_.copy(),
             "stuck_cost": self.stuck_cost_.copy(),
@@ -410,6 +426,7 @@ class SeasonalDetector:
             "scale": (n_slots, n_s),
             "stuck_cost": (n_slots, n_s),
             "c": (n_s,),
+            "day_offset": (n_s,),
             "nonneg": (n_s,),
             "center": (n_feat, n_s),
             "spread": (n_feat, n_s),
@@ -427,6 +444,9 @@ class SeasonalDetector:
             raise DataError(f"state `{prefix}calibration` or `stuck_cost` out of range")
         det.n_slots_ = n_slots
         det.day_type_ = day_type.astype(np.int64)
+        det.day_offset_ = a["day_offset"].astype(np.float64)
+        if np.any(np.abs(det.day_offset_) > SECONDS_PER_DAY):
+            raise DataError(f"state `{prefix}day_offset` must be within one day")
         det.profile_ = a["profile"].astype(np.float64)
         det.scale_ = a["scale"].astype(np.float64)
         det.stuck_cost_ = a["stuck_cost"].astype(np.float64)
@@ -513,36 +533,69 @@ def _validity(v: np.ndarray, min_points: int) -> tuple[np.ndarray, np.ndarray]:
     return reason == "", reason
 
 
+def _weekday(times: np.ndarray, day_offset: np.ndarray) -> np.ndarray:
+    """Weekday (Monday = 0) of each time in each series' day, shape (n_t, n_series)."""
+    local = np.asarray(times, dtype=np.float64)[:, None] + day_offset[None, :]
+    return ((np.floor(local / SECONDS_PER_DAY).astype(np.int64) + 3) % 7).astype(np.int64)
+
+
+def _estimate_day_offset(grid: np.ndarray, n_days: int, n_slots: int, d0: int) -> np.ndarray:
+    """Whole-hour shift of each series' day from UTC, in seconds, shape (n_series,).
+
+    Hourly medians minus the median of the same hour over all days leave the weekly effect;
+    the shift whose 48-hour weekend windows contrast most with the rest wins (the one
+    closest to UTC among those within 1 % of the best).
+    """
+    n_s = grid.shape[1]
+    if n_slots % 24 or n_days < 3:
+        return np.zeros(n_s)
+    per_hour = n_slots // 24
+    hourly = nanmedian0(grid.reshape(n_days * 24, per_hour, n_s).transpose(1, 0, 2))
+    ref = nanmedian0(hourly.reshape(n_days, 24, n_s))
+    dev = hourly - np.tile(ref, (n_days, 1))
+    finite = np.isfinite(dev)
+    dev = np.where(finite, dev, 0.0)
+    candidates = np.arange(-12, 12)
+    hours = d0 * 24 + np.arange(n_days * 24)
+    weekend = ((np.floor((hours[None, :] + candidates[:, None]) / 24) + 3) % 7 >= 5).astype(float)
+    sum_in = weekend @ dev
+    n_in = weekend @ finite.astype(float)
+    n_all = finite.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        contrast = np.abs(sum_in / n_in - (dev.sum(axis=0) - sum_in) / (n_all - n_in))
+    contrast = np.where(np.isfinite(contrast), contrast, 0.0)
+    # Among near-ties (a weekend effect confined to business hours fits many shifts), the
+    # shift closest to UTC.
+    near_best = contrast >= 0.99 * contrast.max(axis=0)
+    closeness = np.where(near_best, -np.abs(candidates)[:, None], -np.inf)
+    return candidates[np.argmax(closeness, axis=0)] * 3600.0
+
+
 def _fit_profiles(
     grid: np.ndarray,
     n_days: int,
     n_slots: int,
-    day_weekday: np.ndarray,
+    wd_grid: np.ndarray,
     weekly: bool,
     k: int,
 ) -> np.ndarray:
-    """Profiles of shape (n_types, n_slots, n_series) from a (n_days * n_slots, n_series) grid."""
+    """Profiles (n_types, n_slots, n_series) from a grid and its weekdays (n_days * n_slots, n_series)."""
     n_s = grid.shape[1]
-    stack = sliding_stack(grid, k).reshape(2 * k + 1, n_days, n_slots, n_s)
+    n_samples = (2 * k + 1) * n_days
 
-    def pooled(day_mask: np.ndarray, prior: np.ndarray | None, weight: int) -> np.ndarray:
-        n_samples = (2 * k + 1) * int(np.count_nonzero(day_mask))
-        samples = stack[:, day_mask].reshape(n_samples, n_slots, n_s)
+    def pooled(mask: np.ndarray | None, prior: np.ndarray | None, weight: int) -> np.ndarray:
+        part = grid if mask is None else np.where(mask, grid, np.nan)
+        samples = sliding_stack(part, k).reshape(n_samples, n_slots, n_s)
         if prior is not None:  # the prior counts as `weight` more samples
             samples = np.concatenate([samples, np.repeat(prior[None], weight, axis=0)])
         return nanmedian0(samples)
 
-    all_days = pooled(np.ones(n_days, dtype=bool), None, 0)
-    day_types = _WEEKDAY_TO_DAY_TYPE[day_weekday]
-    grid_days = grid.reshape(n_days, n_slots, n_s)
+    all_days = pooled(None, None, 0)
+    type_grid = _WEEKDAY_TO_DAY_TYPE[wd_grid]
     by_type = np.empty((2, n_slots, n_s))
     for g in range(2):
-        mask = day_types == g
-        if not mask.any():
-            by_type[g] = all_days
-            continue
-        n_rows = int(np.count_nonzero(mask)) * n_slots
-        offset = nanmedian0((grid_days[mask] - all_days).reshape(n_rows, n_s))
+        mask = type_grid == g
+        offset = nanmedian0(np.where(mask, grid - np.tile(all_days, (n_days, 1)), np.nan))
         # The weekday shape shifted to the day type's level only breaks ties (one sample):
         # it is a poor guess of a weekend's shape, but it sides with the normal one of two
         # disagreeing days.
@@ -552,23 +605,23 @@ def _fit_profiles(
         return by_type
     by_weekday = np.empty((7, n_slots, n_s))
     for w in range(7):
-        mask = day_weekday == w
         prior = by_type[_WEEKDAY_TO_DAY_TYPE[w]]
-        prof = pooled(mask, prior, 2 * k + 1) if mask.any() else prior
+        prof = pooled(wd_grid == w, prior, 2 * k + 1)
         by_weekday[w] = np.where(np.isfinite(prof), prof, prior)
     return by_weekday
 
 
-def _grid_expected(
-    profile: np.ndarray, types_of_day: np.ndarray, n_days: int, n_slots: int
-) -> np.ndarray:
-    return profile[types_of_day].reshape(n_days * n_slots, profile.shape[-1])
+def _grid_expected(profile: np.ndarray, type_grid: np.ndarray, n_slots: int) -> np.ndarray:
+    """Profile value of each grid cell, shape (n_days * n_slots, n_series)."""
+    n_cells, n_s = type_grid.shape
+    slot = np.arange(n_cells) % n_slots
+    return profile[type_grid, slot[:, None], np.arange(n_s)[None, :]]
 
 
 def _fit_scale(
     grid: np.ndarray,
     profile: np.ndarray,
-    types_of_day: np.ndarray,
+    type_grid: np.ndarray,
     n_days: int,
     n_slots: int,
     ks: int,
@@ -576,7 +629,7 @@ def _fit_scale(
 ) -> np.ndarray:
     """Per-slot robust scale, shape (n_slots, n_series), floored at 0.3 x the global scale."""
     n_s = grid.shape[1]
-    absres = np.abs(grid - _grid_expected(profile, types_of_day, n_days, n_slots))
+    absres = np.abs(grid - _grid_expected(profile, type_grid, n_slots))
     stack = sliding_stack(absres, ks).reshape(2 * ks + 1, n_days, n_slots, n_s)
     pooled = stack.reshape((2 * ks + 1) * n_days, n_slots, n_s)
     local = _MAD_TO_SIGMA * nanmedian0(pooled)

@@ -100,3 +100,19 @@ def test_error_ratio_incident_is_flagged() -> None:
     values[-1] = np.random.default_rng(17).uniform(0.1, 0.3, size=30)
     result = AnomalyModel().fit(times, values).score(times, values)
     assert result.is_anomaly[-1].mean() >= 0.95
+
+
+def test_tenant_local_weekends_are_found_and_not_flagged() -> None:
+    # Tenants far from UTC: their weekend starts hours before or after UTC midnight. The
+    # newest point sits right after a UTC weekend boundary, where a UTC-only model errs.
+    from anomaly import synth
+
+    friday_late = 1767571200.0 + 4 * 86400 + 23.5 * 3600
+    monday_early = 1767571200.0 + 7 * 86400 + 0.5 * 3600
+    flags = []
+    for seed, end in ((0, friday_late), (1, monday_early), (2, friday_late)):
+        data = synth.generate(30, days=8.0, seed=seed, end=end)
+        values = data.matrix("request_rate")
+        model = AnomalyModel(use_iforest=False).fit(data.timestamps, values)
+        flags.append(model.score(data.timestamps, values).is_anomaly[-1])
+    assert np.concatenate(flags).mean() < 0.02
