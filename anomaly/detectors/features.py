@@ -154,10 +154,21 @@ def rolling_nanmean(a: np.ndarray, window: int, min_count: int = 1) -> np.ndarra
     return np.where(count >= max(min_count, 1), mean, np.nan)
 
 
+def is_repeat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether ``a`` repeats ``b`` up to float rounding (relative 1e-9); NaN never repeats.
+
+    Values derived from a stuck source (a rate computed from a counter that stopped
+    accruing evenly) differ from each other in the last bits only.
+    """
+    with np.errstate(invalid="ignore"):
+        return np.abs(a - b) <= 1e-9 * np.maximum(np.abs(a), np.abs(b))
+
+
 def run_surprise(values: np.ndarray, cost: np.ndarray) -> np.ndarray:
     """Accumulated surprise of the current run of repeated values.
 
-    ``S[t] = S[t-1] + cost[t]`` while ``values[t] == values[t-1]`` (both finite), else 0.
+    ``S[t] = S[t-1] + cost[t]`` while ``values[t]`` repeats ``values[t-1]`` (both finite, see
+    :func:`is_repeat`), else 0.
 
     Parameters
     ----------
@@ -174,7 +185,7 @@ def run_surprise(values: np.ndarray, cost: np.ndarray) -> np.ndarray:
     repeat = np.zeros(values.shape, dtype=bool)
     if n_t > 1:
         with np.errstate(invalid="ignore"):
-            repeat[1:] = values[1:] == values[:-1]
+            repeat[1:] = is_repeat(values[1:], values[:-1])
     c = np.where(repeat, cost, 0.0)
     csum = np.cumsum(c, axis=0)
     # Cumulated cost at the last row that broke the run.

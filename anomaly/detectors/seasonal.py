@@ -38,6 +38,7 @@ from anomaly.detectors.features import (
     check_state,
     concat_columns,
     from_model_space,
+    is_repeat,
     n_slots_per_day,
     nanmedian0,
     nanquantile0,
@@ -656,7 +657,7 @@ def _fit_stuck_cost(grid: np.ndarray, n_days: int, n_slots: int, ks: int) -> np.
     rep = np.zeros(grid.shape)
     pair[1:] = np.isfinite(grid[1:]) & np.isfinite(grid[:-1])
     with np.errstate(invalid="ignore"):
-        rep[1:] = grid[1:] == grid[:-1]
+        rep[1:] = is_repeat(grid[1:], grid[:-1])
     rep = np.where(pair, rep, np.nan)
     stack = sliding_stack(rep, ks).reshape(2 * ks + 1, n_days, n_slots, n_s)
     n_pairs = np.sum(np.isfinite(stack), axis=0)  # (n_days, n_slots, n_s)
