@@ -128,7 +128,7 @@ class AnomalyModel:
             )
             if self.use_iforest:
                 forest.fit(seasonal.features(t, chunk), valid=seasonal.valid_)
-            else:
+            else:  # an all-skipped forest: no evidence, same state layout
                 forest.fit(
                     np.full((1, len(FEATURE_NAMES), chunk.shape[1]), np.nan),
                     valid=np.zeros(chunk.shape[1], bool),
@@ -233,6 +233,7 @@ class AnomalyModel:
             "model.threshold": np.array(float(self.threshold)),
             "model.use_iforest": np.array(bool(self.use_iforest)),
             "model.random_state": np.array(int(self.random_state)),
+            "model.holdout_seconds": np.array(float(self.holdout_seconds)),
         }
         state.update({f"seasonal.{k}": a for k, a in self.seasonal_.get_state().items()})
         state.update({f"iforest.{k}": a for k, a in self.iforest_.get_state().items()})
@@ -249,7 +250,12 @@ class AnomalyModel:
         """
         if not isinstance(state, Mapping):
             raise DataError(f"state must be a mapping of arrays, got {type(state).__name__}")
-        for key in ("model.threshold", "model.use_iforest", "model.random_state"):
+        for key in (
+            "model.threshold",
+            "model.use_iforest",
+            "model.random_state",
+            "model.holdout_seconds",
+        ):
             if not isinstance(state.get(key), np.ndarray) or state[key].shape != ():
                 raise DataError(f"state `{key}` must be a scalar array")
         try:
@@ -257,6 +263,12 @@ class AnomalyModel:
             random_state = int(state["model.random_state"])
         except (TypeError, ValueError) as exc:
             raise DataError(f"state model parameters unreadable: {exc}") from exc
+        holdout = scalar(
+            {"model.holdout_seconds": state["model.holdout_seconds"]},
+            "model.holdout_seconds",
+            0.0,
+            1e9,
+        )
         threshold = scalar(
             {"model.threshold": state["model.threshold"]}, "model.threshold", 1e-9, 1.0
         )
@@ -272,6 +284,9 @@ class AnomalyModel:
             threshold=threshold,
             random_state=random_state,
             use_iforest=use_iforest,
+            n_estimators=int(forest.feature_.shape[0]),
+            max_samples=int(forest.max_samples_.max(initial=0)) or 128,
+            holdout_seconds=holdout,
         )
         model.seasonal_ = seasonal
         model.iforest_ = forest
