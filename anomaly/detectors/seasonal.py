@@ -5,22 +5,27 @@ multiplicative noise (request rates, costs) is roughly constant while zeros and 
 stay finite. In that space it learns, per series and vectorised over all series:
 
 * a time-of-day slot profile per *day type*: with about a week of history, weekdays and
-  weekend days (UTC calendar days) get separate profiles; with two weeks or more, each weekday
-  gets its own, shrunk towards its day type;
-* a per-slot robust noise scale (MAD over neighbouring slots of all days).
+  weekend days get separate profiles; with two weeks or more, each weekday gets its own,
+  shrunk towards its day type. Days are UTC calendar days shifted by whole hours per series
+  when the series' weekend visibly starts elsewhere (a tenant in UTC+10);
+* a per-slot robust noise scale (MAD over neighbouring slots of all days; for sparse counts
+  with many exact zeros, at least the 95th percentile of the deviations / 1.96);
+* per slot, how surprising a repeated value is (for stuck series).
 
 Profiles are medians over days and neighbouring slots, refitted once with points beyond
 ``outlier_z`` scales masked, so a past outage or level shift neither becomes normal nor
-inflates the scale much.
+inflates the scale much. The newest day of the training window is held out of all of this
+(when three older days remain), so an anomaly in progress at fit time is not learned.
 
 From the standardised residual ``z`` the detector derives normalised features (point ``z``,
-trailing means of ``z`` over several windows, a variance ratio, the surprise of a run of
-repeated values, the local change, and calendar position) and the evidence
+trailing means of ``z`` over 6/12/36 rows, a variance ratio over 12 rows, the surprise of a
+run of repeated values, the local change, and calendar position) and the evidence
 
     ``evidence = max_k |f_k| / (threshold_k * calibration_k)``
 
 where 1 means "at the decision threshold". ``calibration_k >= 1`` widens a feature's threshold
-for a series whose training distribution of that feature has heavier tails than a Gaussian.
+for a series whose training distribution of that feature has heavier tails than a Gaussian
+(its 95th percentile of ``|f_k|`` over 1.96).
 """
 
 from __future__ import annotations
