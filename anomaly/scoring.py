@@ -19,7 +19,12 @@ import numpy as np
 
 from anomaly.detectors.features import SECONDS_PER_DAY, scalar
 from anomaly.detectors.iforest import IsolationForestDetector
-from anomaly.detectors.seasonal import FEATURE_NAMES, SeasonalDetector, check_input
+from anomaly.detectors.seasonal import (
+    FEATURE_NAMES,
+    SeasonalDetector,
+    baseline_rows,
+    check_input,
+)
 from anomaly.errors import DataError
 
 _CHUNK_SERIES = 256
@@ -126,8 +131,9 @@ class AnomalyModel:
                 max_samples=self.max_samples,
                 random_state=self.random_state,
             )
-            if self.use_iforest:
-                forest.fit(seasonal.features(t, chunk), valid=seasonal.valid_)
+            if self.use_iforest:  # trained on the baseline's rows (the newest day held out)
+                base = baseline_rows(t, self.holdout_seconds, self.step_seconds)
+                forest.fit(seasonal.features(t, chunk)[base], valid=seasonal.valid_)
             else:  # an all-skipped forest: no evidence, same state layout
                 forest.fit(
                     np.full((1, len(FEATURE_NAMES), chunk.shape[1]), np.nan),

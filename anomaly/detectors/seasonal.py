@@ -183,11 +183,8 @@ class SeasonalDetector:
         # The newest rows are held out of the baseline and the feature statistics (when enough
         # older history remains), so an anomaly in progress at fit time is judged against the
         # past instead of being learned as normal.
-        older = t <= t[-1] - self.holdout_seconds
-        if self.holdout_seconds > 0 and np.count_nonzero(older) >= 3 * n_slots:
-            t_base, v_base = t[older], v[older]
-        else:
-            t_base, v_base = t, v
+        base = baseline_rows(t, self.holdout_seconds, self.step_seconds)
+        t_base, v_base = t[base], v[base]
         valid, reason = _validity(v, min_points)
         c = asinh_scale(v)
         with np.errstate(invalid="ignore"):
@@ -499,6 +496,24 @@ class SeasonalDetector:
             k: getattr(self, k) for k in ("step_seconds", "point_threshold", "mean_threshold")
         }
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
+
+
+def baseline_rows(times: np.ndarray, holdout_seconds: float, step_seconds: float) -> np.ndarray:
+    """Rows a model learns from: all but the newest ``holdout_seconds``, if 3 days remain.
+
+    Parameters
+    ----------
+    times : ndarray of shape (n_t,)
+
+    Returns
+    -------
+    ndarray of bool, shape (n_t,)
+    """
+    t = np.asarray(times, dtype=np.float64)
+    older = t <= t[-1] - holdout_seconds
+    if holdout_seconds > 0 and np.count_nonzero(older) >= 3 * n_slots_per_day(step_seconds):
+        return older
+    return np.ones(t.shape, dtype=bool)
 
 
 def check_input(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
