@@ -199,7 +199,17 @@ class SeasonalDetector:
         grid = np.full((n_days * n_slots, n_s), np.nan)
         grid[flat] = y
         if self.estimate_day_offset:
-            day_offset = _estimate_day_offset(grid, n_days, n_slots, d0)
+            # The whole window, held-out rows included: where a weekend ends is a fact of the
+            # calendar, and with a week of history the held-out day is often the only one
+            # that shows a weekend's edge.
+            day_all, slot_all, _ = calendar_index(t, self.step_seconds, n_slots)
+            a0 = int(day_all.min())
+            n_days_all = int(day_all.max()) - a0 + 1
+            grid_all = np.full((n_days_all * n_slots, n_s), np.nan)
+            y_all = to_model_space(v, c)
+            y_all[:, ~valid] = np.nan
+            grid_all[(day_all - a0) * n_slots + slot_all] = y_all
+            day_offset = _estimate_day_offset(grid_all, n_days_all, n_slots, a0)
         else:
             day_offset = np.zeros(n_s)
         cell_time = d0 * SECONDS_PER_DAY + np.arange(n_days * n_slots) * (SECONDS_PER_DAY / n_slots)
