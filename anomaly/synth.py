@@ -354,7 +354,12 @@ def _apply(values: np.ndarray, clean: np.ndarray, ts: np.ndarray, inj: Injection
     if not mask.any():
         return
     mag = inj.magnitude
-    if inj.kind in ("spike", "level_shift") and mag is not None:
+    if inj.kind in ("spike", "level_shift") and mag is not None and inj.metric == "queue_depth":
+        # A backlog adds work in absolute terms: at night, when the queue is nearly empty, a
+        # spike is still tens of items, not three times zero.
+        typical = float(np.median(clean))
+        values[mask] += mag * np.maximum(values[mask], typical)
+    elif inj.kind in ("spike", "level_shift") and mag is not None:
         values[mask] *= 1.0 + mag
     elif inj.kind == "dip" and mag is not None:
         values[mask] *= 1.0 - mag
@@ -521,7 +526,8 @@ def demo_scenario(
 # would call an incident (no outage of a latency, no upward spike of a ratio near 1).
 _SUITABLE: dict[str, tuple[str, ...]] = {
     "spike": ("request_rate", "latency_p95", "error_ratio", "ai_cost", "queue_depth"),
-    "dip": ("request_rate", "completion", "ai_cost", "queue_depth"),
+    # A queue that empties is no incident.
+    "dip": ("request_rate", "completion", "ai_cost"),
     "level_shift": tuple(METRICS),
     "outage": ("request_rate", "ai_cost", "completion"),
     "variance_burst": ("request_rate", "latency_p95", "error_ratio", "queue_depth"),
