@@ -3,8 +3,10 @@ real Pushgateway (and Prometheus scraping it). Asserts what the servers then hol
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,11 +58,20 @@ def pushed_samples(stack: devstack.Stack, name: str) -> list[tuple[dict[str, str
     return out
 
 
+def last_monday_morning() -> float:
+    """The latest Monday 06:00 UTC at least an hour ago: a fixed phase of the week, so that the
+    test sees the same data every run, and a hard one (weekends end in every time zone)."""
+    now = time.time() - 3600
+    monday = math.floor((now - 4 * 86400) / (7 * 86400)) * 7 * 86400 + 4 * 86400  # epoch: Thu
+    end = monday + 6 * 3600
+    return end if end <= now else end - 7 * 86400
+
+
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     for name in ("prometheus", "pushgateway", "promtool"):
         devstack.find_binary(name)
-    dataset, truth = synth.evaluation_scenario(n_tenants=24, seed=42)
+    dataset, truth = synth.evaluation_scenario(n_tenants=24, seed=42, end=last_monday_morning())
     with devstack.run_stack(dataset=dataset, with_alertmanager=False) as stack:
         config = write_config(tmp_path_factory.mktemp("run") / "config.yaml", stack)
         run = anomaly_cli("run", "--once", "--config", str(config), "--at", str(dataset.end))
