@@ -191,3 +191,25 @@ def test_second_run_reuses_stored_models_and_replaces_groups(scenario: Scenario)
     assert before == after, "a warm run must reuse the stored models"
     assert "0 fitted" in run.stderr
     assert len(pushed_samples(scenario.stack, "anomaly_score")) == 24 * 6
+
+
+def test_forecasts_and_breach_countdowns_are_pushed(scenario: Scenario) -> None:
+    values = {
+        (lab[TENANT], lab["horizon"]): v
+        for lab, v in pushed_samples(scenario.stack, "anomaly_forecast_value")
+    }
+    assert {h for _, h in values} == {"1d"}
+    assert len(values) == 24
+    lower = {
+        lab[TENANT]: v for lab, v in pushed_samples(scenario.stack, "anomaly_forecast_lower_bound")
+    }
+    upper = {
+        lab[TENANT]: v for lab, v in pushed_samples(scenario.stack, "anomaly_forecast_upper_bound")
+    }
+    for (tenant, _), v in values.items():
+        assert lower[tenant] <= v <= upper[tenant]
+    breach = pushed_samples(scenario.stack, "anomaly_forecast_breach_seconds")
+    assert len(breach) == 24
+    assert all(v >= 0 and lab["metric"] == "ai_spend_24h" for lab, v in breach)
+    thresholds = {v for _, v in pushed_samples(scenario.stack, "anomaly_forecast_threshold")}
+    assert thresholds == {100.0}
