@@ -500,7 +500,7 @@ def demo_scenario(
 
     Live at the newest point: a bad deploy tripling ``org-03``'s error ratio (90 min), an
     outage of ``org-07``'s traffic (40 min), ``org-05``'s AI spend drifting up by 90 % over
-    18 h (a budget-breach forecast), ``org-10``'s latency up 60 % (2 h) and ``org-01``'s
+    18 h, ``org-09``'s (a heavy spender) by 150 % over 36 h (a budget-breach forecast), ``org-10``'s latency up 60 % (2 h) and ``org-01``'s
     completion ratio down 15 % (2.5 h). Healed: an outage of ``org-02``'s traffic 3 days ago
     and a latency level shift of ``org-11`` 5 days ago.
     """
@@ -510,6 +510,7 @@ def demo_scenario(
         Injection("org-03", "error_ratio", "level_shift", grid_end - 1.5 * h, None, 2.0),
         Injection("org-07", "request_rate", "outage", grid_end - 40 * 60, None),
         Injection("org-05", "ai_cost", "trend_drift", grid_end - 18 * h, None, 0.9),
+        Injection("org-09", "ai_cost", "trend_drift", grid_end - 36 * h, None, 1.5),
         Injection("org-10", "latency_p95", "level_shift", grid_end - 2 * h, None, 0.6),
         Injection("org-01", "completion", "level_shift", grid_end - 2.5 * h, None, -0.15),
         Injection("org-02", "request_rate", "outage", grid_end - 72 * h, grid_end - 70 * h),
