@@ -248,7 +248,8 @@ class PrometheusSource:
         Returns
         -------
         list[RawSeries]
-            One entry per distinct label set, in the order Prometheus first returned them.
+            One entry per series, in the order Prometheus first returned them. Two series
+            that differ only in `__name__` stay two entries with equal `labels`.
 
         Raises
         ------
@@ -276,6 +277,8 @@ class PrometheusSource:
             for labels, times, values in self._query_range_chunk(
                 query, c_start, c_end, step_seconds
             ):
+                # Keyed with __name__: two series that differ only in their name are two
+                # series (the frame reports them as duplicates), not one to be merged.
                 key = tuple(sorted(labels.items()))
                 if key not in parts:
                     parts[key] = []
@@ -288,7 +291,8 @@ class PrometheusSource:
             # Chunks do not overlap, but a server may return a boundary point twice; keep the
             # first occurrence and guarantee increasing times.
             times, idx = np.unique(times, return_index=True)
-            out.append(RawSeries(labels=dict(key), times=times, values=values[idx]))
+            labels = {k: v for k, v in key if k != "__name__"}
+            out.append(RawSeries(labels=labels, times=times, values=values[idx]))
         return out
 
     def label_values(self, label: str, match: str | None = None) -> list[str]:
@@ -338,7 +342,6 @@ class PrometheusSource:
             )
         for item in data.get("result") or []:
             metric = dict(item.get("metric") or {})
-            metric.pop("__name__", None)
             pairs = item.get("values") or []
             if not pairs:
                 if item.get("histograms"):
