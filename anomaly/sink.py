@@ -24,6 +24,15 @@ disappear from the Pushgateway too. If any PUT fails nothing is deleted: a faile
 previous results in place (``push_time_seconds`` shows their age). Pushing no samples at all
 therefore deletes all of the job's groups.
 
+The Pushgateway has no transaction across groups, so "no mixed state" means, precisely:
+
+* each group is replaced whole by one PUT, so every group holds one run's results only;
+* the tenant groups go first, then stale groups are deleted, and the job group, which holds
+  ``anomaly_job_last_success_timestamp_seconds``, goes last. A push that fails part-way
+  therefore leaves some tenants with the new run's results and the rest with the previous
+  run's, deletes nothing, and does not advance the success timestamp: the run exits non-zero
+  and the job's staleness alerts see it. The next successful run replaces every group.
+
 Labels
 ------
 The Pushgateway overwrites labels named like a grouping-key label (``job``, the tenant label,
@@ -238,23 +247,17 @@ class PushgatewaySink:
             The Pushgateway is unreachable or rejected a request; names the URL.
         """
         groups, dropped, dups = self._group(samples)
-        pushed: list[dict[str, str]] = []
-        n_pushed = 0
-        for gkey in sorted(groups):
-            group = groups[gkey]
-            registry = CollectorRegistry(auto_describe=False)
-            registry.register(_Families(self._families(group)))
-            push_to_gateway(
-                self.url,
-                job=self.config.job,
-                registry=registry,
-                grouping_key=group.key,
-                timeout=self.config.timeout_seconds,
-                handler=self._handler(f"push group {self._describe(group.key)}"),
-            )
-            pushed.append(group.key)
-            n_pushed += len(group.samples)
+        # Tenant groups first, then stale groups go, and the job group (the run's own health,
+        # `anomaly_job_last_success_timestamp_seconds`) last: see "Replace semantics".
+        tenant_keys = sorted(k for k in groups if not self._is_job_group(k))
+        job_keys = sorted(k for k in groups if self._is_job_group(k))
+        for gkey in tenant_keys:
+            self._put(groups[gkey])
         deleted = self._delete_stale(set(groups))
+        for gkey in job_keys:
+            self._put(groups[gkey])
+        pushed = [groups[k].key for k in [*tenant_keys, *job_keys]]
+        n_pushed = sum(len(g.samples) for g in groups.values())
         log.info(
             "pushed %d samples in %d groups to %s, deleted %d stale groups, dropped %d samples",
             n_pushed,
@@ -264,6 +267,19 @@ class PushgatewaySink:
             dropped,
         )
         return PushReport(tuple(pushed), tuple(deleted), n_pushed, dropped, dups)
+
+    def _put(self, group: _Group) -> None:
+        """Replace one group on the Pushgateway (PUT) with ``group``'s samples."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families(self._families(group)))
+        push_to_gateway(
+            self.url,
+            job=self.config.job,
+            registry=registry,
+            grouping_key=group.key,
+            timeout=self.config.timeout_seconds,
+            handler=self._handler(f"push group {self._describe(group.key)}"),
+        )
 
     def existing_groups(self) -> list[dict[str, str]]:
         """Grouping keys (without ``job``) of every group of our job on the Pushgateway."""
@@ -284,6 +300,9 @@ class PushgatewaySink:
             ) from None
 
     # ----------------------------------------------------------------------- grouping
+
+    def _is_job_group(self, key: GroupingKey) -> bool:
+        return self.tenant_label is None or all(k != self.tenant_label for k, _ in key)
 
     def _group(self, samples: Iterable[Sample]) -> tuple[dict[GroupingKey, _Group], int, int]:
         groups: dict[GroupingKey, _Group] = {}
