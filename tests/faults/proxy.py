@@ -130,13 +130,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             conn.request(seen.method, seen.path, body=seen.body or None, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
-            self._answer(resp.status, data, resp.getheader("Content-Type") or "text/plain")
+            extra = {"Content-Encoding": resp.getheader("Content-Encoding") or ""}
+            self._answer(resp.status, data, resp.getheader("Content-Type") or "text/plain", extra)
         finally:
             conn.close()
 
-    def _answer(self, status: int, body: bytes, content_type: str) -> None:
+    def _answer(
+        self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for k, v in (extra or {}).items():
+            if v:
+                self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
