@@ -18,7 +18,7 @@ from types import FrameType
 
 from anomaly import __version__
 from anomaly.config import Config, load_config
-from anomaly.errors import AnomalyError, ConfigError
+from anomaly.errors import AnomalyError, ConfigError, DataError
 
 log = logging.getLogger("anomaly")
 
@@ -132,8 +132,39 @@ def cmd_score_csv(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level or "WARNING")
     config = load_config(args.config) if args.config else None
     t0 = time.perf_counter()
-    out = score_csv(args.input, args.output, config=config)
+    try:
+        out = score_csv(args.input, args.output, config=config)
+    except DataError as e:  # bad input is a usage error: one line, exit 2
+        print(f"anomaly: {e}", file=sys.stderr)
+        return EXIT_USAGE
     log.info("scored %d rows in %.1fs", out, time.perf_counter() - t0)
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from anomaly.evaluate import evaluate, format_table
+    from anomaly.offline import OfflineOptions
+
+    _setup_logging(args.log_level or "WARNING")
+    config = load_config(args.config) if args.config else None
+    try:
+        ev = evaluate(
+            args.data_dir,
+            args.labels,
+            profile=args.profile,
+            options=OfflineOptions.from_config(config),
+            jobs=args.jobs,
+        )
+    except DataError as e:  # bad input is a usage error: one line, exit 2
+        print(f"anomaly: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(format_table(ev, per_file=not args.summary))
+    if args.output:
+        try:
+            ev.to_frame().to_csv(args.output, index=False, float_format="%.6g")
+        except OSError as e:
+            print(f"anomaly: {args.output}: cannot write: {e.strerror}", file=sys.stderr)
+            return EXIT_USAGE
     return EXIT_OK
 
 
@@ -169,6 +200,21 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--config", "-c", help="config file for detection settings")
     sc.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sc.set_defaults(func=cmd_score_csv)
+
+    ev = sub.add_parser(
+        "evaluate", help="NAB-style score of score-csv over a directory of labelled CSVs"
+    )
+    ev.add_argument("data_dir", help="directory of timestamp,value CSVs (searched recursively)")
+    ev.add_argument("labels", help="NAB combined_windows.json (or the directory holding it)")
+    ev.add_argument(
+        "--profile", choices=["standard", "reward_low_fp", "reward_low_fn"], default="standard"
+    )
+    ev.add_argument("--output", "-o", help="write per-file and per-category figures as CSV")
+    ev.add_argument("--config", "-c", help="config file for detection settings")
+    ev.add_argument("--jobs", "-j", type=int, help="worker processes (default: CPU count)")
+    ev.add_argument("--summary", action="store_true", help="categories and overall only")
+    ev.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    ev.set_defaults(func=cmd_evaluate)
     return p
 
 
