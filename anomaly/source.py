@@ -375,10 +375,18 @@ class PrometheusSource:
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
+                # `verify` per request: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override
+                # a session's `verify` (psf/requests#3829), which would drop `tls.ca_file` and
+                # `tls.verify: false` wherever those variables are set.
+                verify = self._session.verify
                 if method == "POST":
-                    resp = self._session.post(url, data=params, timeout=cfg.timeout_seconds)
+                    resp = self._session.post(
+                        url, data=params, timeout=cfg.timeout_seconds, verify=verify
+                    )
                 else:
-                    resp = self._session.get(url, params=params, timeout=cfg.timeout_seconds)
+                    resp = self._session.get(
+                        url, params=params, timeout=cfg.timeout_seconds, verify=verify
+                    )
             except requests.RequestException as e:
                 reason = _describe_connection_error(e, cfg.timeout_seconds)
                 if last:
