@@ -9,10 +9,10 @@ over a recorded series, so that row ``i``'s output depends on rows ``0..i`` only
    days), so it is known from a prefix of the file. Rows are snapped to the grid
    ``t0 + k * step`` (``t0`` = the first timestamp) for the model; the output has one row per
    input row.
-2. **Refits.** The first model is fitted once the step is known and ``warmup`` of data time
-   has passed; then every ``refit_interval``. Each fit sees the grid cells of the trailing
-   ``lookback`` before the refit point (missing cells, including those before the first row,
-   are gaps) and scores the rows up to the next refit with
+2. **Refits.** The first model is fitted once the step is known, ``warmup`` of data time
+   has passed and a day's worth of grid cells hold values (what the baseline needs); then
+   every ``refit_interval``. Each fit sees the grid cells of the trailing
+   ``lookback`` before the refit point (missing cells are gaps; none before the first row) and scores the rows up to the next refit with
    :meth:`~anomaly.scoring.AnomalyModel.score_history` on a window that starts
    :data:`HISTORY_CELLS` cells before the refit point, so trailing features see the same
    history whatever comes later. Warm-up rows get ``score`` 0, ``is_anomaly`` 0 and empty
@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, TextIO
 import numpy as np
 import pandas as pd
 
+from anomaly.detectors.features import n_slots_per_day
 from anomaly.errors import DataError
 from anomaly.scoring import AnomalyModel, ScoreResult
 
@@ -356,7 +357,17 @@ def score_series(
         )
     refit_cells = max(1, round(opts.refit_interval_seconds / step))
     lookback_cells = max(1, round(opts.lookback_seconds / step))
-    first_fit = max(int(cell[known]), math.ceil(opts.warmup_seconds / step - 1e-9))
+    # The first fit waits for the step, for `warmup` of data time, and for a day of cells
+    # with values (what the baseline needs to be valid).
+    finite_cells = np.cumsum(np.r_[True, cell[1:] != cell[:-1]] & np.isfinite(v[rows]))
+    enough = np.flatnonzero(finite_cells >= n_slots_per_day(step))
+    if enough.size == 0:
+        return _unscored(out, step)
+    first_fit = max(
+        int(cell[known]),
+        int(cell[enough[0]]) + 1,
+        math.ceil(opts.warmup_seconds / step - 1e-9),
+    )
 
     # Per in-order row: the cell's last finite value as of this row; the row's rank from the
     # end of its cell (0 = the cell's last row, whose as-of value is what later rows see).
@@ -383,7 +394,9 @@ def score_series(
         in_seg = np.flatnonzero(seg_of_row == k)
         if in_seg.size == 0:
             continue
-        fit_t, fit_v = window(c_k - lookback_cells, c_k)
+        # Not before the first row: the baseline holds out the newest day only when older
+        # rows exist, and cells before the data would count as such.
+        fit_t, fit_v = window(max(c_k - lookback_cells, 0), c_k)
         model = AnomalyModel(
             step_seconds=step, threshold=opts.threshold, random_state=opts.random_state
         )
@@ -413,6 +426,20 @@ def score_series(
         scored=out.scored,
         step_seconds=step,
         n_refits=n_refits,
+    )
+
+
+def _unscored(out: OfflineScores, step: float) -> OfflineScores:
+    """``out`` (all warm-up) with the inferred step recorded."""
+    return OfflineScores(
+        score=out.score,
+        is_anomaly=out.is_anomaly,
+        expected=out.expected,
+        lower=out.lower,
+        upper=out.upper,
+        scored=out.scored,
+        step_seconds=step,
+        n_refits=0,
     )
 
 

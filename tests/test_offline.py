@@ -1,0 +1,261 @@
+"""``score-csv``: causality (a prefix scores exactly like the whole file), the output format,
+irregular and messy input, detection of an injected anomaly, and clear input errors."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from anomaly.cli import main
+from anomaly.config import config_from_dict
+from anomaly.errors import DataError
+from anomaly.offline import (
+    OUTPUT_COLUMNS,
+    OfflineOptions,
+    infer_step,
+    late_rows,
+    score_csv,
+    score_series,
+    snap_step,
+)
+from anomaly.synth import Injection, generate
+
+START = 1_717_977_600.0  # 2024-06-10 00:00 UTC, a Monday
+
+
+def daily_series(
+    n: int, step: float, seed: int, *, jitter: float = 0.0, spike_at: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = START + np.arange(n) * step + rng.uniform(-jitter, jitter, n)
+    t = np.sort(np.round(t))
+    hours = (t - START) / 3600.0
+    v = 50 + 20 * np.sin(2 * np.pi * hours / 24) + rng.normal(0, 1.5, n)
+    if spike_at is not None:
+        v[spike_at] += 60
+    return t, v
+
+
+def write_csv(path: Path, times: np.ndarray, values: np.ndarray, *, iso: bool = True) -> Path:
+    stamps = (
+        pd.to_datetime(times, unit="s", utc=True).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if iso
+        else [f"{x:.0f}" for x in times]
+    )
+    vals = ["" if np.isnan(x) else repr(float(x)) for x in values]
+    pd.DataFrame({"timestamp": stamps, "value": vals}).to_csv(path, index=False)
+    return path
+
+
+def scored_text(path: Path, options: OfflineOptions | None = None) -> str:
+    buf = io.StringIO()
+    score_csv(path, buf, options=options)
+    return buf.getvalue()
+
+
+FAST = OfflineOptions(lookback_seconds=3 * 86400.0)
+
+
+# ---------------------------------------------------------------------------- causality
+@st.composite
+def messy_series(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
+    """A few days of a daily pattern: regular or jittered, with gaps, repeats, missing values,
+    duplicate and late timestamps, maybe a spike."""
+    step = draw(st.sampled_from([300.0, 600.0, 1800.0]))
+    days = draw(st.floats(1.5, 3.5))
+    n = int(days * 86400 / step)
+    seed = draw(st.integers(0, 2**16))
+    jitter = draw(st.sampled_from([0.0, 0.0, step * 0.3, step * 0.6]))
+    t, v = daily_series(n, step, seed, jitter=jitter)
+    rng = np.random.default_rng(seed + 1)
+    keep = rng.random(n) > draw(st.sampled_from([0.0, 0.05, 0.2]))  # gaps
+    t, v = t[keep], v[keep]
+    v[rng.random(v.size) < 0.02] = np.nan  # missing values
+    if draw(st.booleans()):  # a stuck stretch
+        i = int(rng.integers(0, v.size - 30))
+        v[i : i + 30] = v[i]
+    if draw(st.booleans()):  # duplicated timestamps
+        dup = np.sort(rng.choice(t.size, size=5, replace=False))
+        t = np.insert(t, dup, t[dup])
+        v = np.insert(v, dup, rng.normal(50, 5, dup.size))
+    if draw(st.booleans()):  # a late sample
+        i = int(rng.integers(t.size // 2, t.size))
+        t = np.insert(t, i, t[i - 1] - 5 * step)
+        v = np.insert(v, i, 49.0)
+    if draw(st.booleans()):
+        v[int(rng.integers(0, v.size))] += 80
+    return t, v
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(series=messy_series(), cut=st.floats(0.0, 1.0), iso=st.booleans())
+def test_a_prefix_scores_exactly_like_the_whole_file(
+    tmp_path: Path, series: tuple[np.ndarray, np.ndarray], cut: float, iso: bool
+) -> None:
+    t, v = series
+    full = scored_text(write_csv(tmp_path / "full.csv", t, v, iso=iso), FAST).splitlines()
+    k = max(1, int(round(cut * t.size)))
+    prefix = scored_text(write_csv(tmp_path / "prefix.csv", t[:k], v[:k], iso=iso), FAST)
+    assert prefix.splitlines() == full[: k + 1]
+    assert len(full) == t.size + 1
+
+
+def test_a_prefix_at_every_refit_boundary_scores_like_the_whole(tmp_path: Path) -> None:
+    t, v = daily_series(12 * 24 * 4, 300.0, seed=3, spike_at=900)
+    full = scored_text(write_csv(tmp_path / "full.csv", t, v), FAST).splitlines()
+    for k in (1, 287, 288, 289, 576, 577, 900, 901):
+        prefix = scored_text(write_csv(tmp_path / "p.csv", t[:k], v[:k]), FAST).splitlines()
+        assert prefix == full[: k + 1], k
+
+
+# ---------------------------------------------------------------------------- output
+def test_output_keeps_the_input_and_adds_the_contract_columns(tmp_path: Path) -> None:
+    t, v = daily_series(12 * 24 * 3, 300.0, seed=1)
+    path = write_csv(tmp_path / "in.csv", t, v)
+    out = tmp_path / "out.csv"
+    assert score_csv(path, out, options=FAST) == t.size
+    got = pd.read_csv(out, dtype={"timestamp": str})
+    assert list(got.columns) == ["timestamp", "value", *OUTPUT_COLUMNS]
+    assert list(got["timestamp"]) == list(pd.read_csv(path, dtype=str)["timestamp"])
+    assert got["score"].between(0, 1).all()
+    assert set(got["is_anomaly"]) <= {0, 1}
+    warm = got.index < 288  # a day of warm-up
+    assert (got.loc[warm, "score"] == 0).all() and got.loc[warm, "expected"].isna().all()
+    later = got.loc[~warm]
+    assert later["expected"].notna().all()
+    assert (later["lower"] <= later["expected"]).all()
+    assert (later["expected"] <= later["upper"]).all()
+
+
+def test_an_injected_spike_is_flagged_and_quiet_data_mostly_is_not(tmp_path: Path) -> None:
+    at = START + 3.5 * 86400  # Monday to Thursday: no weekend the models have not seen
+    ds = generate(
+        1,
+        days=4,
+        end=START + 4 * 86400,
+        seed=4,
+        injections=[Injection("org-01", "request_rate", "spike", at, at + 600)],
+    )
+    v = ds.matrix("request_rate")[:, 0]
+    path = write_csv(tmp_path / "rate.csv", ds.timestamps, v)
+    got = pd.read_csv(io.StringIO(scored_text(path)))
+    spike = np.abs(ds.timestamps - at) <= 600
+    assert got.loc[spike, "is_anomaly"].any()
+    after_two_days = ds.timestamps >= START + 2 * 86400
+    assert got.loc[~spike & after_two_days, "is_anomaly"].mean() < 0.04
+
+
+def test_the_threshold_comes_from_the_config() -> None:
+    config = config_from_dict(
+        {
+            "prometheus": {"url": "http://127.0.0.1:9090"},
+            "pushgateway": {"url": "http://127.0.0.1:9091"},
+            "metrics": [{"name": "m", "query": "up"}],
+            "lookback": "3d",
+            "detection": {"threshold": 0.9, "refit_interval": "12h"},
+        }
+    )
+    opts = OfflineOptions.from_config(config)
+    assert (opts.threshold, opts.refit_interval_seconds, opts.lookback_seconds) == (
+        0.9,
+        43200.0,
+        3 * 86400.0,
+    )
+    t, v = daily_series(12 * 24 * 3, 300.0, seed=2, spike_at=700)
+    low = score_series(t, v, FAST)
+    high = score_series(t, v, OfflineOptions(threshold=0.9, **_fast_rest()))
+    np.testing.assert_array_equal(low.score, high.score)
+    np.testing.assert_array_equal(high.is_anomaly, high.score >= 0.9)
+    assert low.is_anomaly.sum() >= high.is_anomaly.sum()
+
+
+def _fast_rest() -> dict[str, float]:
+    return {"lookback_seconds": FAST.lookback_seconds}
+
+
+# ---------------------------------------------------------------------------- messy input
+def test_irregular_timestamps_snap_to_the_inferred_step_with_one_row_per_input_row() -> None:
+    t, v = daily_series(12 * 24 * 3, 300.0, seed=5, jitter=100.0)
+    res = score_series(t, v, FAST)
+    assert res.step_seconds == 300.0
+    assert res.score.shape == t.shape
+    assert res.scored[400:].all()  # a day of distinct cells, then one model after another
+
+
+def test_step_inference_and_snapping() -> None:
+    assert snap_step(297.0) == 300.0
+    assert snap_step(3590.0) == 3600.0
+    assert snap_step(0.2) == 1.0
+    assert snap_step(2.2 * 86400) == 2 * 86400.0
+    times = np.array([0.0, 0.0, 60.0, 120.0, 120.0, 185.0, 240.0])
+    assert infer_step(times, 4) == (60.0, 6)
+    assert infer_step(times, 5) is None
+
+
+def test_duplicate_and_late_timestamps_are_kept_in_the_output() -> None:
+    t, v = daily_series(12 * 24 * 3, 300.0, seed=6)
+    t = np.insert(t, 500, t[499])  # a duplicate: same cell, scored in turn
+    v = np.insert(v, 500, v[499] + 1)
+    t = np.insert(t, 600, t[599] - 3000)  # late: ignored by the model
+    v = np.insert(v, 600, 10.0)
+    assert late_rows(t).sum() == 1
+    res = score_series(t, v, FAST)
+    assert res.scored[500] and res.scored[499]
+    assert not res.scored[600] and res.score[600] == 0 and np.isnan(res.expected[600])
+
+
+def test_epoch_seconds_and_iso_timestamps_give_the_same_scores(tmp_path: Path) -> None:
+    t, v = daily_series(12 * 24 * 2, 300.0, seed=8)
+    iso = pd.read_csv(io.StringIO(scored_text(write_csv(tmp_path / "a.csv", t, v), FAST)))
+    epoch = pd.read_csv(
+        io.StringIO(scored_text(write_csv(tmp_path / "b.csv", t, v, iso=False), FAST))
+    )
+    pd.testing.assert_frame_equal(iso.drop(columns="timestamp"), epoch.drop(columns="timestamp"))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("time,value\n1,2\n", "missing column(s) timestamp"),
+        ("timestamp,value\n2024-01-01T00:00:00Z,1\nyesterday,2\n", "line 3: timestamp 'yesterday'"),
+        ("timestamp,value\n1700000000,1\n1700000300,abc\n", "line 3: value 'abc' is not a number"),
+        (
+            "timestamp,value\n" + "".join(f"{1700000000 - 300 * i},1\n" for i in range(20)),
+            "not in increasing order",
+        ),
+        ("", "empty"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        score_csv(path, io.StringIO())
+    assert main(["score-csv", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_missing_file_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["score-csv", str(tmp_path / "absent.csv")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_empty_values_are_gaps_and_a_short_file_is_all_warm_up(tmp_path: Path) -> None:
+    path = tmp_path / "short.csv"
+    path.write_text("timestamp,value\n1700000000,1\n1700000300,\n1700000600,NaN\n")
+    got = pd.read_csv(io.StringIO(scored_text(path)))
+    assert len(got) == 3
+    assert (got["score"] == 0).all() and got["expected"].isna().all()
