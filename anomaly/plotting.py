@@ -396,3 +396,105 @@ def plot_forecast(
     ax.set_title(title or "Forecast")
     ax.legend(loc="upper left", fontsize="small")
     return fig
+
+
+def plot_evaluation(per_file: pd.DataFrame, *, title: str | None = None) -> Figure:
+    """Per-file NAB scores and false alarms, tuned threshold against the shipped decision.
+
+    Parameters
+    ----------
+    per_file : DataFrame
+        Rows of :meth:`anomaly.evaluate.Evaluation.to_frame` for the files (columns ``file``,
+        ``tuned_nab``, ``shipped_nab``, ``tuned_false_alarms``, ``shipped_false_alarms``).
+        A file without windows has no NAB score; its false alarms still show.
+    """
+    from matplotlib.figure import Figure
+
+    rows = per_file.iloc[::-1]  # first file on top
+    y = np.arange(len(rows))
+    height = 0.4
+    fig = Figure(figsize=(12, 1.2 + 0.32 * len(rows)), layout="constrained")
+    nab, fa = fig.subplots(1, 2, sharey=True, width_ratios=(3, 2))
+    for offset, label, color in (
+        (height / 2, "tuned", "tab:blue"),
+        (-height / 2, "shipped", "grey"),
+    ):
+        nab.barh(y + offset, rows[f"{label}_nab"], height, color=color, label=label)
+        fa.barh(y + offset, rows[f"{label}_false_alarms"], height, color=color, label=label)
+    # A file with one window and many false alarms can score -1000: clip the axis, print it.
+    floor = -100.0
+    lowest = float(np.nanmin(rows[["tuned_nab", "shipped_nab"]].to_numpy(), initial=0.0))
+    nab.set_xlim(max(lowest, floor) - 5, 105)
+    for offset, label in ((height / 2, "tuned"), (-height / 2, "shipped")):
+        for yi, value in zip(y + offset, rows[f"{label}_nab"], strict=True):
+            if value < floor:
+                nab.annotate(
+                    f"{value:.0f}",
+                    (floor, yi),
+                    xytext=(2, -3),
+                    textcoords="offset points",
+                    fontsize="x-small",
+                    color="white",
+                )
+    nab.set_yticks(y, [str(f) for f in rows["file"]], fontsize="small")
+    nab.axvline(0, color="black", lw=0.6)
+    nab.axvline(100, color="tab:green", lw=0.6, ls=":")
+    nab.set_xlabel("NAB score (0 = null detector, 100 = perfect)")
+    nab.legend(loc="best", fontsize="small")
+    fa.set_xlabel("false alarms")
+    fig.suptitle(title or "Per-file results")
+    return fig
+
+
+def plot_scored_file(
+    times: np.ndarray,
+    values: np.ndarray,
+    score: np.ndarray,
+    *,
+    windows: Sequence[tuple[float, float]] = (),
+    threshold: float | None = None,
+    is_anomaly: np.ndarray | None = None,
+    probation_rows: int = 0,
+    title: str | None = None,
+) -> Figure:
+    """One scored series: values with labelled windows and detections above, score below.
+
+    Parameters
+    ----------
+    times, values, score : ndarray, shape (n,)
+        Epoch seconds, the series and its anomaly score (e.g. from
+        :func:`anomaly.offline.score_file`).
+    windows : sequence of (start, end)
+        Labelled windows, epoch seconds.
+    threshold : float, optional
+        Tuned threshold: rows at or above it are marked (red), and drawn on the score axis.
+    is_anomaly : ndarray of bool, shape (n,), optional
+        The shipped decision, marked on the score axis.
+    probation_rows : int
+        Leading rows that are not judged, shaded grey.
+    """
+    from matplotlib.figure import Figure
+
+    t = pd.to_datetime(np.asarray(times, dtype=float), unit="s", utc=True)
+    v = np.asarray(values, dtype=float)
+    s = np.asarray(score, dtype=float)
+    fig = Figure(figsize=(12, 5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    top.plot(t, v, color="black", lw=0.7, label="value")
+    for ax in (top, bottom):
+        _shade_windows(ax, windows, "labelled window" if ax is top else "")
+        if probation_rows:
+            ax.axvspan(t[0], t[min(probation_rows, len(t) - 1)], color="grey", alpha=0.15)
+    if threshold is not None:
+        hit = s >= threshold
+        top.scatter(t[hit], v[hit], color=_FLAG_COLOR, s=8, zorder=3, label="score ≥ threshold")
+        bottom.axhline(threshold, color=_FLAG_COLOR, ls="--", lw=1, label="tuned threshold")
+    bottom.plot(t, s, color="tab:blue", lw=0.7, label="score")
+    if is_anomaly is not None:
+        flagged = np.asarray(is_anomaly, dtype=bool)
+        bottom.scatter(t[flagged], s[flagged], color="grey", s=6, label="shipped is_anomaly")
+    bottom.set_ylim(-0.02, 1.02)
+    top.legend(loc="upper left", fontsize="small")
+    bottom.legend(loc="upper left", fontsize="small")
+    fig.suptitle(title or "Scores")
+    return fig

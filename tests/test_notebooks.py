@@ -86,6 +86,11 @@ def test_notebooks_are_stored_clean_with_a_parameters_cell(path: Path) -> None:
     assert "output_dir" in tagged[0].source
 
 
+def test_the_three_notebooks_exist() -> None:
+    names = {p.name for p in NOTEBOOKS.glob("*.ipynb")}
+    assert {"tuning.ipynb", "evaluation.ipynb", "forecasting.ipynb"} <= names
+
+
 # --------------------------------------------------------------------------- tuning
 
 
@@ -177,6 +182,68 @@ def test_forecasting_counts_down_to_the_budget_breach(tmp_path: Path, kernel: st
     assert 0 < results["breach_seconds"] < 86400
     others = {k: v for k, v in results["breach_seconds_by_tenant"].items() if k != "org-03"}
     assert set(others.values()) == {"inf"}
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _nab_time(epoch: float) -> str:
+    return pd.Timestamp(epoch, unit="s").strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def write_nab_corpus(root: Path) -> Path:
+    """A small corpus in NAB's layout: ``data/<category>/<file>.csv`` and
+    ``labels/combined_windows.json``; two files with a labelled anomaly and one without.
+
+    4.5 days of 5-minute points up to a Friday 18:00 UTC (no weekend to learn), each anomaly
+    about a day before the end, its window from 3 h before to 3 h after it.
+    """
+    end = 1795305600.0 + 5 * 86400 + 18 * 3600
+    h = 3600.0
+    shift = synth.Injection("org-01", "latency_p95", "level_shift", end - 30 * h, end - 27 * h, 1.0)
+    outage = synth.Injection("org-02", "request_rate", "outage", end - 20 * h, end - 19 * h)
+    files = {
+        "synthWithAnomaly/latency_shift.csv": ("org-01", "latency_p95", shift),
+        "synthWithAnomaly/traffic_outage.csv": ("org-02", "request_rate", outage),
+        "synthNoAnomaly/traffic_clean.csv": ("org-03", "request_rate", None),
+    }
+    ds = synth.generate(3, days=4.5, end=end, seed=21, injections=[shift, outage])
+    stamps = pd.to_datetime(ds.timestamps, unit="s").strftime("%Y-%m-%d %H:%M:%S")
+    windows: dict[str, list[list[str]]] = {}
+    for key, (tenant, metric, inj) in files.items():
+        path = root / "data" / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        values = ds.get(tenant, metric).values
+        pd.DataFrame({"timestamp": stamps, "value": values}).to_csv(path, index=False)
+        windows[key] = (
+            []
+            if inj is None
+            else [[_nab_time(inj.start - 3 * h), _nab_time(float(inj.end or end) + 3 * h)]]
+        )
+    labels = root / "labels" / "combined_windows.json"
+    labels.parent.mkdir(parents=True)
+    labels.write_text(json.dumps(windows, indent=1))
+    return root
+
+
+def test_evaluation_runs_the_harness_on_a_nab_layout(tmp_path: Path, kernel: str) -> None:
+    nab = write_nab_corpus(tmp_path / "nab")
+    nb, results = run_notebook("evaluation.ipynb", tmp_path, kernel, nab_dir=str(nab), jobs=1)
+    assert png_outputs(nb) == 2  # per-file results, one file's scores
+    assert (tmp_path / "out" / "per_file.png").stat().st_size > 0
+    assert (tmp_path / "out" / "file.png").stat().st_size > 0
+    assert results["n_files"] == 3 and results["windows"] == 2
+    assert set(results["per_file"]) == {
+        "synthWithAnomaly/latency_shift.csv",
+        "synthWithAnomaly/traffic_outage.csv",
+        "synthNoAnomaly/traffic_clean.csv",
+    }
+    assert results["per_file"]["synthNoAnomaly/traffic_clean.csv"]["tuned_nab"] is None
+    # Both injected anomalies are caught: by the shipped decision, and at the tuned threshold.
+    assert results["shipped_detected"] == 2
+    assert results["threshold"] is not None and results["tuned_detected"] == 2
+    assert results["tuned_nab"] > 50
+    assert results["plot_file"] in results["per_file"]
 
 
 # --------------------------------------------------------------------------- plotting helpers
