@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import detection_bench, forecast_bench
+from bench import detection_bench, forecast_bench, nab_bench
 
 
 def main() -> int:
@@ -12,6 +12,8 @@ def main() -> int:
     detection_bench.main([])
     print("\n== forecasts and budget breaches (python -m bench.forecast_bench)")
     forecast_bench.main()
+    print("\n== NAB (nab-dev) standard profile (python -m bench.nab_bench)")
+    nab_bench.main([])
     return 0
 
 
