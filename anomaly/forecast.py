@@ -105,6 +105,13 @@ def forecast(
     multiplicative: bool | None = None,
     recent_seconds: float = 12 * 3600.0,
     max_acceleration: float = 3.0,
+    rate: np.ndarray | None = None,
+    window_seconds: float = SECONDS_PER_DAY,
+    rate_unit_seconds: float = 3600.0,
+    trend_seconds: float = SECONDS_PER_DAY,
+    trend_z: float = 2.0,
+    trend_horizon_seconds: float = 8 * 3600.0,
+    calibration_seconds: float = 2 * SECONDS_PER_DAY,
 ) -> Forecast:
     """Forecast every column of `values` to `horizon_seconds` past the newest time.
 
@@ -134,6 +141,25 @@ def forecast(
         Window comparing today's growth with yesterday's (the acceleration).
     max_acceleration : float
         Bound of that growth ratio, both ways.
+    rate : array, shape like `values`, optional
+        The rate whose rolling sums `values` are, per `rate_unit_seconds` (e.g. AI spend in
+        $/hour beside its rolling 24-hour spend). Given, the *rate* is forecast and the sums are
+        carried forward from it (see "Rolling sums" in the module docstring): far more
+        accurate than extrapolating the lagging sums themselves.
+    window_seconds : float
+        Length of the rolling window of `values` (rate mode).
+    rate_unit_seconds : float
+        The time unit of `rate`: 3600 for a rate per hour (rate mode).
+    trend_seconds : float
+        Window of the rate's level and slope fit (rate mode).
+    trend_z : float
+        The rate's slope is shrunk by ``1 - (trend_z * se / slope)**2`` and dropped when not
+        that many standard errors from zero (rate mode).
+    trend_horizon_seconds : float
+        The rate's slope is extrapolated this far ahead, its ratio to the reference then held
+        (rate mode): a ramp seldom runs on for a whole day.
+    calibration_seconds : float
+        How far back the walk-forward origins that calibrate the band reach (rate mode).
 
     Returns
     -------
@@ -164,6 +190,21 @@ def forecast(
     if t.size > 1 and not np.allclose(np.diff(t), step, rtol=0, atol=1e-6 * step + 1e-9):
         raise ValueError(f"`times` must be a regular grid with step {step:g} s")
     y[~np.isfinite(y)] = np.nan
+    r: np.ndarray | None = None
+    if rate is not None:
+        r = np.array(rate, dtype=float)
+        if r.ndim == 1:
+            r = r[:, None]
+        if r.shape != y.shape:
+            raise ValueError(f"`rate` must have the shape of `values` {y.shape}, got {r.shape}")
+        for name, v in (
+            ("window_seconds", window_seconds),
+            ("rate_unit_seconds", rate_unit_seconds),
+            ("trend_seconds", trend_seconds),
+        ):
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"`{name}` must be positive, got {v}")
+        r[~np.isfinite(r)] = np.nan
 
     n_t, n_s = y.shape
     per_day = max(1, round(SECONDS_PER_DAY / step))
@@ -194,6 +235,8 @@ def forecast(
             )
         elif not recent[j]:
             reason[j] = f"no values in the last {smooth * step / 3600:.1f} h"
+        elif r is not None and not np.isfinite(r[max(0, n_t - smooth) :, j]).any():
+            reason[j] = f"no rate values in the last {smooth * step / 3600:.1f} h"
     valid = np.array([r is None for r in reason], dtype=bool)
     if not valid.any():
         return Forecast(
@@ -211,6 +254,26 @@ def forecast(
 
     cols = np.flatnonzero(valid)
     yv = y[:, cols]
+    z = NormalDist().inv_cdf(0.5 + interval / 2)
+    value, lower, upper = empty, empty.copy(), empty.copy()
+    if r is not None:
+        point, low, high = _forecast_rolling(
+            t,
+            yv,
+            r[:, cols],
+            n_h,
+            step,
+            window_seconds=window_seconds,
+            rate_unit_seconds=rate_unit_seconds,
+            interval=interval,
+            season=season,
+            trend_seconds=trend_seconds,
+            trend_z=trend_z,
+            trend_horizon_seconds=trend_horizon_seconds,
+            calibration_seconds=calibration_seconds,
+        )
+        value[:, cols], lower[:, cols], upper[:, cols] = point, low, high
+        return Forecast(future_t, value, lower, upper, valid, reason, now, step, last_value, season)
 
     # The tail where the deviation d is needed: the last day plus margins for the smoothing,
     # and one more day for the day-over-day spread that sizes the interval.
@@ -295,9 +358,6 @@ def forecast(
     sd = np.sqrt(sigma_noise**2 + sigma_day**2 * (lead + lead**2))
     sd = np.where(positive, np.abs(ref_future) * sd, sd)
     sd = np.sqrt(sd**2 + (1e-6 * np.maximum(1.0, np.abs(point))) ** 2)
-    z = NormalDist().inv_cdf(0.5 + interval / 2)
-
-    value, lower, upper = empty, empty.copy(), empty.copy()
     value[:, cols] = point
     lower[:, cols] = point - z * sd
     upper[:, cols] = point + z * sd
@@ -473,3 +533,168 @@ def _centred_nanmean(a: np.ndarray, window: int) -> np.ndarray:
     hi = np.clip(i + half_hi + 1, 0, n)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (csum[hi] - csum[lo]) / (ccnt[hi] - ccnt[lo])
+
+
+def _forecast_rolling(
+    t: np.ndarray,
+    y: np.ndarray,
+    rate: np.ndarray,
+    n_h: int,
+    step: float,
+    *,
+    window_seconds: float,
+    rate_unit_seconds: float,
+    interval: float,
+    season: str,
+    trend_seconds: float,
+    trend_z: float,
+    trend_horizon_seconds: float,
+    calibration_seconds: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point forecast and calibrated band of rolling sums `y` of `rate`; each ``(n_h, n_s)``.
+
+    ``y[o + k] = y[o] - (inflow that leaves the window) + (forecast inflow)``: what leaves is
+    known from the rate history; what enters is the seasonal reference of the rate times
+    ``1 + level + slope * lead``, the level and slope fitted by weighted least squares on the
+    last `trend_seconds` of ``rate - reference`` (weights ``1 / reference``, so quiet nights
+    count little). The slope is shrunk by ``1 - (trend_z * se / slope)**2`` (0 when not
+    significant), so noise is not extrapolated into a breach. The same computation at past
+    origins gives the walk-forward errors whose quantiles form the band.
+    """
+    n_t, n_s = y.shape
+    per_day = max(1, round(SECONDS_PER_DAY / step))
+    per_week = 7 * per_day
+    n_win = max(1, round(window_seconds / step))
+    w = max(3, round(trend_seconds / step))
+    n_calib = max(0, round(calibration_seconds / step))
+    cap = max(1, round(trend_horizon_seconds / step))
+    lo = max(0, n_t - 1 - n_calib - w)
+    daily = _daily_profile(t, rate, step, per_day)
+    u = _reference(rate, daily, t, step, per_day, per_week, lo, n_t + n_h, season)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        typical = np.nanmedian(rate[max(0, n_t - per_day) :], axis=0)
+    u = np.where(np.isfinite(u), u, np.where(np.isfinite(typical), typical, 0.0))
+    u = np.maximum(u, 0.0)
+    per_point = step / rate_unit_seconds
+
+    # Weighted least-squares fit of e = rate - u ~ u * (a + b * x), x in days before the
+    # origin, over the `w` points ending at each tail index: windowed sums via cumsums.
+    m = n_t - lo
+    e = rate[lo:] - u[:m]
+    ok = np.isfinite(e) & (u[:m] > 0)
+    u0 = np.where(ok, u[:m], 0.0)
+    e0 = np.where(ok, e, 0.0)
+    pos = ((np.arange(m) - (m - 1)) * step / SECONDS_PER_DAY)[:, None]
+
+    def windowed(a: np.ndarray) -> np.ndarray:
+        c = np.concatenate([np.zeros((1, a.shape[1])), np.cumsum(a, axis=0)])
+        i = np.arange(m)
+        return np.asarray(c[i + 1] - c[np.maximum(0, i + 1 - w)])
+
+    su, sup, supp = windowed(u0), windowed(u0 * pos), windowed(u0 * pos * pos)
+    se_, sep = windowed(e0), windowed(e0 * pos)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        see = windowed(np.where(ok, e0 * e0 / np.where(ok, u0, 1.0), 0.0))
+    count = windowed(ok.astype(float))
+    sux = sup - pos * su
+    suxx = supp - 2 * pos * sup + pos * pos * su
+    sex = sep - pos * se_
+    det = su * suxx - sux * sux
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fit = (det > 1e-12 * np.maximum(su * suxx, 1e-300)) & (count >= max(3, w // 4))
+        a = np.where(fit, (se_ * suxx - sex * sux) / det, np.where(su > 0, se_ / su, 0.0))
+        b = np.where(fit, (su * sex - sux * se_) / det, 0.0)
+        rss = np.maximum(see - a * se_ - b * sex, 0.0)
+        var_b = np.where(fit, rss / np.maximum(count - 2, 1) * su / det, np.inf)
+        shrink = np.clip(1.0 - trend_z**2 * var_b / (b * b), 0.0, 1.0)
+    a = np.where(np.isfinite(a), a, 0.0)
+    b = np.where(np.isfinite(b) & np.isfinite(shrink), b * shrink, 0.0)
+
+    # Cumulative sums the paths are read from (absolute indices; `cu` over the tail + future).
+    c_in = np.where(np.isfinite(rate), rate, np.nan) * per_point
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean_in = np.nanmean(c_in[max(0, n_t - n_win) :], axis=0)
+    c_in = np.where(np.isfinite(c_in), c_in, np.where(np.isfinite(mean_in), mean_in, 0.0))
+    cc = np.concatenate([np.zeros((1, n_s)), np.cumsum(c_in, axis=0)])
+    uu = u * per_point
+    fpos = ((np.arange(u.shape[0]) + lo - (n_t - 1)) * step / SECONDS_PER_DAY)[:, None]
+    cu = np.concatenate([np.zeros((1, n_s)), np.cumsum(uu, axis=0)])
+    cup = np.concatenate([np.zeros((1, n_s)), np.cumsum(uu * fpos, axis=0)])
+    anchor = np.where(np.isfinite(y), y, cc[1:] - cc[np.maximum(0, np.arange(n_t) + 1 - n_win)])
+
+    def paths(origins: np.ndarray) -> np.ndarray:
+        """Forecasts from each origin (absolute index), shape ``(n_o, n_h, n_s)``."""
+        k = np.arange(1, n_h + 1)
+        tail_o = origins - lo
+        end = tail_o[:, None] + k[None, :]  # tail index of o + k
+        inflow_u = cu[end + 1] - cu[tail_o + 1][:, None]
+        inflow_ux = (cup[end + 1] - cup[tail_o + 1][:, None]) - fpos[tail_o][:, None] * inflow_u
+        if cap < n_h:  # the slope is extrapolated `cap` points, the ratio then held
+            held = inflow_ux[:, cap - 1 : cap] + (cap * step / SECONDS_PER_DAY) * (
+                inflow_u - inflow_u[:, cap - 1 : cap]
+            )
+            inflow_ux = np.where(k[None, :, None] <= cap, inflow_ux, held)
+        ao, bo = a[tail_o][:, None], b[tail_o][:, None]
+        inflow = np.maximum((1.0 + ao) * inflow_u + bo * inflow_ux, 0.0)
+        leave_hi = np.clip(origins[:, None] + k[None, :] - n_win + 1, 0, n_t)
+        leave_lo = np.clip(origins - n_win + 1, 0, n_t)[:, None]
+        outflow = cc[leave_hi] - cc[leave_lo]
+        return np.asarray(anchor[origins][:, None] + inflow - outflow)
+
+    point = paths(np.array([n_t - 1]))[0]
+
+    # Walk-forward errors: forecasts from past origins against what happened, as ratios.
+    first = lo + w
+    stride = max(1, round(900.0 / step))
+    origins = np.arange(n_t - 2, first - 1, -stride)[::-1]
+    q_lo = np.full((n_h, n_s), np.nan)
+    q_hi = np.full((n_h, n_s), np.nan)
+    if origins.size:
+        past = paths(origins)
+        k = np.arange(1, n_h + 1)
+        target = origins[:, None] + k[None, :]
+        actual = y[np.minimum(target, n_t - 1)]
+        actual[target > n_t - 1] = np.nan
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(np.abs(past) > 0, actual / past - 1.0, np.nan)
+        alpha = (1.0 - interval) / 2
+        q_lo, q_hi, n_ok = _quantiles_axis0(ratio, alpha, 1.0 - alpha)
+        # Leads seen from too few origins borrow the widths of the longest well-seen lead,
+        # grown with the square root of the lead.
+        enough = n_ok >= 8
+        ref_k = np.where(enough.any(axis=0), n_h - 1 - np.argmax(enough[::-1], axis=0), -1)
+        for j in range(n_s):
+            r = ref_k[j]
+            if r < 0:
+                q_lo[:, j], q_hi[:, j] = np.nan, np.nan
+                continue
+            grow = np.sqrt(k[r + 1 :] / k[r])
+            q_lo[r + 1 :, j] = q_lo[r, j] * grow
+            q_hi[r + 1 :, j] = q_hi[r, j] * grow
+    q_lo = np.minimum(np.where(np.isfinite(q_lo), q_lo, 0.0), 0.0)
+    q_hi = np.maximum(np.where(np.isfinite(q_hi), q_hi, 0.0), 0.0)
+    q_lo = np.minimum.accumulate(q_lo, axis=0)
+    q_hi = np.maximum.accumulate(q_hi, axis=0)
+    lower = point * (1.0 + q_lo)
+    upper = point * (1.0 + q_hi)
+    return point, np.minimum(lower, point), np.maximum(upper, point)
+
+
+def _quantiles_axis0(
+    a: np.ndarray, q_low: float, q_high: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NaN-aware quantiles along axis 0 (linear interpolation) and the count of finite values."""
+    s = np.sort(a, axis=0)  # NaN last
+    n = np.isfinite(a).sum(axis=0)
+    out = []
+    for q in (q_low, q_high):
+        pos = q * np.maximum(n - 1, 0)
+        i0 = np.floor(pos).astype(int)
+        i1 = np.minimum(i0 + 1, np.maximum(n - 1, 0))
+        frac = pos - i0
+        v0 = np.take_along_axis(s, i0[None], axis=0)[0]
+        v1 = np.take_along_axis(s, i1[None], axis=0)[0]
+        out.append(np.where(n > 0, v0 + frac * (v1 - v0), np.nan))
+    return out[0], out[1], n
