@@ -301,83 +301,60 @@ def _tls(raw: Any, where: str, base: Path) -> TLSConfig:
     return TLSConfig(verify=verify, **files)
 
 
-def _prometheus(raw: Any, base: Path) -> PrometheusConfig:
-    where = "prometheus"
+_ENDPOINT_KEYS = {
+    "url",
+    "headers",
+    "timeout_seconds",
+    "retries",
+    "retry_backoff_seconds",
+    "auth",
+    "tls",
+}
+
+
+def _endpoint(
+    raw: Any, where: str, base: Path, extra_keys: set[str]
+) -> tuple[Mapping[str, Any], dict[str, Any]]:
+    """The HTTP settings Prometheus and the Pushgateway share; returns the raw section and the
+    validated common fields."""
     if raw is None:
         raise ConfigError(where, "required section is missing (it needs at least 'url')")
     raw = _mapping(raw, where)
-    _check_keys(
-        raw,
-        {
-            "url",
-            "headers",
-            "timeout_seconds",
-            "retries",
-            "retry_backoff_seconds",
-            "max_points_per_query",
-            "auth",
-            "tls",
-        },
-        where,
-    )
+    _check_keys(raw, _ENDPOINT_KEYS | extra_keys, where)
     if "url" not in raw:
         raise ConfigError(f"{where}.url", "required key is missing")
-    return PrometheusConfig(
-        url=_url(raw["url"], f"{where}.url"),
-        headers=_str_map(raw.get("headers"), f"{where}.headers"),
-        timeout_seconds=_number(
+    common = {
+        "url": _url(raw["url"], f"{where}.url"),
+        "headers": _str_map(raw.get("headers"), f"{where}.headers"),
+        "timeout_seconds": _number(
             raw.get("timeout_seconds", 30), f"{where}.timeout_seconds", positive=True
         ),
-        retries=_int(raw.get("retries", 3), f"{where}.retries"),
-        retry_backoff_seconds=_number(
+        "retries": _int(raw.get("retries", 3), f"{where}.retries"),
+        "retry_backoff_seconds": _number(
             raw.get("retry_backoff_seconds", 0.5), f"{where}.retry_backoff_seconds", minimum=0
         ),
+        "auth": _auth(raw.get("auth"), f"{where}.auth", base),
+        "tls": _tls(raw.get("tls"), f"{where}.tls", base),
+    }
+    return raw, common
+
+
+def _prometheus(raw: Any, base: Path) -> PrometheusConfig:
+    raw, common = _endpoint(raw, "prometheus", base, {"max_points_per_query"})
+    return PrometheusConfig(
         max_points_per_query=_int(
-            raw.get("max_points_per_query", 11000), f"{where}.max_points_per_query", minimum=2
+            raw.get("max_points_per_query", 11000), "prometheus.max_points_per_query", minimum=2
         ),
-        auth=_auth(raw.get("auth"), f"{where}.auth", base),
-        tls=_tls(raw.get("tls"), f"{where}.tls", base),
+        **common,
     )
 
 
 def _pushgateway(raw: Any, base: Path) -> PushgatewayConfig:
-    where = "pushgateway"
-    if raw is None:
-        raise ConfigError(where, "required section is missing (it needs at least 'url')")
-    raw = _mapping(raw, where)
-    _check_keys(
-        raw,
-        {
-            "url",
-            "job",
-            "timeout_seconds",
-            "retries",
-            "retry_backoff_seconds",
-            "headers",
-            "auth",
-            "tls",
-        },
-        where,
-    )
-    if "url" not in raw:
-        raise ConfigError(f"{where}.url", "required key is missing")
-    job = _str(raw.get("job", "anomaly_detector"), f"{where}.job")
+    raw, common = _endpoint(raw, "pushgateway", base, {"job"})
+    job = _str(raw.get("job", "anomaly_detector"), "pushgateway.job")
     if "/" in job:
-        raise ConfigError(f"{where}.job", f"must not contain '/', got {job!r}")
-    return PushgatewayConfig(
-        url=_url(raw["url"], f"{where}.url"),
-        job=job,
-        timeout_seconds=_number(
-            raw.get("timeout_seconds", 30), f"{where}.timeout_seconds", positive=True
-        ),
-        retries=_int(raw.get("retries", 3), f"{where}.retries"),
-        retry_backoff_seconds=_number(
-            raw.get("retry_backoff_seconds", 0.5), f"{where}.retry_backoff_seconds", minimum=0
-        ),
-        headers=_str_map(raw.get("headers"), f"{where}.headers"),
-        auth=_auth(raw.get("auth"), f"{where}.auth", base),
-        tls=_tls(raw.get("tls"), f"{where}.tls", base),
-    )
+        raise ConfigError("pushgateway.job", f"must not contain '/', got {job!r}")
+    return PushgatewayConfig(job=job, **common)
 
 
 def _forecast(raw: Any, where: str) -> ForecastConfig:
