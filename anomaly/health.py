@@ -2,13 +2,19 @@
 
 The score is explainable: each tenant gets components that a person can read off a dashboard.
 
-- ``objective:<metric>``: 100 when the objective is met; when breached, at most 50, falling
-  with the size of the breach (``50 * exp(-relative_excess)``).
-- ``objectives``: half the weighted mean of the tenant's objective components, half the worst
-  one, so that a single breached SLO shows (100 if none apply).
-- ``anomalies``: 100 minus a penalty per anomalous metric (``100 * score`` of each flagged
-  metric, halved), floored at 0.
+- ``objective:<metric>``: 100 when the objective is met; when breached, at most 50 and
+  falling with the size of the breach towards 35 (``35 + 15 * exp(-relative_excess)``). The
+  count of breached objectives matters more than how far one is breached: two mild breaches
+  are more trouble than one big one.
+- ``objectives``: the product of the objective components as fractions of 100, each raised
+  to its objective's weight: every breached objective at least halves it (100 if none apply).
+- ``anomalies``: the product over the tenant's anomalous metrics of ``1 - score / 2``: every
+  anomalous metric takes a quarter to a half away (a flagged score is in [0.5, 1]); 100 with
+  none. Neither component reaches 0, so one more breach or anomaly always lowers the score.
 - the score: the weighted mean of ``objectives`` and ``anomalies`` (``health.weights``).
+
+Adding trouble - a breach, a larger breach, one more anomalous metric, a higher anomaly score -
+never raises a component or the score.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ class TenantHealth:
 
 
 def objective_score(objective: Objective, value: float) -> float:
-    """100 when ``value`` meets the objective; at most 50 and falling as the breach grows."""
+    """100 when ``value`` meets the objective; in (35, 50] and falling as the breach grows."""
     if not math.isfinite(value):
         return 100.0
     excess = 0.0
@@ -40,7 +46,7 @@ def objective_score(objective: Objective, value: float) -> float:
         excess = (objective.min - value) / max(abs(objective.min), 1e-12)
     else:
         return 100.0
-    return 50.0 * math.exp(-excess)
+    return 35.0 + 15.0 * math.exp(-excess)
 
 
 def worst_value(objective: Objective, values: list[float]) -> float:
@@ -66,7 +72,7 @@ def tenant_health(
         metric (metrics without an anomaly are absent or 0)
     """
     components: dict[str, float] = {}
-    weighted, total_weight, worst = 0.0, 0.0, 100.0
+    objectives = 1.0
     for obj in config.objectives:
         if obj.metric not in current:
             continue
@@ -75,14 +81,13 @@ def tenant_health(
             continue
         s = objective_score(obj, value)
         components[f"objective:{obj.metric}"] = s
-        weighted += obj.weight * s
-        total_weight += obj.weight
-        worst = min(worst, s)
-    components["objectives"] = (
-        0.5 * (weighted / total_weight) + 0.5 * worst if total_weight else 100.0
-    )
-    penalty = sum(100.0 * min(max(s, 0.0), 1.0) for s in anomaly_scores.values()) / 2.0
-    components["anomalies"] = max(0.0, 100.0 - penalty)
+        objectives *= (s / 100.0) ** max(obj.weight, 0.0)
+    components["objectives"] = 100.0 * objectives
+    anomalies = 1.0
+    for score in anomaly_scores.values():
+        if math.isfinite(score):
+            anomalies *= 1.0 - 0.5 * min(max(score, 0.0), 1.0)
+    components["anomalies"] = 100.0 * anomalies
     ow, aw = config.objective_weight, config.anomaly_weight
     score = (ow * components["objectives"] + aw * components["anomalies"]) / (ow + aw)
     return TenantHealth(tenant, min(100.0, max(0.0, score)), components)

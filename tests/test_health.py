@@ -66,3 +66,74 @@ def test_health_always_in_range(
     assert 0.0 <= h.score <= 100.0
     assert all(0.0 <= v <= 100.0 for v in h.components.values())
     assert 0.0 <= global_health([h]) <= 100.0
+
+
+def test_more_breaches_and_anomalies_always_score_lower() -> None:
+    """The count of breaches outranks their size; one more anomalous metric always lowers."""
+    one_big = tenant_health(CFG, "a", {**HEALTHY, "error_ratio": [0.05]}, {}).score
+    two_mild = tenant_health(
+        CFG, "b", {**HEALTHY, "error_ratio": [0.0051], "latency_p95": [2.01]}, {}
+    ).score
+    assert two_mild < one_big
+    scores = [
+        tenant_health(CFG, "c", HEALTHY, dict.fromkeys(metrics, 1.0)).score
+        for metrics in ([], ["a"], ["a", "b"], ["a", "b", "c"], ["a", "b", "c", "d", "e"])
+    ]
+    assert all(x > y for x, y in zip(scores, scores[1:], strict=False))
+    assert scores[-1] > 0.0
+
+
+values = st.floats(-10.0, 10.0)
+trouble = st.sampled_from(["anomaly", "higher_score", "latency_up", "completion_down"])
+
+
+@given(
+    lat=values,
+    err=values,
+    comp=values,
+    scores=st.dictionaries(st.sampled_from(["latency_p95", "error_ratio", "x"]), st.floats(0, 1)),
+    change=trouble,
+    amount=st.floats(0.0, 5.0),
+)
+def test_adding_trouble_never_raises_the_score(
+    lat: float, err: float, comp: float, scores: dict[str, float], change: str, amount: float
+) -> None:
+    current = {"latency_p95": [lat], "error_ratio": [err], "completion": [comp]}
+    before = tenant_health(CFG, "t", current, scores)
+    worse_current = {k: list(v) for k, v in current.items()}
+    worse_scores = dict(scores)
+    if change == "anomaly":
+        worse_scores["new_metric"] = min(1.0, amount / 5.0)
+    elif change == "higher_score":
+        for k in worse_scores:
+            worse_scores[k] = min(1.0, worse_scores[k] + amount / 5.0)
+    elif change == "latency_up":
+        worse_current["latency_p95"] = [lat + amount]
+    else:
+        worse_current["completion"] = [comp - amount]
+    after = tenant_health(CFG, "t", worse_current, worse_scores)
+    assert after.score <= before.score + 1e-9
+    for name in ("objectives", "anomalies"):
+        assert after.components[name] <= before.components[name] + 1e-9
+
+
+def test_graded_trouble_orders_tenants_through_the_real_scoring_path() -> None:
+    """The benchmark's scenario, one seed: detectors on synth data, then the shipped objectives."""
+    from bench.health_bench import pair_accuracy, score_seed
+
+    health = HealthConfig(
+        objectives=(
+            Objective("latency_p95", max=2.0),
+            Objective("error_ratio", max=0.005),
+            Objective("completion", min=0.8),
+            Objective("ai_spend_24h", max=100.0),
+        )
+    )
+    results = score_seed(3, 18, health)
+    rows = [(h.score, breached, anomalous) for h, breached, anomalous, _, _ in results]
+    good, total = pair_accuracy(rows, lexicographic=False)
+    assert total > 50
+    assert good / total >= 0.9
+    healthy = [h.score for h, b, a, _, _ in results if (b, a) == (0, 0)]
+    troubled = [h.score for h, b, a, _, _ in results if b >= 1]
+    assert healthy and troubled and max(troubled) < min(healthy) - 20
