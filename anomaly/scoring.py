@@ -3,10 +3,12 @@
 Each detector gives *evidence* per row and series, scaled so that 1 means "at the decision
 threshold" on its own. The model takes the strongest evidence ``e`` and maps it to
 
-    ``score = 1 - 2 ** (-e ** 2)``        (e = 0 -> 0, e = 1 -> 0.5, e = 2 -> 0.94)
+    ``score = e ** 2 / (1 + e ** 2)``     (e = 0 -> 0, e = 1 -> 0.5, e = 2 -> 0.8, e = 10 -> 0.99)
 
-so the shipped rule ``is_anomaly = score >= threshold`` with ``threshold = 0.5`` fires exactly
-when one detector reaches its own threshold. Bands are the seasonal baseline's point band in
+which approaches 1 only asymptotically (``1 - score = 1 / (1 + e ** 2)`` stays above float
+resolution up to e ~ 1e8), so a threshold near 1 still separates strong anomalies from the
+strongest. The shipped rule ``is_anomaly = score >= threshold`` with ``threshold = 0.5`` fires
+exactly when one detector reaches its own threshold. Bands are the seasonal baseline's point band in
 the source unit: a value outside them alone makes the point anomalous.
 """
 
@@ -60,9 +62,8 @@ class ScoreResult:
 def evidence_to_score(evidence: np.ndarray) -> np.ndarray:
     """Map evidence (>= 0, 1 = at threshold) to a score in [0, 1]; NaN -> 0."""
     e = np.where(np.isnan(evidence), 0.0, np.maximum(evidence, 0.0))
-    with np.errstate(over="ignore"):
-        score = 1.0 - np.exp2(-(np.minimum(e, 1e6) ** 2))
-    return np.clip(score, 0.0, 1.0)
+    e2 = np.minimum(e, 1e150) ** 2
+    return np.clip(e2 / (1.0 + e2), 0.0, 1.0)
 
 
 class AnomalyModel:
