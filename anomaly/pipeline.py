@@ -149,6 +149,37 @@ def _key_id(key: SeriesKey) -> str:
     return json.dumps([key.tenant, [list(kv) for kv in key.labels]], ensure_ascii=False)
 
 
+@dataclass(frozen=True)
+class _Stored:
+    """A usable stored model: its series' ids (column order) and when it was fitted."""
+
+    model: AnomalyModel
+    column_of: dict[str, int]
+    fitted_at: float
+
+
+def _load_fresh(
+    store: ModelStore, metric: str, params: dict[str, object], now: float, refit_seconds: float
+) -> _Stored | None:
+    """The stored model of ``metric`` if it is fresh, fitted with ``params`` and intact."""
+    loaded = store.load(metric)
+    if loaded is None:
+        return None
+    arrays, meta = loaded
+    try:
+        fitted_at = float(meta.get("fitted_at", 0))
+        if now - fitted_at >= refit_seconds or meta.get("params") != params:
+            return None
+        model = AnomalyModel.from_state(arrays)
+        ids = [str(k) for k in meta.get("keys", [])]
+        if len(ids) != model.n_series_:
+            raise DataError("key count does not match the stored model")
+    except (DataError, TypeError, ValueError) as e:
+        log.warning("metric %s: stored model unusable (%s); refitting", metric, e)
+        return None
+    return _Stored(model, {k: i for i, k in enumerate(ids)}, fitted_at)
+
+
 def load_or_fit(
     config: Config,
     frame: Frame,
@@ -157,57 +188,42 @@ def load_or_fit(
 ) -> tuple[AnomalyModel, int]:
     """Reuse stored fitted state where it is fresh; fit the series that have none.
 
-    Returns the model (columns in the frame's order) and the number of series fitted now.
+    A series that appeared since the last full refit is fitted alone and joins the stored
+    model, which keeps its fitting time, so the whole metric still refits on the configured
+    cadence. Returns the model (columns in the frame's order) and the number of series fitted
+    now.
     """
     det = config.detection
-    params = {
+    params: dict[str, object] = {
         "step_seconds": frame.step_seconds,
         "threshold": det.threshold,
-        "lookback_seconds": config.lookback_seconds,
+        "lookback_seconds": float(frame.times[-1] - frame.times[0]),
         "format": MODEL_FORMAT,
     }
-    stored: AnomalyModel | None = None
-    stored_ids: dict[str, int] = {}
-    if store is not None:
-        loaded = store.load(frame.metric)
-        if loaded is not None:
-            arrays, meta = loaded
-            fresh = now - float(meta.get("fitted_at", 0)) < det.refit_interval_seconds
-            if fresh and meta.get("params") == params:
-                try:
-                    stored = AnomalyModel.from_state(arrays)
-                    ids = meta.get("keys", [])
-                    if len(ids) != stored.n_series_:
-                        raise DataError("key count does not match the stored model")
-                    stored_ids = {k: i for i, k in enumerate(ids)}
-                except (DataError, TypeError, ValueError) as e:
-                    log.warning("metric %s: stored model unusable (%s); refitting", frame.metric, e)
-                    stored, stored_ids = None, {}
+    stored = (
+        _load_fresh(store, frame.metric, params, now, det.refit_interval_seconds)
+        if store is not None
+        else None
+    )
+    column_of = stored.column_of if stored is not None else {}
     ids = [_key_id(k) for k in frame.keys]
-    known = [i for i, k in enumerate(ids) if k in stored_ids]
-    missing = [i for i, k in enumerate(ids) if k not in stored_ids]
+    known = [i for i, k in enumerate(ids) if k in column_of]
+    missing = [i for i, k in enumerate(ids) if k not in column_of]
     pieces: list[AnomalyModel] = []
-    order: list[int] = []
     if stored is not None and known:
-        pieces.append(stored.select(np.array([stored_ids[ids[i]] for i in known], dtype=int)))
-        order.extend(known)
+        pieces.append(stored.model.select(np.array([column_of[ids[i]] for i in known], dtype=int)))
     if missing:
         sub = frame.select(missing)
-        pieces.append(
-            AnomalyModel(step_seconds=frame.step_seconds, threshold=det.threshold).fit(
-                sub.times, sub.values
-            )
-        )
-        order.extend(missing)
+        fresh = AnomalyModel(step_seconds=frame.step_seconds, threshold=det.threshold)
+        pieces.append(fresh.fit(sub.times, sub.values))
     model = pieces[0] if len(pieces) == 1 else AnomalyModel.concat(pieces)
-    if order != list(range(len(order))):
+    order = known + missing
+    if order != sorted(order):
         model = model.select(np.argsort(np.array(order)))
     if store is not None and missing:
-        fitted_at = now if not known else float(loaded[1]["fitted_at"])  # type: ignore[index]
+        fitted_at = stored.fitted_at if stored is not None and known else now
         store.save(
-            frame.metric,
-            model.get_state(),
-            {"keys": ids, "fitted_at": fitted_at, "params": params},
+            frame.metric, model.get_state(), {"keys": ids, "fitted_at": fitted_at, "params": params}
         )
     return model, len(missing)
 
