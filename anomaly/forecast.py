@@ -1,6 +1,6 @@
 """Seasonal trend forecasts with prediction intervals, and the time until they cross a threshold.
 
-The model, per series and vectorised over all series of a grid:
+The model of a plain series, per series and vectorised over all series of a grid:
 
 ``y(t) = reference(t) + d(t)``
     The *reference* is the seasonal expectation: in ``weekly`` mode the (lightly smoothed)
@@ -24,10 +24,24 @@ The model, per series and vectorised over all series of a grid:
     For positive series ``d`` is the ratio ``y / reference - 1`` (a drifting rate scales
     weekdays and weekends alike), otherwise the difference.
 
-Intervals are normal approximations whose variance grows with the lead time ``k``:
+Intervals of a plain series are normal approximations whose variance grows with the lead time ``k``:
 ``sigma_noise**2 + sigma_day**2 * (k / 1d + (k / 1d)**2)``, where ``sigma_noise`` is the spread
 of ``d`` around ``dc`` (point noise) and ``sigma_day`` the spread of the day-over-day change of
 ``dc`` (how irregular the trend and the reference are).
+
+Rolling sums (``rate=`` given): a rolling 24-hour sum such as
+``increase(processaudit_ai_cost_usd_total[1d])`` lags its rate by up to a day, so it is not
+extrapolated itself. With the rate beside it (``rate(...[15m]) * 3600``), the sum is carried
+forward exactly: ``sum(o + k) = sum(o) - (rate history leaving the window) + (forecast rate
+entering)``. Only the rate is forecast: its weekly reference (as above) times
+``1 + level + slope * lead``, with level and slope fitted by weighted least squares on the
+last ``trend_seconds`` of ``rate - reference`` (weights ``1 / reference``: quiet nights count
+little), the slope shrunk towards 0 unless clearly significant and held after
+``trend_horizon_seconds``. The band comes from the forecaster's own walk-forward errors: the
+same computation from every 15-minute origin of the last ``calibration_seconds`` is compared
+with what followed, and the empirical quantiles of the ratio errors at each lead (vectorised
+over origins, leads and series) scale the point forecast; leads seen from too few origins grow
+the widths of the longest well-seen lead by the square root of the lead.
 
 :func:`breach_seconds` reads the *point* forecast: the first time it crosses the threshold and
 stays crossed for ``min_duration_seconds``, 0 if the newest value has crossed, ``+Inf`` if the

@@ -228,3 +228,101 @@ def test_outputs_are_finite_and_ordered_for_valid_series(
     assert np.all(fc.lower <= fc.value) and np.all(fc.value <= fc.upper)
     seconds = breach_seconds(fc, threshold=level + 10.0)
     assert np.all((seconds >= 0) & ~np.isnan(seconds))
+
+
+def _spend_and_rate(data: synth.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    counter = data.matrix("ai_cost")
+    rate = np.full_like(counter, np.nan)
+    rate[3:] = (counter[3:] - counter[:-3]) / (3 * STEP) * HOUR  # rate(...[15m]) * 3600
+    return rolling_day(counter), rate
+
+
+def test_rate_mode_times_a_drifting_tenants_breach_within_the_hour() -> None:
+    """Rolling spend carried forward from its rate: a ramp of the rate, then a plateau."""
+    end = END + 4 * DAY
+    start = end - 1.5 * DAY
+    ramp = [
+        synth.Injection("org-02", "ai_cost", "trend_drift", start, start + DAY, 1.2),
+        synth.Injection("org-02", "ai_cost", "level_shift", start + DAY + 1, None, 1.2),
+    ]
+    data = synth.generate(6, days=13, step_seconds=STEP, end=end, seed=4, injections=ramp)
+    spend, rate = _spend_and_rate(data)
+    t = np.asarray(data.timestamps)
+    threshold = float(np.nanmax(spend[: t.size - 2 * 288, 1])) * 1.3
+    crossed = np.flatnonzero(spend[:, 1] >= threshold)
+    assert crossed.size and t[crossed[0]] > start + 6 * HOUR
+    actual = float(t[crossed[0]])
+    for hours_before in (5, 3, 1):
+        n = int(np.searchsorted(t, actual - hours_before * HOUR)) + 1
+        history = slice(n - 10 * 288, n)
+        fc = forecast(t[history], spend[history], DAY, step_seconds=STEP, rate=rate[history])
+        breach = breach_seconds(fc, threshold=threshold)
+        assert abs(t[n - 1] + breach[1] - actual) < HOUR, hours_before
+        steady = [j for j in range(6) if j != 1 and np.nanmax(spend[:, j]) < 0.9 * threshold]
+        assert steady and np.all(np.isinf(breach[steady]))
+
+
+def test_rate_mode_bands_cover_a_steady_spend_honestly() -> None:
+    """Bands from the forecaster's own walk-forward errors hold ~90 % of what happens next."""
+    data = synth.generate(20, days=14, step_seconds=STEP, end=END + 3 * DAY, seed=9)
+    spend, rate = _spend_and_rate(data)
+    t = np.asarray(data.timestamps)
+    inside = []
+    for hours_back in range(24, 72, 8):
+        n = t.size - hours_back * 12
+        history = slice(n - 10 * 288, n)
+        fc = forecast(t[history], spend[history], 6 * HOUR, step_seconds=STEP, rate=rate[history])
+        assert fc.valid.all()
+        assert np.all(fc.lower <= fc.value) and np.all(fc.value <= fc.upper)
+        actual = spend[n : n + fc.times.size]
+        inside.append((fc.lower <= actual) & (actual <= fc.upper))
+    coverage = float(np.mean(inside))
+    assert 0.75 <= coverage <= 0.99, coverage
+
+
+def test_rate_mode_checks_its_arguments_and_keeps_columns_apart() -> None:
+    t = grid(9)
+    y = np.column_stack([daily_wave(t), daily_wave(t, 80.0)])
+    with pytest.raises(ValueError, match="`rate`"):
+        forecast(t, y, DAY, rate=y[:, :1])
+    with pytest.raises(ValueError, match="`window_seconds`"):
+        forecast(t, y, DAY, rate=y, window_seconds=0.0)
+    rate = np.column_stack([daily_wave(t) / 24, daily_wave(t, 80.0) / 24])
+    a = forecast(t, y, DAY, rate=rate)
+    changed = rate.copy()
+    changed[:, 1] *= 3.0
+    changed[-10:, 0] = np.nan  # a gap in the rate of one column only
+    b = forecast(t, y, DAY, rate=changed)
+    assert a.valid.all() and b.valid.all()
+    assert not np.allclose(a.value[:, 1], b.value[:, 1])
+    silent = rate.copy()
+    silent[-20:, 0] = np.nan
+    c = forecast(t, y, DAY, rate=silent)
+    assert not c.valid[0] and c.reason[0] is not None and "rate" in c.reason[0]
+    np.testing.assert_array_equal(a.value[:, 1], c.value[:, 1])
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    days=st.floats(3.2, 10.5),
+    level=st.floats(0.0, 100.0),
+    scale=st.floats(0.0, 10.0),
+    gap_fraction=st.floats(0.0, 0.5),
+    horizon_hours=st.floats(0.1, 30.0),
+)
+def test_rate_mode_outputs_are_finite_and_ordered(
+    seed: int, days: float, level: float, scale: float, gap_fraction: float, horizon_hours: float
+) -> None:
+    rng = np.random.default_rng(seed)
+    t = grid(days)
+    rate = np.abs(level + scale * rng.standard_normal((t.size, 2)))
+    counter = np.cumsum(rate * STEP / HOUR, axis=0)
+    spend = rolling_day(counter)
+    rate[rng.random(rate.shape) < gap_fraction] = np.nan
+    rate[-1] = level
+    fc = forecast(t, spend, horizon_hours * HOUR, step_seconds=STEP, rate=rate)
+    assert fc.valid.all()
+    for a in (fc.value, fc.lower, fc.upper):
+        assert np.isfinite(a).all()
+    assert np.all(fc.lower <= fc.value) and np.all(fc.value <= fc.upper)
