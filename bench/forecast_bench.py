@@ -315,7 +315,7 @@ def report(t: Tally, args: argparse.Namespace) -> str:
 
     rel_s, mase_s = ratio("steady")
     rel_d, mase_d = ratio("drifting")
-    p90 = float(np.quantile(errors, 0.9)) if errors.size else math.nan
+    p90 = float(np.quantile(errors, 0.9, method="higher")) if errors.size else math.nan
     rows = [
         ("seeds / mode", " ".join(map(str, args.seeds)) + f" / {args.mode}", ""),
         ("tenants per seed / lookback", f"{args.tenants} / {args.lookback_days:g} d", ""),
