@@ -107,6 +107,12 @@ class ForecastConfig:
     horizon_seconds: float = 86400.0
     threshold: float | None = None
     direction: str = "above"
+    # For a rolling sum (e.g. 24h spend): the configured metric that is its rate (e.g. $/hour),
+    # the sum's window and the rate's time unit. The rate is forecast and the sum carried
+    # forward from it, which is far more accurate than extrapolating the lagging sum.
+    rate: str | None = None
+    window_seconds: float = 86400.0
+    rate_unit_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -359,7 +365,7 @@ def _pushgateway(raw: Any, base: Path) -> PushgatewayConfig:
 
 def _forecast(raw: Any, where: str) -> ForecastConfig:
     raw = _mapping(raw, where)
-    _check_keys(raw, {"horizon", "threshold", "direction"}, where)
+    _check_keys(raw, {"horizon", "threshold", "direction", "rate", "window", "rate_unit"}, where)
     direction = raw.get("direction", "above")
     if direction not in ("above", "below"):
         raise ConfigError(f"{where}.direction", f"must be 'above' or 'below', got {direction!r}")
@@ -368,6 +374,9 @@ def _forecast(raw: Any, where: str) -> ForecastConfig:
         horizon_seconds=parse_duration(raw.get("horizon", "24h"), f"{where}.horizon"),
         threshold=None if threshold is None else _number(threshold, f"{where}.threshold"),
         direction=direction,
+        rate=None if raw.get("rate") is None else _str(raw["rate"], f"{where}.rate"),
+        window_seconds=parse_duration(raw.get("window", "1d"), f"{where}.window"),
+        rate_unit_seconds=parse_duration(raw.get("rate_unit", "1h"), f"{where}.rate_unit"),
     )
 
 
@@ -381,6 +390,7 @@ def _metrics(raw: Any) -> tuple[MetricConfig, ...]:
         raise ConfigError("metrics", f"expected a non-empty list of {{name, query}}, got {raw!r}")
     out: list[MetricConfig] = []
     seen: set[str] = set()
+    rates: list[tuple[str, Any]] = []
     for i, item in enumerate(raw):
         where = f"metrics[{i}]"
         item = _mapping(item, where)
@@ -399,6 +409,8 @@ def _metrics(raw: Any) -> tuple[MetricConfig, ...]:
             if k in _RESERVED_LABELS:
                 raise ConfigError(f"{where}.labels.{k}", "is reserved for the job's own labels")
         fc = item.get("forecast")
+        if fc is not None and isinstance(fc, Mapping) and fc.get("rate") is not None:
+            rates.append((f"{where}.forecast.rate", fc["rate"]))
         out.append(
             MetricConfig(
                 name=name,
@@ -411,6 +423,11 @@ def _metrics(raw: Any) -> tuple[MetricConfig, ...]:
                 else parse_duration(item["lookback"], f"{where}.lookback"),
             )
         )
+    for key, rate in rates:
+        if rate not in seen:
+            raise ConfigError(
+                key, f"{rate!r} is not a configured metric (known: {', '.join(sorted(seen))})"
+            )
     return tuple(out)
 
 

@@ -364,6 +364,34 @@ def _job_samples(config: Config, report: RunReport, finished_at: float) -> list[
     return samples
 
 
+def _rate_for(
+    config: Config, frame: Frame, rate_metric: MetricConfig, source: PrometheusSource
+) -> np.ndarray | None:
+    """The rate metric's values on ``frame``'s grid, columns matched to ``frame``'s series
+    (same labels, else same tenant); NaN where a series has no rate. None if the query fails."""
+    try:
+        raw = source.query_range(
+            rate_metric.query, float(frame.times[0]), float(frame.times[-1]), frame.step_seconds
+        )
+    except QueryError as e:
+        log.error("metric %s: rate query %s failed: %s", frame.metric, rate_metric.name, e)
+        return None
+    rates = build_frame(
+        rate_metric.name,
+        ((r.labels, r.times, r.values) for r in raw),
+        frame.times,
+        config.tenant_label,
+    )
+    by_key = {k: j for j, k in enumerate(rates.keys)}
+    by_tenant = {k.tenant: j for j, k in enumerate(rates.keys) if k.tenant is not None}
+    out = np.full(frame.values.shape, np.nan)
+    for i, key in enumerate(frame.keys):
+        j = by_key.get(key, by_tenant.get(key.tenant) if key.tenant is not None else None)
+        if j is not None:
+            out[:, i] = rates.values[:, j]
+    return out
+
+
 def score_metric(
     config: Config,
     mc: MetricConfig,
@@ -397,8 +425,18 @@ def score_metric(
             if reason:
                 log.warning("metric %s: series %s not scored: %s", mc.name, frame.keys[j], reason)
     if mc.forecast is not None:
+        fcc = mc.forecast
+        rate = None
+        if fcc.rate is not None:
+            rate = _rate_for(config, frame, config.metric(fcc.rate), source)
         fc = forecast(
-            frame.times, frame.values, mc.forecast.horizon_seconds, step_seconds=frame.step_seconds
+            frame.times,
+            frame.values,
+            fcc.horizon_seconds,
+            step_seconds=frame.step_seconds,
+            rate=rate,
+            window_seconds=fcc.window_seconds,
+            rate_unit_seconds=fcc.rate_unit_seconds,
         )
         outcome.forecast = fc
         if mc.forecast.threshold is not None:
