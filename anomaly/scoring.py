@@ -24,7 +24,7 @@ from anomaly.detectors.iforest import IsolationForestDetector
 from anomaly.detectors.seasonal import (
     FEATURE_NAMES,
     SeasonalDetector,
-    baseline_rows,
+    baseline_mask,
     check_input,
 )
 from anomaly.errors import DataError
@@ -133,8 +133,9 @@ class AnomalyModel:
                 random_state=self.random_state,
             )
             if self.use_iforest:  # trained on the baseline's rows (the newest day held out)
-                base = baseline_rows(t, self.holdout_seconds, self.step_seconds)
-                forest.fit(seasonal.features(t, chunk)[base], valid=seasonal.valid_)
+                mask = baseline_mask(t, chunk, self.holdout_seconds, self.step_seconds)
+                feats = np.where(mask[:, None, :], seasonal.features(t, chunk), np.nan)
+                forest.fit(feats[mask.any(axis=1) | (chunk.shape[1] == 0)], valid=seasonal.valid_)
             else:  # an all-skipped forest: no evidence, same state layout
                 forest.fit(
                     np.full((1, len(FEATURE_NAMES), chunk.shape[1]), np.nan),

@@ -15,7 +15,8 @@ stay finite. In that space it learns, per series and vectorised over all series:
 Profiles are medians over days and neighbouring slots, refitted once with points beyond
 ``outlier_z`` scales masked, so a past outage or level shift neither becomes normal nor
 inflates the scale much. The newest day of the training window is held out of all of this
-(when three older days remain), so an anomaly in progress at fit time is not learned.
+(for each series with three days of values before it), so an anomaly in progress at fit
+time is not learned.
 
 From the standardised residual ``z`` the detector derives normalised features (point ``z``,
 trailing means of ``z`` over 6/12/36 rows, a variance ratio over 12 rows, the surprise of a
@@ -183,8 +184,9 @@ class SeasonalDetector:
         # The newest rows are held out of the baseline and the feature statistics (when enough
         # older history remains), so an anomaly in progress at fit time is judged against the
         # past instead of being learned as normal.
-        base = baseline_rows(t, self.holdout_seconds, self.step_seconds)
-        t_base, v_base = t[base], v[base]
+        mask = baseline_mask(t, v, self.holdout_seconds, self.step_seconds)
+        base = mask.any(axis=1) | (n_s == 0)  # rows some series learns from
+        t_base, v_base = t[base], np.where(mask, v, np.nan)[base]
         valid, reason = _validity(v, min_points)
         c = asinh_scale(v)
         with np.errstate(invalid="ignore"):
@@ -508,22 +510,30 @@ class SeasonalDetector:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
 
 
-def baseline_rows(times: np.ndarray, holdout_seconds: float, step_seconds: float) -> np.ndarray:
-    """Rows a model learns from: all but the newest ``holdout_seconds``, if 3 days remain.
+def baseline_mask(
+    times: np.ndarray, values: np.ndarray, holdout_seconds: float, step_seconds: float
+) -> np.ndarray:
+    """Cells a model learns from: per series, all but the newest ``holdout_seconds``, when the
+    series has three days of finite values before them (else all of its cells).
+
+    Counting finite values per series (not rows) matters for a series that started recently
+    in a long window: its only day of data is not held out, leaving it nothing to learn from.
 
     Parameters
     ----------
     times : ndarray of shape (n_t,)
+    values : ndarray of shape (n_t, n_series)
 
     Returns
     -------
-    ndarray of bool, shape (n_t,)
+    ndarray of bool, shape (n_t, n_series)
     """
     t = np.asarray(times, dtype=np.float64)
+    finite = np.isfinite(values)
     older = t <= t[-1] - holdout_seconds
-    if holdout_seconds > 0 and np.count_nonzero(older) >= 3 * n_slots_per_day(step_seconds):
-        return older
-    return np.ones(t.shape, dtype=bool)
+    enough = np.count_nonzero(finite & older[:, None], axis=0) >= 3 * n_slots_per_day(step_seconds)
+    hold = (holdout_seconds > 0) & enough
+    return np.where(hold[None, :], older[:, None], True)
 
 
 def check_input(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
