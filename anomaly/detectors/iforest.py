@@ -1,7 +1,9 @@
 """Isolation-forest evidence per series, stored as plain arrays and scored with numpy.
 
 Each series gets its own isolation forest over the seasonal features, seeded identically for
-every series so a series' forest depends only on its own data. By default all forests are
+every series so a series' trees depend only on its own data and the number of feature rows
+(fitted alone or beside other series, on the same rows, they are the same trees; their
+scores may differ in the last bit, as numpy's vectorised ``log`` rounds by array layout). By default all forests are
 grown at once by :func:`grow_forests`, a vectorised version of scikit-learn's
 ``IsolationForest`` algorithm (random non-constant feature, uniform threshold, depth limit
 ``ceil(log2(max_samples))``); ``backend="sklearn"`` fits one ``IsolationForest`` per series
@@ -424,7 +426,8 @@ def grow_forests(
     Each tree draws ``max_samples`` usable rows without replacement and splits nodes on a
     random non-constant feature at a threshold uniform between the node's minimum and
     maximum, down to ``ceil(log2(max_samples))``, as ``IsolationForest`` does. The random
-    draws are shared by all series, so a series' forest depends only on its own data.
+    draws are shared by all series, so a series' trees depend only on its own data and on
+    ``n_t`` (pass every row, marking unusable ones in ``usable``, not a per-call subset).
 
     Parameters
     ----------
