@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from anomaly import __version__
 from anomaly.config import Config, load_config
 from anomaly.errors import AnomalyError, ConfigError, DataError
+
+if TYPE_CHECKING:
+    from anomaly.pipeline import Shard
 
 log = logging.getLogger("anomaly")
 
@@ -64,6 +69,29 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _shard(text: str | None, environ: Mapping[str, str]) -> Shard:
+    """``--shard INDEX/COUNT``, else a Kubernetes Indexed Job's ``JOB_COMPLETION_INDEX`` with
+    ``ANOMALY_SHARDS`` as COUNT, else unsharded."""
+    from anomaly.pipeline import Shard
+
+    try:
+        if text:
+            return Shard.parse(text)
+        index = environ.get("JOB_COMPLETION_INDEX")
+        count = environ.get("ANOMALY_SHARDS")
+        if index is None and count is None:
+            return Shard()
+        if index is None or count is None:
+            raise ConfigError(
+                "--shard",
+                "set both JOB_COMPLETION_INDEX and ANOMALY_SHARDS (or pass --shard INDEX/COUNT); "
+                f"got JOB_COMPLETION_INDEX={index!r}, ANOMALY_SHARDS={count!r}",
+            )
+        return Shard.parse(f"{index}/{count}")
+    except ValueError as e:
+        raise ConfigError("--shard", str(e)) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from anomaly.pipeline import format_summary, run_once
 
@@ -71,7 +99,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.once:
         raise ConfigError("run", "use `anomaly run --once` (or `anomaly serve` for a schedule)")
     now = _parse_time(args.at) if args.at else None
-    report = run_once(config, now=now)
+    shard = _shard(args.shard, os.environ)
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError("--workers", f"must be at least 1, got {args.workers}")
+    report = run_once(config, now=now, shard=shard, workers=args.workers)
     print(format_summary(report))
     return EXIT_OK
 
@@ -181,6 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", "-c", default="config.yaml", help="config file (default: config.yaml)"
     )
     r.add_argument("--at", help="evaluate as of this time (epoch seconds or ISO 8601), for replays")
+    r.add_argument(
+        "--shard",
+        metavar="INDEX/COUNT",
+        help="only the tenants whose stable hash is INDEX mod COUNT, pushed under shard=INDEX "
+        "(default: $JOB_COMPLETION_INDEX/$ANOMALY_SHARDS when set, else all tenants)",
+    )
+    r.add_argument(
+        "--workers", type=int, help="batches processed in parallel (default: scale.workers)"
+    )
     r.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     r.set_defaults(func=cmd_run)
 

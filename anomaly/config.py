@@ -123,6 +123,10 @@ class MetricConfig:
     forecast: ForecastConfig | None = None
     detect: bool = True
     lookback_seconds: float | None = None  # overrides the global lookback for this metric
+    # False when the query mixes tenants (e.g. divides by a global sum), so that adding a
+    # tenant matcher to its selectors would change its results: it is then fetched whole and
+    # its series filtered by tenant after the fetch.
+    split: bool = True
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,22 @@ class DetectionConfig:
     threshold: float = 0.5
     refit_interval_seconds: float = 86400.0
     min_history_points: int = 288
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    """How a run bounds its memory and spreads its work.
+
+    ``batch_series``: a metric with more series than this (in one shard) is read in tenant
+    batches of about this many series, each processed and pushed before the next. ``max_series``:
+    a metric with more series than this fails with an error naming it and the count, before
+    anything is fetched (``None``: no limit). ``workers``: batches processed in parallel
+    processes (1: in the calling process).
+    """
+
+    batch_series: int = 1000
+    max_series: int | None = 100_000
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -160,6 +180,7 @@ class Config:
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     log_level: str = "INFO"
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
 
     def metric(self, name: str) -> MetricConfig:
         for m in self.metrics:
@@ -394,7 +415,9 @@ def _metrics(raw: Any) -> tuple[MetricConfig, ...]:
     for i, item in enumerate(raw):
         where = f"metrics[{i}]"
         item = _mapping(item, where)
-        _check_keys(item, {"name", "query", "labels", "forecast", "detect", "lookback"}, where)
+        _check_keys(
+            item, {"name", "query", "labels", "forecast", "detect", "lookback", "split"}, where
+        )
         for req in ("name", "query"):
             if req not in item:
                 raise ConfigError(f"{where}.{req}", "required key is missing")
@@ -418,6 +441,7 @@ def _metrics(raw: Any) -> tuple[MetricConfig, ...]:
                 labels=labels,
                 forecast=None if fc is None else _forecast(fc, f"{where}.forecast"),
                 detect=_bool(item.get("detect", True), f"{where}.detect"),
+                split=_bool(item.get("split", True), f"{where}.split"),
                 lookback_seconds=None
                 if item.get("lookback") is None
                 else parse_duration(item["lookback"], f"{where}.lookback"),
@@ -447,6 +471,20 @@ def _detection(raw: Any) -> DetectionConfig:
             raw.get("min_history_points", 288), f"{where}.min_history_points", minimum=12
         ),
     )
+
+
+def _scale(raw: Any) -> ScaleConfig:
+    where = "scale"
+    raw = _mapping(raw, where)
+    _check_keys(raw, {"batch_series", "max_series", "workers"}, where)
+    batch = _int(raw.get("batch_series", 1000), f"{where}.batch_series", minimum=1)
+    max_series = raw.get("max_series", 100_000)
+    if max_series is not None:
+        max_series = _int(max_series, f"{where}.max_series", minimum=1)
+    workers = _int(raw.get("workers", 1), f"{where}.workers", minimum=1)
+    if workers > 64:
+        raise ConfigError(f"{where}.workers", f"must be at most 64, got {workers}")
+    return ScaleConfig(batch_series=batch, max_series=max_series, workers=workers)
 
 
 def _health(raw: Any, metric_names: set[str]) -> HealthConfig:
@@ -498,6 +536,7 @@ _TOP_KEYS = {
     "health",
     "detection",
     "log_level",
+    "scale",
 }
 
 
@@ -537,6 +576,7 @@ def config_from_dict(raw: Any, base_dir: str | Path = ".") -> Config:
         detection=_detection(raw.get("detection")),
         health=_health(raw.get("health"), {m.name for m in metrics}),
         log_level=level,
+        scale=_scale(raw.get("scale")),
     )
 
 

@@ -347,8 +347,13 @@ def run_prometheus(
     extra_args: Sequence[str] = (),
     ready_timeout_seconds: float = 30.0,
     keep_workdir: bool = False,
+    prebuilt_data_dir: str | os.PathLike[str] | None = None,
 ) -> Iterator[tuple[Server, BackfillReport | None]]:
     """Prometheus on a free port, `dataset` backfilled first, scraping `pushgateway_url`.
+
+    `prebuilt_data_dir`, instead of a dataset, is a TSDB directory made earlier by
+    :func:`backfill` (e.g. a benchmark's cache); it is copied, so the original stays untouched
+    by Prometheus' head, WAL and compaction.
 
     Yields the server and the backfill report (``None`` without a dataset). Prometheus finds
     its scrape targets and Alertmanager about 5 s after start (its discovery cadence); an alert
@@ -358,7 +363,12 @@ def run_prometheus(
     binary = find_binary("prometheus")
     with _tempdir("anomaly-prometheus-", keep_workdir) as workdir:
         data_dir = workdir / "data"
-        data_dir.mkdir()
+        if prebuilt_data_dir is not None:
+            if dataset is not None:
+                raise ValueError("give `dataset` or `prebuilt_data_dir`, not both")
+            shutil.copytree(prebuilt_data_dir, data_dir)
+        else:
+            data_dir.mkdir()
         report = backfill(dataset, data_dir) if dataset is not None else None
         config_path = workdir / "prometheus.yml"
         config = prometheus_config(

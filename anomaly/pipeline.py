@@ -9,24 +9,26 @@ The CLI, the scheduler and notebooks call the same functions:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from anomaly.config import Config, MetricConfig, format_duration
-from anomaly.errors import DataError, QueryError
+from anomaly.errors import ConfigError, DataError, QueryError
 from anomaly.forecast import Forecast, breach_seconds, forecast
 from anomaly.frame import Frame, SeriesKey, build_frame, time_grid
 from anomaly.health import TenantHealth, global_health, tenant_health
 from anomaly.scoring import AnomalyModel, ScoreResult
 from anomaly.sink import PushgatewaySink, PushReport, Sample
-from anomaly.source import PrometheusSource
+from anomaly.source import PrometheusSource, restrict_query, series_selectors, tenant_matcher
 from anomaly.store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,12 @@ class Finding:
 
 @dataclass
 class MetricOutcome:
-    """What happened to one metric in a run."""
+    """What happened to one metric in a run (summed over its batches).
+
+    ``frame``, ``result``, ``forecast`` and ``breach_seconds`` are kept only when the run read
+    the metric in one batch in this process; with batches they would hold every series at
+    once, which is what batching avoids. The counters are always filled.
+    """
 
     metric: MetricConfig
     frame: Frame | None = None
@@ -60,6 +67,20 @@ class MetricOutcome:
     error: str | None = None
     refitted: int = 0
     seconds: float = 0.0
+    n_series: int = 0
+    """Series in the frame(s) (after skipping)."""
+    n_skipped: int = 0
+    """Series left out of the frame(s) (no tenant label, duplicates)."""
+    n_unscored: int = 0
+    """Series in the frame(s) the model could not score."""
+    fetch_seconds: float = 0.0
+    model_seconds: float = 0.0
+    """Loading stored state and fitting."""
+    score_seconds: float = 0.0
+    forecast_seconds: float = 0.0
+    breaches: list[tuple[float, str]] = field(default_factory=list)
+    """``(seconds until breach, summary line)`` of every finite forecast breach."""
+    query_failed: bool = False
 
 
 @dataclass
@@ -74,6 +95,8 @@ class RunReport:
     global_health: float = 100.0
     push: PushReport | None = None
     duration_seconds: float = 0.0
+    shard: Shard | None = None
+    batches: int = 1
 
     @property
     def series_scored(self) -> int:
@@ -81,13 +104,7 @@ class RunReport:
 
     @property
     def series_failed(self) -> int:
-        n = 0
-        for o in self.outcomes:
-            if o.frame is not None:
-                n += len(o.frame.skipped)
-            if o.result is not None:
-                n += int(np.count_nonzero(~o.result.valid))
-        return n
+        return sum(o.n_skipped + o.n_unscored for o in self.outcomes)
 
     @property
     def metrics_failed(self) -> list[MetricOutcome]:
@@ -118,15 +135,56 @@ def fetch_frame(
     *,
     now: float | None = None,
     source: PrometheusSource | None = None,
+    tenants: Collection[str] | None = None,
 ) -> Frame:
-    """Query one configured metric over the lookback and align it on the run's grid."""
+    """Query one configured metric over the lookback and align it on the run's grid.
+
+    With ``tenants``, only their series: the query gets a matcher for them on every selector
+    (:func:`~anomaly.source.restrict_query`; a metric with ``split: false`` or without
+    selectors is fetched whole), and the frame keeps only their columns.
+    """
     mc = config.metric(metric) if isinstance(metric, str) else metric
     source = source or PrometheusSource(config.prometheus)
     times = evaluation_window(config, now, mc)
-    raw = source.query_range(mc.query, float(times[0]), float(times[-1]), config.step_seconds)
-    return build_frame(
-        mc.name, ((r.labels, r.times, r.values) for r in raw), times, config.tenant_label
+    frame = build_frame(
+        mc.name,
+        _query_range(config, source, mc, float(times[0]), float(times[-1]), tenants),
+        times,
+        config.tenant_label,
     )
+    if tenants is None:
+        return frame
+    wanted = set(tenants)
+    keep = [j for j, k in enumerate(frame.keys) if k.tenant in wanted]
+    return frame if len(keep) == frame.n_series else frame.select(keep)
+
+
+def _query_range(
+    config: Config,
+    source: PrometheusSource,
+    mc: MetricConfig,
+    start: float,
+    end: float,
+    tenants: Collection[str] | None,
+) -> Iterator[tuple[dict[str, str], np.ndarray, np.ndarray]]:
+    query = mc.query
+    if tenants is not None and config.tenant_label is not None:
+        restricted = (
+            restrict_query(mc.query, tenant_matcher(config.tenant_label, tenants))
+            if mc.split and tenants
+            else None
+        )
+        if restricted is None:
+            log.debug("metric %s: fetched whole, filtered by tenant afterwards", mc.name)
+        else:
+            query = restricted
+    wanted = None if tenants is None or query != mc.query else set(tenants)
+    tl = config.tenant_label
+    for r in source.query_range(query, start, end, config.step_seconds):
+        # A whole fetch for a batch: drop other tenants' series before they cost anything.
+        if wanted is not None and tl is not None and r.labels.get(tl) not in wanted:
+            continue
+        yield r.labels, r.times, r.values
 
 
 def detect(
@@ -185,8 +243,13 @@ def load_or_fit(
     frame: Frame,
     store: ModelStore | None,
     now: float,
+    *,
+    key: str | None = None,
 ) -> tuple[AnomalyModel, int]:
     """Reuse stored fitted state where it is fresh; fit the series that have none.
+
+    ``key`` names the stored state (default: the metric's name); a sharded or batched run keys
+    it by shard and batch too, so that each holds only its own series.
 
     A series that appeared since the last full refit is fitted alone and joins the stored
     model, which keeps its fitting time, so the whole metric still refits on the configured
@@ -200,8 +263,9 @@ def load_or_fit(
         "lookback_seconds": float(frame.times[-1] - frame.times[0]),
         "format": MODEL_FORMAT,
     }
+    key = frame.metric if key is None else key
     stored = (
-        _load_fresh(store, frame.metric, params, now, det.refit_interval_seconds)
+        _load_fresh(store, key, params, now, det.refit_interval_seconds)
         if store is not None
         else None
     )
@@ -222,9 +286,7 @@ def load_or_fit(
         model = model.select(np.argsort(np.array(order)))
     if store is not None and missing:
         fitted_at = stored.fitted_at if stored is not None and known else now
-        store.save(
-            frame.metric, model.get_state(), {"keys": ids, "fitted_at": fitted_at, "params": params}
-        )
+        store.save(key, model.get_state(), {"keys": ids, "fitted_at": fitted_at, "params": params})
     return model, len(missing)
 
 
@@ -310,11 +372,14 @@ def _newest(values: np.ndarray, k: int = 3) -> float:
     return float(finite[-1]) if finite.size else math.nan
 
 
-def _health(config: Config, report: RunReport) -> list[TenantHealth]:
+def _health(
+    config: Config, outcomes: Sequence[MetricOutcome], findings: Sequence[Finding]
+) -> list[TenantHealth]:
+    """Health of every tenant in ``outcomes``' frames (one batch's tenants are all of theirs)."""
     current: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     flagged: dict[str, dict[str, float]] = defaultdict(dict)
     tenants: set[str] = set()
-    for o in report.outcomes:
+    for o in outcomes:
         if o.frame is None:
             continue
         for j, key in enumerate(o.frame.keys):
@@ -322,17 +387,17 @@ def _health(config: Config, report: RunReport) -> list[TenantHealth]:
                 continue
             tenants.add(key.tenant)
             current[key.tenant][o.metric.name].append(_newest(o.frame.values[:, j]))
-    for f in report.anomalies:
-        if f.key.tenant is not None:
+    for f in findings:
+        if f.is_anomaly and f.key.tenant is not None:
             prev = flagged[f.key.tenant].get(f.metric, 0.0)
             flagged[f.key.tenant][f.metric] = max(prev, f.score)
     return [tenant_health(config.health, t, current[t], flagged[t]) for t in sorted(tenants)]
 
 
-def _health_samples(config: Config, report: RunReport) -> list[Sample]:
+def _health_samples(config: Config, health: Sequence[TenantHealth]) -> list[Sample]:
     samples = []
     label = config.tenant_label or "tenant"
-    for h in report.health:
+    for h in health:
         samples.append(Sample("anomaly_health_score", {label: h.tenant}, h.score))
         for comp, value in h.components.items():
             samples.append(
@@ -340,8 +405,6 @@ def _health_samples(config: Config, report: RunReport) -> list[Sample]:
                     "anomaly_health_component_score", {label: h.tenant, "component": comp}, value
                 )
             )
-    if report.health:
-        samples.append(Sample("anomaly_global_health_score", {}, report.global_health))
     return samples
 
 
@@ -353,6 +416,8 @@ def _job_samples(config: Config, report: RunReport, finished_at: float) -> list[
         Sample("anomaly_job_series_failed", {}, float(report.series_failed)),
         Sample("anomaly_job_anomalies", {}, float(len(report.anomalies))),
     ]
+    if report.health:
+        samples.append(Sample("anomaly_global_health_score", {}, report.global_health))
     for o in report.outcomes:
         samples.append(
             Sample(
@@ -365,23 +430,29 @@ def _job_samples(config: Config, report: RunReport, finished_at: float) -> list[
 
 
 def _rate_for(
-    config: Config, frame: Frame, rate_metric: MetricConfig, source: PrometheusSource
+    config: Config,
+    frame: Frame,
+    rate_metric: MetricConfig,
+    source: PrometheusSource,
+    tenants: Collection[str] | None = None,
 ) -> np.ndarray | None:
     """The rate metric's values on ``frame``'s grid, columns matched to ``frame``'s series
     (same labels, else same tenant); NaN where a series has no rate. None if the query fails."""
     try:
-        raw = source.query_range(
-            rate_metric.query, float(frame.times[0]), float(frame.times[-1]), frame.step_seconds
+        raw = list(
+            _query_range(
+                config,
+                source,
+                rate_metric,
+                float(frame.times[0]),
+                float(frame.times[-1]),
+                tenants,
+            )
         )
     except QueryError as e:
         log.error("metric %s: rate query %s failed: %s", frame.metric, rate_metric.name, e)
         return None
-    rates = build_frame(
-        rate_metric.name,
-        ((r.labels, r.times, r.values) for r in raw),
-        frame.times,
-        config.tenant_label,
-    )
+    rates = build_frame(rate_metric.name, raw, frame.times, config.tenant_label)
     by_key = {k: j for j, k in enumerate(rates.keys)}
     by_tenant = {k.tenant: j for j, k in enumerate(rates.keys) if k.tenant is not None}
     out = np.full(frame.values.shape, np.nan)
@@ -392,6 +463,28 @@ def _rate_for(
     return out
 
 
+def _breach_lines(mc: MetricConfig, outcome: MetricOutcome) -> list[tuple[float, str]]:
+    fc, frame, fc_cfg = outcome.forecast, outcome.frame, mc.forecast
+    if outcome.breach_seconds is None or frame is None or fc is None or fc_cfg is None:
+        return []
+    value, _, _ = fc.at(fc_cfg.horizon_seconds)
+    lines = []
+    for j, key in enumerate(frame.keys):
+        b = float(outcome.breach_seconds[j])
+        if math.isfinite(b):
+            who = key.tenant if key.tenant is not None else str(key)
+            when = "already crossed" if b == 0 else f"crosses in {b / 3600:.1f}h"
+            lines.append(
+                (
+                    b,
+                    f"  {who:<16} {mc.name:<14} {when:<18} threshold "
+                    f"{fc_cfg.threshold:g} ({fc_cfg.direction}), forecast "
+                    f"{value[j]:.4g} in {format_duration(fc_cfg.horizon_seconds)}",
+                )
+            )
+    return lines
+
+
 def score_metric(
     config: Config,
     mc: MetricConfig,
@@ -399,36 +492,48 @@ def score_metric(
     now: float,
     source: PrometheusSource,
     store: ModelStore | None,
+    tenants: Collection[str] | None = None,
+    store_key: str | None = None,
 ) -> MetricOutcome:
-    """Fetch, fit or reuse, and score one metric. A broken query is reported, not raised."""
+    """Fetch, fit or reuse, and score one metric (``tenants``: only theirs, see
+    :func:`fetch_frame`). A broken query is reported, not raised."""
     t0 = time.perf_counter()
     outcome = MetricOutcome(mc)
     try:
-        frame = fetch_frame(config, mc, now=now, source=source)
+        frame = fetch_frame(config, mc, now=now, source=source, tenants=tenants)
     except QueryError as e:
         outcome.error = str(e)
+        outcome.query_failed = True
         log.error("metric %s: query failed: %s", mc.name, e)
         return outcome
+    t1 = time.perf_counter()
+    outcome.fetch_seconds = t1 - t0
     outcome.frame = frame
+    outcome.n_series, outcome.n_skipped = frame.n_series, len(frame.skipped)
     if frame.n_series == 0:
         outcome.error = (
             f"all {len(frame.skipped)} series skipped ({frame.skipped[0].reason})"
             if frame.skipped
             else "query returned no series"
         )
-        log.warning("metric %s: %s", mc.name, outcome.error)
+        if tenants is None:
+            log.warning("metric %s: %s", mc.name, outcome.error)
         return outcome
     if mc.detect:
-        model, outcome.refitted = load_or_fit(config, frame, store, now)
+        model, outcome.refitted = load_or_fit(config, frame, store, now, key=store_key)
+        t2 = time.perf_counter()
         outcome.result = model.score(frame.times, frame.values, n_eval=1)
+        outcome.model_seconds, outcome.score_seconds = t2 - t1, time.perf_counter() - t2
+        outcome.n_unscored = int(np.count_nonzero(~outcome.result.valid))
         for j, reason in enumerate(outcome.result.reason):
             if reason:
                 log.warning("metric %s: series %s not scored: %s", mc.name, frame.keys[j], reason)
     if mc.forecast is not None:
+        t3 = time.perf_counter()
         fcc = mc.forecast
         rate = None
         if fcc.rate is not None:
-            rate = _rate_for(config, frame, config.metric(fcc.rate), source)
+            rate = _rate_for(config, frame, config.metric(fcc.rate), source, tenants)
         fc = forecast(
             frame.times,
             frame.values,
@@ -446,8 +551,287 @@ def score_metric(
         for j, reason in enumerate(fc.reason):
             if reason:
                 log.warning("metric %s: series %s not forecast: %s", mc.name, frame.keys[j], reason)
+        outcome.breaches = _breach_lines(mc, outcome)
+        outcome.forecast_seconds = time.perf_counter() - t3
     outcome.seconds = time.perf_counter() - t0
     return outcome
+
+
+# --------------------------------------------------------------------------- shards and batches
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of the tenants: those whose stable hash is ``index`` mod ``count``."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ValueError(
+                f"`shard` must be INDEX/COUNT with 0 <= INDEX < COUNT, got {self.index}/{self.count}"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"INDEX/COUNT"`` (e.g. ``"0/4"``)."""
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise ValueError(f"`shard` must be INDEX/COUNT such as 0/4, got {text!r}") from None
+        return cls(index, count)
+
+    def owns(self, tenant: str) -> bool:
+        return tenant_hash(tenant) % self.count == self.index
+
+    @property
+    def grouping(self) -> str | None:
+        """The sink's ``shard`` grouping-key value (``None`` when unsharded)."""
+        return None if self.count == 1 else str(self.index)
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def tenant_hash(tenant: str) -> int:
+    """A hash of ``tenant`` that is the same in every process and every version (SHA-1, not
+    Python's salted ``hash()``): it decides the tenant's shard and batch."""
+    digest = hashlib.sha1(tenant.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How one run splits its tenants.
+
+    ``batches`` holds each batch's tenants, or is ``None`` for one unrestricted batch (the
+    metrics' queries as configured: an unsharded run small enough for one batch). A tenant's
+    batch is a stable hash bucket, so its stored model is found again next run; the number of
+    batches is a power of two, so it changes rarely as tenants come and go.
+    """
+
+    shard: Shard
+    batches: tuple[tuple[str, ...], ...] | None
+    series: Mapping[str, int]
+    """Series per metric in this shard at the newest point (``count by (tenant)``)."""
+    failed: Mapping[str, str]
+    """Metrics refused before fetching (``scale.max_series``), with the reason."""
+
+    @property
+    def n_batches(self) -> int:
+        return 1 if self.batches is None else len(self.batches)
+
+    def store_key(self, metric: str, batch: int) -> str:
+        """The model store key of ``metric`` in one batch of this shard."""
+        if self.shard.count == 1 and self.n_batches == 1:
+            return metric
+        return (
+            f"{metric}@shard{self.shard.index}of{self.shard.count}-batch{batch}of{self.n_batches}"
+        )
+
+
+def plan_batches(
+    config: Config, source: PrometheusSource, now: float, shard: Shard | None = None
+) -> BatchPlan:
+    """Count each metric's series (an instant ``count by (<tenant>) (<query>)``, cheap), refuse
+    metrics above ``scale.max_series``, list this shard's tenants (label-values API over the
+    metrics' selectors and window) and bucket them so that no batch holds much more than
+    ``scale.batch_series`` series of any metric."""
+    shard = shard or Shard()
+    tl = config.tenant_label
+    if tl is None:
+        if shard.count > 1:
+            raise ConfigError("--shard", "sharding needs a `tenant_label` to shard by")
+        return BatchPlan(shard, None, {}, {})
+    tenants: set[str] = set()
+    series: dict[str, int] = {}
+    failed: dict[str, str] = {}
+    selectors: list[str] = []
+    start = end = now
+    for mc in config.metrics:
+        times = evaluation_window(config, now, mc)
+        start, end = min(start, float(times[0])), float(times[-1])
+        try:
+            counts = source.query(f"count by ({tl}) ({mc.query})", end)
+        except QueryError as e:
+            # The range query will fail (or work) on its own and say so; no count here.
+            log.debug("metric %s: cannot count series: %s", mc.name, e)
+            continue
+        n = 0
+        for labels, value in counts:
+            tenant = labels.get(tl)
+            if tenant is None or shard.owns(tenant):
+                n += int(value)
+                if tenant is not None:
+                    tenants.add(tenant)
+        series[mc.name] = n
+        limit = config.scale.max_series
+        if limit is not None and n > limit:
+            failed[mc.name] = (
+                f"metric {mc.name}: its query returns {n} series"
+                + (f" in shard {shard}" if shard.count > 1 else "")
+                + f", above scale.max_series ({limit}); not fetched. Raise the limit, "
+                "narrow the query or shard the job (--shard)"
+            )
+            log.error("%s", failed[mc.name])
+        selectors += series_selectors(mc.query) if mc.split else []
+    if selectors:
+        # Tenants whose series ended before the newest point still get their window scored.
+        tenants |= {
+            t
+            for t in source.label_values(tl, sorted(set(selectors)), start=start, end=end)
+            if shard.owns(t)
+        }
+    biggest = max((n for name, n in series.items() if name not in failed), default=0)
+    wanted = max(1, math.ceil(biggest / config.scale.batch_series))
+    n_batches = 1 << (wanted - 1).bit_length()
+    if shard.count == 1 and n_batches == 1:
+        return BatchPlan(shard, None, series, failed)
+    buckets: list[list[str]] = [[] for _ in range(n_batches)]
+    for t in sorted(tenants):
+        buckets[(tenant_hash(t) // shard.count) % n_batches].append(t)
+    return BatchPlan(shard, tuple(tuple(b) for b in buckets), series, failed)
+
+
+@dataclass
+class BatchResult:
+    """What one batch produced: all of its tenants' samples (their groups are whole), the
+    findings and health of those tenants, and per-metric outcomes."""
+
+    index: int
+    samples: list[Sample]
+    findings: list[Finding]
+    health: list[TenantHealth]
+    outcomes: list[MetricOutcome]
+    seconds: float = 0.0
+
+
+def process_batch(
+    config: Config,
+    plan: BatchPlan,
+    index: int,
+    *,
+    now: float,
+    source: PrometheusSource,
+    store: ModelStore | None,
+    keep_frames: bool = True,
+) -> BatchResult:
+    """Fetch, fit or reuse, score and forecast every metric for one batch's tenants."""
+    t0 = time.perf_counter()
+    tenants = None if plan.batches is None else plan.batches[index]
+    samples: list[Sample] = []
+    findings: list[Finding] = []
+    outcomes: list[MetricOutcome] = []
+    for mc in config.metrics:
+        if mc.name in plan.failed:
+            outcomes.append(MetricOutcome(mc, error=plan.failed[mc.name], query_failed=True))
+            continue
+        if tenants is not None and not tenants:
+            outcomes.append(MetricOutcome(mc))
+            continue
+        outcome = score_metric(
+            config,
+            mc,
+            now=now,
+            source=source,
+            store=store,
+            tenants=tenants,
+            store_key=plan.store_key(mc.name, index),
+        )
+        outcomes.append(outcome)
+        if outcome.frame is not None and outcome.result is not None:
+            s, f = _samples_for(config, mc, outcome.frame, outcome.result)
+            samples.extend(s)
+            findings.extend(f)
+        samples.extend(_forecast_samples(mc, outcome))
+    health = _health(config, outcomes, findings)
+    samples.extend(_health_samples(config, health))
+    if not keep_frames:
+        for o in outcomes:
+            o.frame = o.result = o.forecast = o.breach_seconds = None
+    return BatchResult(index, samples, findings, health, outcomes, time.perf_counter() - t0)
+
+
+def _merge(total: MetricOutcome, part: MetricOutcome, single: bool) -> None:
+    """Add one batch's outcome of a metric to the run's."""
+    if single:
+        total.frame, total.result = part.frame, part.result
+        total.forecast, total.breach_seconds = part.forecast, part.breach_seconds
+    for name in (
+        "refitted",
+        "seconds",
+        "n_series",
+        "n_skipped",
+        "n_unscored",
+        "fetch_seconds",
+        "model_seconds",
+        "score_seconds",
+        "forecast_seconds",
+    ):
+        setattr(total, name, getattr(total, name) + getattr(part, name))
+    total.breaches.extend(part.breaches)
+    # One batch without series of a metric is normal (its tenants lack it); the metric fails
+    # when its query does, or when no batch had any series (set by run_once afterwards).
+    if single or part.query_failed:
+        total.error = total.error or part.error
+        total.query_failed = total.query_failed or part.query_failed
+
+
+# The worker processes' inputs, inherited through fork (Config holds mapping proxies, which do
+# not pickle); set only around a pool's lifetime.
+_WORKER: dict[str, Any] = {}
+
+
+def _batch_in_worker(index: int) -> BatchResult:
+    config: Config = _WORKER["config"]
+    with PrometheusSource(config.prometheus) as source:
+        result = process_batch(
+            config,
+            _WORKER["plan"],
+            index,
+            now=_WORKER["now"],
+            source=source,
+            store=_WORKER["store"],
+            keep_frames=False,
+        )
+    for o in result.outcomes:  # MetricConfig does not pickle; the parent puts it back
+        o.metric = None  # type: ignore[assignment]
+    return result
+
+
+def _batch_results(
+    config: Config,
+    plan: BatchPlan,
+    *,
+    now: float,
+    source: PrometheusSource,
+    store: ModelStore | None,
+    workers: int,
+) -> Iterator[BatchResult]:
+    """Every batch's result in batch order, from ``workers`` processes when more than one."""
+    single = plan.n_batches == 1
+    if workers <= 1 or single:
+        for i in range(plan.n_batches):
+            yield process_batch(
+                config, plan, i, now=now, source=source, store=store, keep_frames=single
+            )
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    _WORKER.update(config=config, plan=plan, now=now, store=store)
+    try:
+        with ProcessPoolExecutor(
+            max_workers=min(workers, plan.n_batches),
+            mp_context=multiprocessing.get_context("fork"),
+        ) as pool:
+            for result in pool.map(_batch_in_worker, range(plan.n_batches)):
+                for o, mc in zip(result.outcomes, config.metrics, strict=True):
+                    o.metric = mc
+                yield result
+    finally:
+        _WORKER.clear()
 
 
 def run_once(
@@ -457,53 +841,103 @@ def run_once(
     source: PrometheusSource | None = None,
     sink: PushgatewaySink | None = None,
     store: ModelStore | None = None,
+    shard: Shard | None = None,
+    workers: int | None = None,
 ) -> RunReport:
     """One cycle: query every metric, fit or load models, score, compute health, push.
+
+    The tenants are read in batches (:func:`plan_batches`), each processed and its tenants'
+    groups pushed before the next, so memory is bounded by a batch; stale groups are deleted
+    and the job's own group is pushed only after every batch succeeded. ``shard`` restricts
+    the run to its tenants and pushes under its own ``shard`` grouping key; ``workers``
+    (default ``scale.workers``) processes batches in parallel processes, which use their own
+    connections to Prometheus (not ``source``).
 
     Raises :class:`~anomaly.errors.SourceError` when Prometheus is unreachable and
     :class:`~anomaly.errors.SinkError` when the push fails; a broken query only fails its metric.
     """
     started = time.time()
     now = started if now is None else now
+    shard = shard or Shard()
     source = source or PrometheusSource(config.prometheus)
-    sink = sink or PushgatewaySink(config.pushgateway, config.tenant_label)
+    sink = sink or PushgatewaySink(config.pushgateway, config.tenant_label, shard=shard.grouping)
     store = store if store is not None else ModelStore(config.model_dir)
+    workers = config.scale.workers if workers is None else workers
     source.check()
-    report = RunReport(started_at=started, evaluated_at=now)
-    samples: list[Sample] = []
-    for i, mc in enumerate(config.metrics, 1):
-        outcome = score_metric(config, mc, now=now, source=source, store=store)
-        report.outcomes.append(outcome)
-        if outcome.frame is not None and outcome.result is not None:
-            s, f = _samples_for(config, mc, outcome.frame, outcome.result)
-            samples.extend(s)
-            report.findings.extend(f)
-            n_anom = sum(1 for x in f if x.is_anomaly)
+    plan = plan_batches(config, source, now, shard)
+    report = RunReport(started_at=started, evaluated_at=now, shard=shard, batches=plan.n_batches)
+    report.outcomes = [MetricOutcome(mc) for mc in config.metrics]
+    single = plan.n_batches == 1
+    pushed: list[dict[str, str]] = []
+    if not single:
+        log.info(
+            "shard %s: %d tenants in %d batches (largest metric: %d series)",
+            shard,
+            sum(len(b) for b in plan.batches or ()),
+            plan.n_batches,
+            max(plan.series.values(), default=0),
+        )
+    for result in _batch_results(
+        config, plan, now=now, source=source, store=store, workers=workers
+    ):
+        for total, part in zip(report.outcomes, result.outcomes, strict=True):
+            _merge(total, part, single)
+        report.findings.extend(result.findings)
+        report.health.extend(result.health)
+        pushed.extend(sink.put(result.samples).groups_pushed)
+        if not single:
             log.info(
-                "[%d/%d] metric %s: %d series scored, %d anomalous, %d fitted, %.1fs",
-                i,
-                len(config.metrics),
-                mc.name,
-                len(f),
-                n_anom,
-                outcome.refitted,
-                outcome.seconds,
+                "batch %d/%d: %d series scored, %.1fs",
+                result.index + 1,
+                plan.n_batches,
+                len(result.findings),
+                result.seconds,
             )
-        samples.extend(_forecast_samples(mc, outcome))
-    report.health = _health(config, report)
+    for o in report.outcomes if not single else ():
+        if o.error is None and o.n_series == 0:
+            o.error = (
+                f"all {o.n_skipped} series skipped" if o.n_skipped else "query returned no series"
+            )
+            log.warning("metric %s: %s", o.metric.name, o.error)
+    for i, o in enumerate(report.outcomes, 1):
+        if o.error is None:
+            log.info(
+                "[%d/%d] metric %s: %d series, %d fitted, %.1fs (fetch %.1fs, models %.1fs, "
+                "score %.1fs, forecast %.1fs)",
+                i,
+                len(report.outcomes),
+                o.metric.name,
+                o.n_series,
+                o.refitted,
+                o.seconds,
+                o.fetch_seconds,
+                o.model_seconds,
+                o.score_seconds,
+                o.forecast_seconds,
+            )
     report.global_health = global_health(report.health)
-    samples.extend(_health_samples(config, report))
     finished = time.time()
-    samples.extend(_job_samples(config, report, finished))
-    report.push = sink.push(samples)
+    push = sink.push(_job_samples(config, report, finished), keep=pushed)
+    report.push = PushReport(
+        tuple(pushed) + push.groups_pushed,
+        push.groups_deleted,
+        push.samples_pushed,
+        push.samples_dropped,
+        push.duplicates,
+    )
     report.duration_seconds = time.time() - started
     return report
 
 
 def format_summary(report: RunReport, *, limit: int = 50) -> str:
     """A short human summary of a run: anomalies with expected vs actual, health per tenant."""
+    where = ""
+    if report.shard is not None and report.shard.count > 1:
+        where += f" (shard {report.shard})"
+    if report.batches > 1:
+        where += f" in {report.batches} batches"
     lines = [
-        f"scored {report.series_scored} series in {report.duration_seconds:.1f}s: "
+        f"scored {report.series_scored} series{where} in {report.duration_seconds:.1f}s: "
         f"{len(report.anomalies)} anomalous, {report.series_failed} skipped, "
         f"{len(report.metrics_failed)} metrics failed"
     ]
@@ -517,30 +951,7 @@ def format_summary(report: RunReport, *, limit: int = 50) -> str:
                 f"  {who:<16} {f.metric:<14} {f.actual:>12.4g} vs {f.expected:>10.4g} "
                 f"[{f.lower:.4g}, {f.upper:.4g}]  score {f.score:.2f}"
             )
-    breaches = []
-    for o in report.outcomes:
-        if (
-            o.breach_seconds is None
-            or o.frame is None
-            or o.forecast is None
-            or not o.metric.forecast
-        ):
-            continue
-        fc_cfg = o.metric.forecast
-        value, _, _ = o.forecast.at(fc_cfg.horizon_seconds)
-        for j, key in enumerate(o.frame.keys):
-            b = float(o.breach_seconds[j])
-            if math.isfinite(b):
-                who = key.tenant if key.tenant is not None else str(key)
-                when = "already crossed" if b == 0 else f"crosses in {b / 3600:.1f}h"
-                breaches.append(
-                    (
-                        b,
-                        f"  {who:<16} {o.metric.name:<14} {when:<18} threshold "
-                        f"{fc_cfg.threshold:g} ({fc_cfg.direction}), forecast "
-                        f"{value[j]:.4g} in {format_duration(fc_cfg.horizon_seconds)}",
-                    )
-                )
+    breaches = [line for o in report.outcomes for line in o.breaches]
     if breaches:
         lines.append("forecast threshold breaches:")
         lines.extend(text for _, text in sorted(breaches)[:limit])

@@ -238,8 +238,27 @@ class PushgatewaySink:
 
     # ----------------------------------------------------------------------- public API
 
-    def push(self, samples: Iterable[Sample]) -> PushReport:
+    def put(self, samples: Iterable[Sample]) -> PushReport:
+        """Replace the groups ``samples`` fall into, and nothing else (no deletion).
+
+        For pushing batch by batch: each batch's groups are whole, :meth:`push` with
+        ``keep=`` the groups already put then deletes the stale ones and pushes the job group.
+        """
+        groups, dropped, dups = self._group(samples)
+        for gkey in sorted(groups):
+            self._put(groups[gkey])
+        n_pushed = sum(len(g.samples) for g in groups.values())
+        pushed = tuple(groups[k].key for k in sorted(groups))
+        log.debug("put %d samples in %d groups to %s", n_pushed, len(pushed), self._display_url)
+        return PushReport(pushed, (), n_pushed, dropped, dups)
+
+    def push(
+        self, samples: Iterable[Sample], *, keep: Iterable[Mapping[str, str]] = ()
+    ) -> PushReport:
         """Replace everything this job (and shard) pushed before with ``samples``.
+
+        ``keep``: grouping keys (without ``job``) already put by this run through :meth:`put`;
+        they are not deleted as stale.
 
         Raises
         ------
@@ -253,7 +272,8 @@ class PushgatewaySink:
         job_keys = sorted(k for k in groups if self._is_job_group(k))
         for gkey in tenant_keys:
             self._put(groups[gkey])
-        deleted = self._delete_stale(set(groups))
+        kept = {tuple(sorted(k.items())) for k in keep}
+        deleted = self._delete_stale(set(groups) | kept)
         for gkey in job_keys:
             self._put(groups[gkey])
         pushed = [groups[k].key for k in [*tenant_keys, *job_keys]]

@@ -30,7 +30,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -46,6 +46,9 @@ __all__ = [
     "RawSeries",
     "escape_label_value",
     "regex_escape_label_value",
+    "restrict_query",
+    "series_selectors",
+    "tenant_matcher",
 ]
 
 log = logging.getLogger(__name__)
@@ -94,6 +97,161 @@ def regex_escape_label_value(value: str) -> str:
     """
     quoted = "".join("\\" + ch if ch in _RE2_META else ch for ch in value)
     return escape_label_value(quoted)
+
+
+# --------------------------------------------------------------------------- selectors in PromQL
+
+# Words that are never a metric name where they stand in an expression (PromQL keywords are
+# case-insensitive). `by`/`without`/`on`/`ignoring`/`group_left`/`group_right` take a
+# parenthesised list of label names, which is not an expression either.
+_KEYWORDS = frozenset(
+    {"and", "or", "unless", "bool", "offset", "atan2", "inf", "nan", "start", "end"}
+    | {"sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values"}
+    | {"bottomk", "topk", "quantile"}  # aggregation operators: keywords, never metric names
+)
+_LABEL_LIST_KEYWORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
+_IDENT_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+@dataclass(frozen=True)
+class _Selector:
+    """A vector selector in a query: ``text[start:end]``; ``brace`` is the index of its
+    closing ``}`` (or -1 for a bare metric name)."""
+
+    start: int
+    end: int
+    brace: int
+
+
+def _skip_string(text: str, i: int) -> int:
+    """Index just after the string literal opening at ``text[i]``."""
+    quote_char = text[i]
+    i += 1
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and quote_char != "`":
+            i += 2
+            continue
+        if ch == quote_char:
+            return i + 1
+        i += 1
+    raise ValueError("unterminated string literal")
+
+
+def _closing(text: str, i: int, close: str) -> int:
+    """Index of the ``close`` character that ends the bracket opening at ``text[i]``."""
+    i += 1
+    while i < len(text):
+        ch = text[i]
+        if ch in "\"'`":
+            i = _skip_string(text, i)
+            continue
+        if ch == close:
+            return i
+        i += 1
+    raise ValueError(f"unbalanced {text[i - 1] if i else close!r}")
+
+
+def _next_significant(text: str, i: int) -> int:
+    while i < len(text) and text[i].isspace():
+        i += 1
+    return i
+
+
+def _selectors(query: str) -> list[_Selector]:
+    """Every vector selector (``name``, ``name{...}``, ``{...}``) of a PromQL expression.
+
+    A small lexer, not a parser: it skips strings, comments, ``[...]`` ranges, numbers and
+    durations, function and aggregation names (an identifier before ``(``), keywords, and the
+    label lists of ``by``/``without``/``on``/``ignoring``/``group_left``/``group_right``.
+    Raises ValueError on unbalanced brackets or strings.
+    """
+    out: list[_Selector] = []
+    i, n = 0, len(query)
+    while i < n:
+        ch = query[i]
+        if ch.isspace():
+            i += 1
+        elif ch == "#":
+            nl = query.find("\n", i)
+            i = n if nl < 0 else nl + 1
+        elif ch in "\"'`":
+            i = _skip_string(query, i)
+        elif ch == "[":
+            i = _closing(query, i, "]") + 1
+        elif ch == "{":
+            close = _closing(query, i, "}")
+            out.append(_Selector(i, close + 1, close))
+            i = close + 1
+        elif ch.isdigit() or (ch == "." and i + 1 < n and query[i + 1].isdigit()):
+            i += 1
+            while i < n and (query[i].isalnum() or query[i] in "._"):
+                i += 1
+        elif ch.isalpha() or ch in "_:":
+            m = _IDENT_RE.match(query, i)
+            word = m.group(0) if m else ch
+            end = i + len(word)
+            nxt = _next_significant(query, end)
+            lowered = word.lower()
+            if lowered in _LABEL_LIST_KEYWORDS:
+                i = _closing(query, nxt, ")") + 1 if nxt < n and query[nxt] == "(" else end
+            elif nxt < n and query[nxt] == "(" or lowered in _KEYWORDS:
+                i = end
+            elif nxt < n and query[nxt] == "{":
+                close = _closing(query, nxt, "}")
+                out.append(_Selector(i, close + 1, close))
+                i = close + 1
+            else:
+                out.append(_Selector(i, end, -1))
+                i = end
+        else:
+            i += 1
+    return out
+
+
+def series_selectors(query: str) -> list[str]:
+    """The vector selectors of ``query`` as ``match[]`` strings for the series and label APIs.
+
+    Empty when the query has none (e.g. ``vector(1)``) or cannot be read (unbalanced brackets).
+    """
+    try:
+        return [query[s.start : s.end] for s in _selectors(query)]
+    except ValueError:
+        return []
+
+
+def tenant_matcher(label: str, values: Iterable[str]) -> str:
+    """``label=~"v1|v2|..."`` matching exactly ``values`` (each escaped; sorted, deduplicated)."""
+    alternatives = "|".join(regex_escape_label_value(v) for v in sorted(set(values)))
+    return f'{label}=~"{alternatives}"'
+
+
+def restrict_query(query: str, matcher: str) -> str | None:
+    """``query`` with ``matcher`` (e.g. from :func:`tenant_matcher`) added to every selector.
+
+    The result equals ``query`` restricted to the matching series when the query never mixes
+    tenants (the premise of per-tenant models): each selector is filtered in the index, so
+    Prometheus reads only those series. ``None`` when the query has no selector or cannot be
+    read.
+    """
+    try:
+        selectors = _selectors(query)
+    except ValueError:
+        return None
+    if not selectors:
+        return None
+    parts: list[str] = []
+    pos = 0
+    for sel in selectors:
+        if sel.brace < 0:
+            parts.append(query[pos : sel.end] + "{" + matcher + "}")
+        else:
+            inner = query[sel.start : sel.brace].rstrip()
+            sep = "" if inner.endswith(("{", ",")) else ","
+            parts.append(query[pos : sel.start] + inner + sep + matcher + "}")
+        pos = sel.end
+    parts.append(query[pos:])
+    return "".join(parts)
 
 
 # --------------------------------------------------------------------------- data
@@ -295,22 +453,67 @@ class PrometheusSource:
             out.append(RawSeries(labels=labels, times=times, values=values[idx]))
         return out
 
-    def label_values(self, label: str, match: str | None = None) -> list[str]:
-        """Values of ``label`` (``/api/v1/label/<label>/values``), optionally ``match[]``-ed.
+    def label_values(
+        self,
+        label: str,
+        match: str | Sequence[str] | None = None,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> list[str]:
+        """Values of ``label`` (``/api/v1/label/<label>/values``), optionally ``match[]``-ed
+        (one selector or several, whose series are united) and limited to series with samples
+        between ``start`` and ``end`` (Unix seconds).
 
         Returns the values sorted.
         """
         if not _LABEL_NAME_RE.match(label):
             raise ValueError(f"`label` must be a label name, got {label!r}")
-        params = {"match[]": match} if match is not None else None
+        matches = [match] if isinstance(match, str) else list(match or [])
+        params: list[tuple[str, str]] = [("match[]", m) for m in matches]
+        if start is not None:
+            params.append(("start", _format_number(start)))
+        if end is not None:
+            params.append(("end", _format_number(end)))
         data = self._call(
-            "GET", f"/api/v1/label/{quote(label, safe='')}/values", params, query=match
+            "GET",
+            f"/api/v1/label/{quote(label, safe='')}/values",
+            params or None,
+            query=" or ".join(matches) or None,
         )
         if not isinstance(data, list) or not all(isinstance(v, str) for v in data):
             raise SourceError(
                 f"unexpected label values answer from Prometheus at {self._display_url}"
             )
         return sorted(data)
+
+    def query(self, query: str, time: float) -> list[tuple[dict[str, str], float]]:
+        """Evaluate ``query`` at one instant; ``(labels without __name__, value)`` per series.
+
+        Raises :class:`~anomaly.errors.QueryError` if the query is rejected or does not
+        return an instant vector.
+        """
+        form = {
+            "query": query,
+            "time": _format_number(time),
+            "timeout": f"{_format_number(self.config.timeout_seconds)}s",
+        }
+        data = self._call("POST", "/api/v1/query", form, query=query)
+        if not isinstance(data, dict) or data.get("resultType") != "vector":
+            kind = data.get("resultType") if isinstance(data, dict) else type(data).__name__
+            raise QueryError(
+                f"query {self._show(query)} returned {kind!r} from Prometheus at "
+                f"{self._display_url}, expected an instant vector"
+            )
+        out = []
+        for item in data.get("result") or []:
+            labels = {k: v for k, v in (item.get("metric") or {}).items() if k != "__name__"}
+            try:
+                value = float(item["value"][1])
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+            out.append((labels, value))
+        return out
 
     def check(self) -> None:
         """Cheaply verify that the API answers (an instant query of ``1``); else SourceError."""
@@ -366,7 +569,12 @@ class PrometheusSource:
         return repr(q)
 
     def _call(
-        self, method: str, path: str, params: Mapping[str, str] | None, *, query: str | None
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | list[tuple[str, str]] | None,
+        *,
+        query: str | None,
     ) -> Any:
         """One API call with bounded retries; returns the JSON ``data`` field."""
         cfg = self.config

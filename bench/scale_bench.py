@@ -1,0 +1,281 @@
+"""Scale benchmark: N series (N/5 tenants x 5 metrics, 7 days at 5 m) in a real Prometheus.
+
+    python -m bench.scale_bench [--sizes 1000,5000,10000] [--seed 0] [--workers 2]
+
+For each N it measures, each in a fresh subprocess (so ``ru_maxrss`` is that phase's peak):
+
+* the **floor**: fetching and decoding every range query through the job's own source and
+  batching code path, and nothing else;
+* the **cold run**: ``run_once`` with an empty model directory (every series fitted);
+* the **warm run**: ``run_once`` again on the stored models (scoring only);
+
+and prints seconds, peak RSS, cold/floor and warm/floor and how each grows with N. It also
+times a plain per-series loop (statsmodels MSTL + scikit-learn IsolationForest per series) on
+a sample of series and reports the per-series speed-up of the cold run.
+
+The TSDB of each N is backfilled once with promtool (minutes at 10k series) and cached under
+``bench/.cache/tsdb-n<N>-seed<seed>/`` (gitignored); later runs copy it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from anomaly import devstack, synth
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+#: The five metrics of a tenant (the counter-based ai_cost is left out: 5 per tenant).
+METRICS = ("request_rate", "latency_p95", "error_ratio", "completion", "queue_depth")
+DAYS = 7.0
+
+
+def dataset_for(n_series: int, seed: int, end: float) -> synth.Dataset:
+    """N/5 tenants x the five :data:`METRICS`, 7 days at 5 m ending at ``end``."""
+    ds = synth.generate(n_series // len(METRICS), days=DAYS, end=end, seed=seed)
+    keep = tuple(s for s in ds.series if s.metric in METRICS)
+    return dataclasses.replace(ds, series=keep)
+
+
+def prepare(n_series: int, seed: int) -> tuple[Path, dict[str, Any]]:
+    """The cached TSDB directory for ``n_series`` and its description; backfills when missing."""
+    root = CACHE / f"tsdb-n{n_series}-seed{seed}"
+    meta_path = root / "dataset.json"
+    if meta_path.is_file():
+        return root / "data", json.loads(meta_path.read_text())
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    end = math.floor(time.time() / 86400) * 86400 - 86400.0  # yesterday 00:00 UTC
+    t0 = time.perf_counter()
+    ds = dataset_for(n_series, seed, end)
+    gen_s = time.perf_counter() - t0
+    report = devstack.backfill(ds, root / "data", timeout_seconds=3600)
+    meta = {
+        "n_series": len(ds.series),
+        "n_tenants": len(ds.tenants),
+        "n_points": int(ds.timestamps.size),
+        "end": end,
+        "seed": seed,
+        "generate_seconds": gen_s,
+        "backfill_seconds": report.seconds,
+        "samples": report.samples,
+    }
+    meta_path.write_text(json.dumps(meta, indent=1))
+    print(
+        f"  backfilled N={n_series}: {report.samples} samples in {report.seconds:.0f}s "
+        f"(generate {gen_s:.1f}s), cached in {root}",
+        flush=True,
+    )
+    return root / "data", meta
+
+
+def write_config(path: Path, prometheus_url: str, pushgateway_url: str, **scale: Any) -> Path:
+    raw = {
+        "prometheus": {"url": prometheus_url, "timeout_seconds": 300, "retries": 1},
+        "pushgateway": {"url": pushgateway_url, "timeout_seconds": 120},
+        "model_dir": str(path.parent / "models"),
+        "lookback": "7d",
+        "step": "5m",
+        "metrics": [{"name": m, "query": synth.QUERIES[m]} for m in METRICS],
+        "scale": scale,
+        "log_level": "WARNING",
+    }
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+# --------------------------------------------------------------------------- one phase, in a child
+
+
+def _child(phase: str, config_path: str, now: float, workers: int) -> dict[str, Any]:
+    """Run one phase in this (fresh) process; return its figures."""
+    from anomaly.config import load_config
+    from anomaly.pipeline import fetch_frame, plan_batches, run_once
+    from anomaly.source import PrometheusSource
+
+    config = load_config(config_path)
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"phase": phase}
+    if phase == "floor":
+        with PrometheusSource(config.prometheus) as source:
+            plan = plan_batches(config, source, now)
+            n = 0
+            for i in range(plan.n_batches):
+                tenants = None if plan.batches is None else plan.batches[i]
+                for mc in config.metrics:
+                    n += fetch_frame(config, mc, now=now, source=source, tenants=tenants).n_series
+        out.update(series=n, batches=plan.n_batches)
+    else:
+        report = run_once(config, now=now, workers=workers)
+        out.update(
+            series=report.series_scored,
+            batches=report.batches,
+            refitted=sum(o.refitted for o in report.outcomes),
+            failed=report.series_failed,
+            fetch=sum(o.fetch_seconds for o in report.outcomes),
+            models=sum(o.model_seconds for o in report.outcomes),
+            score=sum(o.score_seconds for o in report.outcomes),
+        )
+    out["seconds"] = time.perf_counter() - t0
+    out["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    out["children_peak_mib"] = child
+    # Workers run side by side: count each at the largest one's peak (an upper bound).
+    n_workers = min(workers, out["batches"]) if child else 0
+    out["total_peak_mib"] = out["peak_mib"] + n_workers * child
+    return out
+
+
+def run_phase(phase: str, config: Path, now: float, workers: int) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "bench.scale_bench", "--child", phase, str(config), str(now)]
+    cmd += ["--workers", str(workers)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    if proc.returncode != 0:
+        raise RuntimeError(f"{phase} failed:\n{proc.stderr[-3000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+# --------------------------------------------------------------------------- the plain loop
+
+
+def plain_loop_seconds(ds_values: np.ndarray, step_seconds: float) -> float:
+    """Seconds per series of the plain approach: statsmodels MSTL (daily + weekly) and a
+    scikit-learn IsolationForest on the residual features, one series at a time."""
+    import warnings
+
+    from sklearn.ensemble import IsolationForest
+    from statsmodels.tsa.seasonal import MSTL
+
+    per_day = int(86400 / step_seconds)
+    t0 = time.perf_counter()
+    for j in range(ds_values.shape[1]):
+        y = ds_values[:, j]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = MSTL(
+                y, periods=(per_day, 7 * per_day) if y.size >= 14 * per_day else per_day
+            ).fit()
+        resid = np.asarray(res.resid)
+        feats = np.column_stack([resid, np.gradient(y), np.arange(y.size) % per_day])
+        forest = IsolationForest(n_estimators=100, random_state=0).fit(feats)
+        forest.score_samples(feats[-1:])
+    return (time.perf_counter() - t0) / ds_values.shape[1]
+
+
+# --------------------------------------------------------------------------- main
+
+
+def bench_size(n_series: int, seed: int, workers: int, workdir: Path) -> dict[str, Any]:
+    data_dir, meta = prepare(n_series, seed)
+    now = float(meta["end"])
+    row: dict[str, Any] = {"n": meta["n_series"], "tenants": meta["n_tenants"]}
+    with (
+        devstack.run_pushgateway() as pgw,
+        devstack.run_prometheus(
+            prebuilt_data_dir=data_dir, retention="100y", scrape_interval_seconds=60
+        ) as (prom, _),
+    ):
+        run_dir = workdir / f"n{n_series}"
+        run_dir.mkdir()
+        config = write_config(run_dir / "config.yaml", prom.url, pgw.url)
+        for phase in ("floor", "cold", "warm"):
+            row[phase] = run_phase(phase, config, now, workers)
+            r = row[phase]
+            print(
+                f"    {phase:<5} {r['seconds']:7.1f}s  {r['series']} series in "
+                f"{r['batches']} batches  peak {r['total_peak_mib']:.0f} MiB"
+                + (
+                    f"  (fetch {r['fetch']:.1f}s, models {r['models']:.1f}s, "
+                    f"score {r['score']:.1f}s, summed over workers)"
+                    if "fetch" in r
+                    else ""
+                ),
+                flush=True,
+            )
+        shutil.rmtree(run_dir / "models", ignore_errors=True)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.scale_bench", description=__doc__.split("\n")[0]
+    )
+    p.add_argument(
+        "--sizes", default="1000,5000,10000", help="series counts (default 1000,5000,10000)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="batches in parallel (default 2)")
+    p.add_argument("--sample", type=int, default=20, help="series timed in the plain loop")
+    p.add_argument("--prepare-only", action="store_true", help="only build the cached TSDBs")
+    p.add_argument("--child", nargs=3, metavar=("PHASE", "CONFIG", "NOW"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        phase, config, now = args.child
+        print(json.dumps(_child(phase, config, float(now), args.workers)))
+        return 0
+    sizes = [int(x) for x in args.sizes.split(",")]
+    if args.prepare_only:
+        for n in sizes:
+            prepare(n, args.seed)
+        return 0
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="anomaly-scale-") as tmp:
+        for n in sizes:
+            print(f"  N={n} (workers={args.workers})", flush=True)
+            rows.append(bench_size(n, args.seed, args.workers, Path(tmp)))
+    sample = synth.generate(max(1, args.sample), days=DAYS, seed=args.seed)
+    values = sample.matrix("latency_p95")[:, : args.sample]
+    plain = plain_loop_seconds(values, sample.step_seconds)
+
+    print()
+    print(
+        f"{'N':>6} {'floor s':>8} {'cold s':>8} {'warm s':>8} {'cold/floor':>10} "
+        f"{'warm/floor':>10} {'peak MiB (floor/cold/warm)':>27} {'cold ms/series':>15}"
+    )
+    for r in rows:
+        peaks = "/".join(f"{r[ph]['total_peak_mib']:.0f}" for ph in ("floor", "cold", "warm"))
+        print(
+            f"{r['n']:>6} {r['floor']['seconds']:>8.1f} {r['cold']['seconds']:>8.1f} "
+            f"{r['warm']['seconds']:>8.1f} {r['cold']['seconds'] / r['floor']['seconds']:>10.2f} "
+            f"{r['warm']['seconds'] / r['floor']['seconds']:>10.2f} {peaks:>27} "
+            f"{1000 * r['cold']['seconds'] / r['n']:>15.2f}"
+        )
+    if len(rows) > 1:
+        a, b = rows[0], rows[-1]
+        k = b["n"] / a["n"]
+        growth = ", ".join(
+            f"{ph} x{b[ph]['seconds'] / a[ph]['seconds']:.1f}" for ph in ("floor", "cold", "warm")
+        )
+        print(f"time growth from N={a['n']} to N={b['n']} (x{k:g} series): {growth}")
+    last = rows[-1]
+    cold_per_series = last["cold"]["seconds"] / last["n"]
+    print(
+        f"plain per-series loop (MSTL + IsolationForest, {values.shape[1]} series): "
+        f"{plain:.3f} s/series; cold run at N={last['n']}: {1000 * cold_per_series:.1f} ms/series "
+        f"end to end, speed-up x{plain / cold_per_series:.0f}"
+    )
+    ok = [
+        f"cold <= 3x floor: {last['cold']['seconds'] <= 3 * last['floor']['seconds']}",
+        f"warm <= 1.5x floor: {last['warm']['seconds'] <= 1.5 * last['floor']['seconds']}",
+        "peak < 1 GiB: "
+        + str(all(last[ph]["total_peak_mib"] < 1024 for ph in ("floor", "cold", "warm"))),
+    ]
+    print(f"targets at N={last['n']}: " + "; ".join(ok))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
