@@ -147,7 +147,7 @@ class ScaleConfig:
     processes (1: in the calling process).
     """
 
-    batch_series: int = 1000
+    batch_series: int = 500
     max_series: int | None = 100_000
     workers: int = 1
 
@@ -477,7 +477,7 @@ def _scale(raw: Any) -> ScaleConfig:
     where = "scale"
     raw = _mapping(raw, where)
     _check_keys(raw, {"batch_series", "max_series", "workers"}, where)
-    batch = _int(raw.get("batch_series", 1000), f"{where}.batch_series", minimum=1)
+    batch = _int(raw.get("batch_series", 500), f"{where}.batch_series", minimum=1)
     max_series = raw.get("max_series", 100_000)
     if max_series is not None:
         max_series = _int(max_series, f"{where}.max_series", minimum=1)

@@ -34,6 +34,8 @@ from anomaly.store import ModelStore
 log = logging.getLogger(__name__)
 
 MODEL_FORMAT = 1
+#: Series fitted in one call (see :func:`load_or_fit`).
+FIT_CHUNK_SERIES = 64
 
 
 @dataclass(frozen=True)
@@ -276,8 +278,10 @@ def load_or_fit(
     pieces: list[AnomalyModel] = []
     if stored is not None and known:
         pieces.append(stored.model.select(np.array([column_of[ids[i]] for i in known], dtype=int)))
-    if missing:
-        sub = frame.select(missing)
+    # Fitting holds about 3 MB of temporaries per series (the forests' growth), so series are
+    # fitted FIT_CHUNK_SERIES at a time: memory stays flat whatever the batch size.
+    for first in range(0, len(missing), FIT_CHUNK_SERIES):
+        sub = frame.select(missing[first : first + FIT_CHUNK_SERIES])
         fresh = AnomalyModel(step_seconds=frame.step_seconds, threshold=det.threshold)
         pieces.append(fresh.fit(sub.times, sub.values))
     model = pieces[0] if len(pieces) == 1 else AnomalyModel.concat(pieces)
