@@ -5,6 +5,26 @@ The CLI, the scheduler and notebooks call the same functions:
 - :func:`fetch_frame` — one metric's aligned :class:`~anomaly.frame.Frame` from Prometheus;
 - :func:`detect` — fit (or reuse) a model on a frame and score its newest points;
 - :func:`run_once` — the whole cycle, returning a :class:`RunReport`.
+
+Scale
+-----
+A run first plans (:func:`plan_batches`): per metric an instant ``count by (<tenant>)
+(<query>)`` at the newest point (one evaluation step, cheap) gives the series per tenant; a
+metric above ``scale.max_series`` fails alone, before any range query, with an error naming
+it and the count (the other metrics still run; ``anomaly_job_metric_failed`` shows it). The
+tenants come from that count plus the label-values API over the metrics' selectors and window
+(tenants whose series stopped before the newest point). When the largest metric has more than
+``scale.batch_series`` series, the tenants are split into a power-of-two number of stable hash
+buckets; each batch reads every metric with ``<tenant>=~"t1|t2|..."`` (escaped) added to each
+selector of its query, so Prometheus reads only those series from its index — cost per batch
+proportional to the batch, unlike wrapping the query in ``and on (<tenant>)``, which evaluates
+the whole query once per batch. A metric with ``split: false`` (a query that mixes tenants) is
+read whole and filtered by tenant afterwards. Each batch's tenant groups are complete (every
+metric and the health of its tenants), so they are pushed batch by batch with replace
+semantics; stale groups are deleted and the job group pushed only after every batch.
+
+``--shard INDEX/COUNT`` keeps the tenants whose SHA-1 hash is INDEX mod COUNT, pushes under
+``shard=INDEX`` and keys stored models by shard and batch, so shards share nothing.
 """
 
 from __future__ import annotations
@@ -99,6 +119,8 @@ class RunReport:
     duration_seconds: float = 0.0
     shard: Shard | None = None
     batches: int = 1
+    push_seconds: float = 0.0
+    """Time spent in Pushgateway requests (PUTs, the group listing, deletions)."""
 
     @property
     def series_scored(self) -> int:
@@ -888,7 +910,9 @@ def run_once(
             _merge(total, part, single)
         report.findings.extend(result.findings)
         report.health.extend(result.health)
+        t_push = time.perf_counter()
         pushed.extend(sink.put(result.samples).groups_pushed)
+        report.push_seconds += time.perf_counter() - t_push
         if not single:
             log.info(
                 "batch %d/%d: %d series scored, %.1fs",
@@ -921,7 +945,9 @@ def run_once(
             )
     report.global_health = global_health(report.health)
     finished = time.time()
+    t_push = time.perf_counter()
     push = sink.push(_job_samples(config, report, finished), keep=pushed)
+    report.push_seconds += time.perf_counter() - t_push
     report.push = PushReport(
         tuple(pushed) + push.groups_pushed,
         push.groups_deleted,

@@ -106,6 +106,8 @@ _ALLOW_POS_INF = frozenset({"anomaly_forecast_breach_seconds"})
 _NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Group PUTs in flight at once.
+PUT_CONCURRENCY = 8
 
 GroupingKey = tuple[tuple[str, str], ...]
 #: Performs one HTTP request: (request, timeout seconds) → response body. Raises
@@ -245,8 +247,7 @@ class PushgatewaySink:
         ``keep=`` the groups already put then deletes the stale ones and pushes the job group.
         """
         groups, dropped, dups = self._group(samples)
-        for gkey in sorted(groups):
-            self._put(groups[gkey])
+        self._put_all([groups[k] for k in sorted(groups)])
         n_pushed = sum(len(g.samples) for g in groups.values())
         pushed = tuple(groups[k].key for k in sorted(groups))
         log.debug("put %d samples in %d groups to %s", n_pushed, len(pushed), self._display_url)
@@ -270,8 +271,7 @@ class PushgatewaySink:
         # `anomaly_job_last_success_timestamp_seconds`) last: see "Replace semantics".
         tenant_keys = sorted(k for k in groups if not self._is_job_group(k))
         job_keys = sorted(k for k in groups if self._is_job_group(k))
-        for gkey in tenant_keys:
-            self._put(groups[gkey])
+        self._put_all([groups[k] for k in tenant_keys])
         kept = {tuple(sorted(k.items())) for k in keep}
         deleted = self._delete_stale(set(groups) | kept)
         for gkey in job_keys:
@@ -287,6 +287,20 @@ class PushgatewaySink:
             dropped,
         )
         return PushReport(tuple(pushed), tuple(deleted), n_pushed, dropped, dups)
+
+    def _put_all(self, groups: list[_Group]) -> None:
+        """PUT ``groups``, up to :data:`PUT_CONCURRENCY` at a time (each PUT is one HTTP round
+        trip, and thousands of tenants would otherwise wait on each other); the first error
+        is raised after the requests in flight end."""
+        if len(groups) <= 1:
+            for g in groups:
+                self._put(g)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(PUT_CONCURRENCY, len(groups))) as pool:
+            for _ in pool.map(self._put, groups):
+                pass
 
     def _put(self, group: _Group) -> None:
         """Replace one group on the Pushgateway (PUT) with ``group``'s samples."""

@@ -128,6 +128,7 @@ def _child(phase: str, config_path: str, now: float, workers: int) -> dict[str, 
             fetch=sum(o.fetch_seconds for o in report.outcomes),
             models=sum(o.model_seconds for o in report.outcomes),
             score=sum(o.score_seconds for o in report.outcomes),
+            push=report.push_seconds,
         )
     out["seconds"] = time.perf_counter() - t0
     out["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -199,7 +200,7 @@ def bench_size(n_series: int, seed: int, workers: int, workdir: Path) -> dict[st
                 f"{r['batches']} batches  peak {r['total_peak_mib']:.0f} MiB"
                 + (
                     f"  (fetch {r['fetch']:.1f}s, models {r['models']:.1f}s, "
-                    f"score {r['score']:.1f}s, summed over workers)"
+                    f"score {r['score']:.1f}s summed over workers; push {r['push']:.1f}s)"
                     if "fetch" in r
                     else ""
                 ),
