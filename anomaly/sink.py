@@ -107,7 +107,6 @@ _NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Group PUTs in flight at once.
-PUT_CONCURRENCY = 8
 
 GroupingKey = tuple[tuple[str, str], ...]
 #: Performs one HTTP request: (request, timeout seconds) → response body. Raises
@@ -289,18 +288,10 @@ class PushgatewaySink:
         return PushReport(tuple(pushed), tuple(deleted), n_pushed, dropped, dups)
 
     def _put_all(self, groups: list[_Group]) -> None:
-        """PUT ``groups``, up to :data:`PUT_CONCURRENCY` at a time (each PUT is one HTTP round
-        trip, and thousands of tenants would otherwise wait on each other); the first error
-        is raised after the requests in flight end."""
-        if len(groups) <= 1:
-            for g in groups:
-                self._put(g)
-            return
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=min(PUT_CONCURRENCY, len(groups))) as pool:
-            for _ in pool.map(self._put, groups):
-                pass
+        """PUT ``groups`` one after the other; the first error ends the push, so a failing
+        Pushgateway sees a bounded number of requests and nothing after the failed group."""
+        for g in groups:
+            self._put(g)
 
     def _put(self, group: _Group) -> None:
         """Replace one group on the Pushgateway (PUT) with ``group``'s samples."""

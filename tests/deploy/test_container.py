@@ -81,7 +81,7 @@ def resource(kind: str, name: str | None = None) -> dict[str, Any]:
 
 
 def pod_spec() -> dict[str, Any]:
-    return resource("CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return resource("CronJob", "anomaly")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
 
 
 def container() -> dict[str, Any]:
@@ -234,7 +234,7 @@ def test_kubernetes_manifests_match_the_schemas() -> None:
 
 
 def test_cronjob_scheduling() -> None:
-    spec = resource("CronJob")["spec"]
+    spec = resource("CronJob", "anomaly")["spec"]
     assert spec["schedule"] == "*/5 * * * *"
     assert spec["concurrencyPolicy"] == "Forbid"
     period_seconds = 300

@@ -68,9 +68,10 @@ def test_hostile_tenant_ids_round_trip_exactly_and_never_reach_a_query(
         result = anomaly("run", "--once", "--config", str(config), "--at", str(world.end))
         queries = _queries(proxy)
     assert result.code == 0, result.err[-3000:]
-    # The job sent only the configured query (and its reachability check), nothing built
-    # from the tenant ids it read.
-    assert set(queries) == {HOSTILE_METRIC["query"], "1"}, queries
+    # The job sent only the configured query, its series count (to plan batches) and its
+    # reachability check: nothing built from the tenant ids it read (the batch is one batch).
+    count = f"count by (organization_id) ({HOSTILE_METRIC['query']})"
+    assert set(queries) == {HOSTILE_METRIC["query"], count, "1"}, queries
 
     snap = snapshot(world.stack.pushgateway_url, job)
     expected = set(HOSTILE_TENANTS)
