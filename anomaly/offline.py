@@ -37,7 +37,7 @@ import logging
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -362,7 +362,7 @@ def score_series(
     finite_cells = np.cumsum(np.r_[True, cell[1:] != cell[:-1]] & np.isfinite(v[rows]))
     enough = np.flatnonzero(finite_cells >= n_slots_per_day(step))
     if enough.size == 0:
-        return _unscored(out, step)
+        return replace(out, step_seconds=step, n_refits=0)
     first_fit = max(
         int(cell[known]),
         int(cell[enough[0]]) + 1,
@@ -417,30 +417,7 @@ def score_series(
             win_t, win_v = window(start, int(cell[j]) + 1)
             win_v[-1] = as_of[j]
             _take(out, model.score_history(win_t, win_v[:, None]), rows[j : j + 1], np.array([-1]))
-    return OfflineScores(
-        score=out.score,
-        is_anomaly=out.is_anomaly,
-        expected=out.expected,
-        lower=out.lower,
-        upper=out.upper,
-        scored=out.scored,
-        step_seconds=step,
-        n_refits=n_refits,
-    )
-
-
-def _unscored(out: OfflineScores, step: float) -> OfflineScores:
-    """``out`` (all warm-up) with the inferred step recorded."""
-    return OfflineScores(
-        score=out.score,
-        is_anomaly=out.is_anomaly,
-        expected=out.expected,
-        lower=out.lower,
-        upper=out.upper,
-        scored=out.scored,
-        step_seconds=step,
-        n_refits=0,
-    )
+    return replace(out, step_seconds=step, n_refits=n_refits)
 
 
 def _take(out: OfflineScores, res: ScoreResult, target: np.ndarray, pos: np.ndarray) -> None:
