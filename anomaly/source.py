@@ -499,14 +499,8 @@ class PrometheusSource:
             "timeout": f"{_format_number(self.config.timeout_seconds)}s",
         }
         data = self._call("POST", "/api/v1/query", form, query=query)
-        if not isinstance(data, dict) or data.get("resultType") != "vector":
-            kind = data.get("resultType") if isinstance(data, dict) else type(data).__name__
-            raise QueryError(
-                f"query {self._show(query)} returned {kind!r} from Prometheus at "
-                f"{self._display_url}, expected an instant vector"
-            )
         out = []
-        for item in data.get("result") or []:
+        for item in self._results(data, "vector", "an instant vector", query):
             labels = {k: v for k, v in (item.get("metric") or {}).items() if k != "__name__"}
             try:
                 value = float(item["value"][1])
@@ -537,13 +531,7 @@ class PrometheusSource:
             "timeout": f"{_format_number(self.config.timeout_seconds)}s",
         }
         data = self._call("POST", "/api/v1/query_range", form, query=query)
-        if not isinstance(data, dict) or data.get("resultType") != "matrix":
-            kind = data.get("resultType") if isinstance(data, dict) else type(data).__name__
-            raise QueryError(
-                f"query {self._show(query)} returned {kind!r} from Prometheus at "
-                f"{self._display_url}, expected a range vector (matrix)"
-            )
-        for item in data.get("result") or []:
+        for item in self._results(data, "matrix", "a range vector (matrix)", query):
             metric = dict(item.get("metric") or {})
             pairs = item.get("values") or []
             if not pairs:
@@ -563,6 +551,16 @@ class PrometheusSource:
                     f"{self._display_url}: {_one_line(str(e))}"
                 ) from None
             yield metric, times, values
+
+    def _results(self, data: Any, result_type: str, described: str, query: str) -> list[Any]:
+        """The ``result`` list of a query answer of ``result_type``; else QueryError."""
+        if not isinstance(data, dict) or data.get("resultType") != result_type:
+            kind = data.get("resultType") if isinstance(data, dict) else type(data).__name__
+            raise QueryError(
+                f"query {self._show(query)} returned {kind!r} from Prometheus at "
+                f"{self._display_url}, expected {described}"
+            )
+        return list(data.get("result") or [])
 
     def _show(self, query: str | None) -> str:
         q = _one_line(query or "", _MAX_QUERY_IN_MESSAGE)
