@@ -100,6 +100,11 @@ class PushgatewayConfig:
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     auth: AuthConfig = field(default_factory=AuthConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
+    # How tenants' series are grouped: "tenant" (one group per tenant), "batch" (one group per
+    # batch of tenants, see `scale.batch_series`), or "auto" (per batch when a run has more than
+    # one batch). The Pushgateway re-checks every stored group on each PUT, so thousands of
+    # per-tenant groups make a push quadratic.
+    grouping: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -376,12 +381,22 @@ def _prometheus(raw: Any, base: Path) -> PrometheusConfig:
     )
 
 
+#: `pushgateway.grouping`: one Pushgateway group per tenant, per batch, or per batch when a run
+#: has several.
+GROUPINGS = ("auto", "tenant", "batch")
+
+
 def _pushgateway(raw: Any, base: Path) -> PushgatewayConfig:
-    raw, common = _endpoint(raw, "pushgateway", base, {"job"})
+    raw, common = _endpoint(raw, "pushgateway", base, {"job", "grouping"})
     job = _str(raw.get("job", "anomaly_detector"), "pushgateway.job")
     if "/" in job:
         raise ConfigError("pushgateway.job", f"must not contain '/', got {job!r}")
-    return PushgatewayConfig(job=job, **common)
+    grouping = raw.get("grouping", "auto")
+    if grouping not in GROUPINGS:
+        raise ConfigError(
+            "pushgateway.grouping", f"must be one of {', '.join(GROUPINGS)}, got {grouping!r}"
+        )
+    return PushgatewayConfig(job=job, grouping=grouping, **common)
 
 
 def _forecast(raw: Any, where: str) -> ForecastConfig:

@@ -35,7 +35,7 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -423,8 +423,12 @@ def _health(
 def _health_samples(config: Config, health: Sequence[TenantHealth]) -> list[Sample]:
     samples = []
     label = config.tenant_label or "tenant"
+    pushed_at = time.time()
     for h in health:
         samples.append(Sample("anomaly_health_score", {label: h.tenant}, h.score))
+        samples.append(
+            Sample("anomaly_tenant_last_run_timestamp_seconds", {label: h.tenant}, pushed_at)
+        )
         for comp, value in h.components.items():
             samples.append(
                 Sample(
@@ -860,6 +864,15 @@ def _batch_results(
         _WORKER.clear()
 
 
+def _batch_group(config: Config, plan: BatchPlan) -> Callable[[int], str | None]:
+    """The Pushgateway group of a batch's tenants: ``None`` (one group per tenant) or the
+    batch's name, per ``pushgateway.grouping``."""
+    grouping = config.pushgateway.grouping
+    if grouping == "tenant" or (grouping == "auto" and plan.n_batches == 1):
+        return lambda index: None
+    return lambda index: f"{index + 1}-of-{plan.n_batches}"
+
+
 def run_once(
     config: Config,
     *,
@@ -895,6 +908,7 @@ def run_once(
     report.outcomes = [MetricOutcome(mc) for mc in config.metrics]
     single = plan.n_batches == 1
     pushed: list[dict[str, str]] = []
+    group_of = _batch_group(config, plan)
     if not single:
         log.info(
             "shard %s: %d tenants in %d batches (largest metric: %d series)",
@@ -911,7 +925,7 @@ def run_once(
         report.findings.extend(result.findings)
         report.health.extend(result.health)
         t_push = time.perf_counter()
-        pushed.extend(sink.put(result.samples).groups_pushed)
+        pushed.extend(sink.put(result.samples, group=group_of(result.index)).groups_pushed)
         report.push_seconds += time.perf_counter() - t_push
         if not single:
             log.info(

@@ -46,6 +46,7 @@ def test_example_config_loads_with_defaults_filled() -> None:
 def test_minimal_config_gets_contract_defaults() -> None:
     c = config_from_dict(MINIMAL)
     assert c.pushgateway.job == "anomaly_detector"
+    assert c.pushgateway.grouping == "auto"
     assert c.prometheus.timeout_seconds == 30
     assert c.schedule == "*/5 * * * *"
     assert c.model_dir.endswith("models")
@@ -84,6 +85,7 @@ def test_format_duration_round_trips() -> None:
         ("prometheus.timeout_seconds", "fast", "prometheus.timeout_seconds", "number"),
         ("prometheus.timout_seconds", 3, "prometheus.timout_seconds", "timeout_seconds"),
         ("pushgateway.url", "ftp://x", "pushgateway.url", "http"),
+        ("pushgateway.grouping", "org", "pushgateway.grouping", "auto, tenant, batch"),
         ("metrics.0.query", "", "metrics[0].query", "empty"),
         ("metrics.0.name", "bad name", "metrics[0].name", "must match"),
         ("metrics.0.labels", {"metric": "x"}, "metrics[0].labels.metric", "reserved"),

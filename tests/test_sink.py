@@ -135,6 +135,25 @@ def test_one_group_per_tenant_and_one_for_the_job() -> None:
     assert any("/organization_id@base64/" in u for u in put_urls)  # the value with a slash
 
 
+def test_a_batch_group_holds_all_of_a_put_s_tenants_and_is_replaced_whole() -> None:
+    sink, gw, _ = make_sink()
+    own = Sample("anomaly_score", {ORG: "a", "metric": "m", "tenant_group": "x"}, 0.5)
+    report = sink.put([*cycle(["a", "b"])[1:], own], group="1-of-2")  # [1:]: tenants only
+    assert report.groups_pushed == ({"tenant_group": "1-of-2"},)
+    assert gw.keys() == {K(tenant_group="1-of-2")}
+    scores = gw.group(job="anomaly_detector", tenant_group="1-of-2")["anomaly_score"][2]
+    assert {(labels[ORG], labels.get("exported_tenant_group")) for labels, _ in scores} == {
+        ("a", None),
+        ("b", None),
+        ("a", "x"),  # a series' own `tenant_group` label does not become the grouping key
+    }
+    sink.put(cycle(["c"])[1:], group="1-of-2")
+    scores = gw.group(job="anomaly_detector", tenant_group="1-of-2")["anomaly_score"][2]
+    assert [labels[ORG] for labels, _ in scores] == ["c"]
+    sink.push(cycle(["c"]), keep=[{"tenant_group": "1-of-2"}])
+    assert K(tenant_group="1-of-2") in set(gw.keys())  # kept, not deleted as stale
+
+
 def test_every_contract_series_has_help_text() -> None:
     contract = [
         "anomaly_score",

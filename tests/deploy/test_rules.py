@@ -70,4 +70,9 @@ def test_tenant_alerts_have_a_freshness_guard(rule: dict[str, object]) -> None:
     expr = str(rule["expr"])
     if rule["alert"] in {"AnomalyJobStale", "AnomalyJobDown", "AnomalyJobAbsent"}:
         return
-    assert "time() - push_time_seconds" in expr and "< 900" in expr, expr
+    guards = ("time() - push_time_seconds", "time() - anomaly_tenant_last_run_timestamp_seconds")
+    assert any(g in expr for g in guards) and "< 900" in expr, expr
+    if "$labels.organization_id" in str(
+        rule["annotations"]
+    ):  # a tenant's alert: guarded by that tenant's own push time
+        assert "on (job, organization_id) (time() - anomaly_tenant_last_run" in expr, expr

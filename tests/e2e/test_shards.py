@@ -59,14 +59,16 @@ def scores(stack: devstack.Stack, job: str, name: str) -> dict[tuple[str, str], 
     }
 
 
-def config_for(tmp_path: Path, stack: devstack.Stack, job: str, **scale: int) -> Path:
+def config_for(
+    tmp_path: Path, stack: devstack.Stack, job: str, grouping: str = "auto", **scale: int
+) -> Path:
     return write_config(
         tmp_path / "config.yaml",
         stack,
         metrics=METRICS,
         lookback="2d",
         health={"objectives": []},
-        pushgateway={"url": stack.pushgateway_url, "job": job},
+        pushgateway={"url": stack.pushgateway_url, "job": job, "grouping": grouping},
         scale=scale or {},
     )
 
@@ -121,8 +123,24 @@ def test_batched_read_pushes_what_a_whole_read_does(
         assert b.keys() == w.keys()
         for key in w:
             assert b[key] == pytest.approx(w[key], rel=1e-9), (name, key)
-    health = {g["labels"].get(TENANT) for g in groups(s, "batched") if "anomaly_health_score" in g}
-    assert health == set(TENANTS)
+    # Several batches: one Pushgateway group per batch (`tenant_group`), each tenant in one.
+    health: dict[str, str] = {}
+    for g in groups(s, "batched"):
+        if "anomaly_health_score" not in g:
+            continue
+        assert TENANT not in g["labels"] and g["labels"]["tenant_group"].endswith("-of-8")
+        for m in g["anomaly_health_score"]["metrics"]:
+            assert m["labels"][TENANT] not in health
+            health[m["labels"][TENANT]] = g["labels"]["tenant_group"]
+    assert set(health) == set(TENANTS)
+    # `grouping: tenant` keeps one group per tenant however many batches.
+    (tmp_path / "per-tenant").mkdir()
+    per_tenant = config_for(tmp_path / "per-tenant", s, "per-tenant", "tenant", batch_series=1)
+    run(per_tenant, "--at", str(ds.end))
+    assert not any("tenant_group" in g["labels"] for g in groups(s, "per-tenant"))
+    owners = {g["labels"].get(TENANT) for g in groups(s, "per-tenant")}
+    assert owners == {*TENANTS, None}  # None: the job's own group
+    assert scores(s, "per-tenant", "anomaly_score") == scores(s, "batched", "anomaly_score")
     # A tenant's batch moved away from: the whole run's stale-group deletion still works.
     yaml_raw = yaml.safe_load(batched.read_text())
     yaml_raw["metrics"] = METRICS[:1]

@@ -86,13 +86,20 @@ def anomaly_subprocess(*argv: str, timeout: float = 300) -> Result:
 # --------------------------------------------------------------------------- the Pushgateway
 
 
-_PUSHGATEWAY_OWN = {"labels", "push_time_seconds", "push_failure_time_seconds"}
+# The Pushgateway's own series and the job's wall-clock push time, which differ in every run.
+_PUSHGATEWAY_OWN = {
+    "labels",
+    "push_time_seconds",
+    "push_failure_time_seconds",
+    "anomaly_tenant_last_run_timestamp_seconds",
+}
 Snapshot = dict[frozenset[tuple[str, str]], dict[tuple[str, frozenset[tuple[str, str]]], float]]
 
 
 def snapshot(pushgateway_url: str, job: str) -> Snapshot:
     """Every group of ``job``: grouping labels → {(series name, labels): value}, without the
-    Pushgateway's own ``push_time_seconds``/``push_failure_time_seconds``."""
+    Pushgateway's own ``push_time_seconds``/``push_failure_time_seconds`` and the job's
+    ``anomaly_tenant_last_run_timestamp_seconds``."""
     r = requests.get(f"{pushgateway_url}/api/v1/metrics", timeout=10)
     r.raise_for_status()
     out: Snapshot = {}
