@@ -12,7 +12,8 @@ over a recorded series, so that row ``i``'s output depends on rows ``0..i`` only
 2. **Refits.** The first model is fitted once the step is known, ``warmup`` of data time
    has passed and a day's worth of grid cells hold values (what the baseline needs); then
    every ``refit_interval``. Each fit sees the grid cells of the trailing
-   ``lookback`` before the refit point (missing cells are gaps; none before the first row) and scores the rows up to the next refit with
+   ``lookback`` before the refit point (missing cells are gaps; none before the first row)
+   and scores the rows up to the next refit with
    :meth:`~anomaly.scoring.AnomalyModel.score_history` on a window that starts
    :data:`HISTORY_CELLS` cells before the refit point, so trailing features see the same
    history whatever comes later. Warm-up rows get ``score`` 0, ``is_anomaly`` 0 and empty
@@ -20,6 +21,26 @@ over a recorded series, so that row ``i``'s output depends on rows ``0..i`` only
 3. **Several rows in one cell** (duplicate timestamps, data denser than the step): the model's
    history holds the cell's last finite value; a row is scored with its cell holding the last
    finite value *as of that row*, so later rows in the same cell never change its output.
+4. **The decision** (:attr:`OfflineOptions.decision`). The model's per-row score is the
+   ``model_score`` column, what the job pushes as ``anomaly_score``. The job's rule,
+   ``anomaly_detected = model_score >= threshold``, holds for as long as a model calls the
+   data unusual: a level shift stays anomalous for a day or two, until refits have learned it,
+   which is hundreds of flagged rows for one incident. What a person receives from it is one
+   page when the alert starts. So ``score-csv`` decides by default (``"alert"``) per alert:
+
+   * while the series holds ``d`` days of data, the evidence behind the score is divided by
+     ``1 + young_days / d`` (a model fitted on two days knows its noise poorly; at
+     ``young_days = 1.5`` the bar is 1.75x at day 2, 1.2x at day 7, 1.05x at day 28), and the
+     band widens alike;
+   * ``is_anomaly`` is 1 on the rows that *open* an alert: at or above the threshold while no
+     alert is open. An alert stays open until a row at least ``refractory_seconds`` (a day)
+     after it opened is below the threshold (:func:`alert_onsets`);
+   * ``score`` is that score on the rows that open an alert and at most half the threshold on
+     every other row, so any threshold at or above the shipped one selects alert starts.
+
+   It is causal like the rest (a state machine run forward over the rows) and uses no
+   labels. ``decision="job"`` gives the job's rule instead: ``score = model_score`` and
+   ``is_anomaly = model_score >= threshold`` on every row, bands as the model has them.
 
 Input rules (:func:`read_series_csv`): columns ``timestamp`` and ``value`` are required (more
 are kept); timestamps are epoch seconds (every one numeric) or ISO 8601 (naive = UTC); an
@@ -46,7 +67,7 @@ import pandas as pd
 
 from anomaly.detectors.features import n_slots_per_day
 from anomaly.errors import DataError
-from anomaly.scoring import AnomalyModel, ScoreResult
+from anomaly.scoring import AnomalyModel, ScoreResult, evidence_to_score
 
 if TYPE_CHECKING:
     from anomaly.config import Config
@@ -60,7 +81,9 @@ HISTORY_CELLS = 48
 MAX_LATE_FRACTION = 0.1
 #: Largest grid a series may span (cells), so one absurd gap cannot exhaust memory.
 MAX_CELLS = 20_000_000
-OUTPUT_COLUMNS = ("expected", "lower", "upper", "score", "is_anomaly")
+OUTPUT_COLUMNS = ("expected", "lower", "upper", "score", "is_anomaly", "model_score")
+#: Values of :attr:`OfflineOptions.decision`.
+DECISIONS = ("alert", "job")
 _MISSING_TEXT = frozenset({"", "nan", "na", "null", "none"})
 _DAY_DIVISORS = np.array([d for d in range(1, 86401) if 86400 % d == 0], dtype=np.float64)
 
@@ -76,21 +99,46 @@ class OfflineOptions:
     refit_interval_seconds : float
         Data time between refits (``detection.refit_interval``).
     lookback_seconds : float
-        History each fit sees (``lookback``).
+        History each fit sees (``lookback``; with a config, the config's). The default is 28
+        days, longer than the job's default of 7: the replay reads no Prometheus, and four
+        weeks give each weekday four days to learn its profile from.
     warmup_seconds : float
         Data time before the first fit.
     step_gaps : int
         Positive timestamp gaps the grid step is inferred from.
     random_state : int
         Seed of the isolation forests.
+    decision : {"alert", "job"}
+        How ``score`` and ``is_anomaly`` are derived from the model's per-row score (see
+        the module docstring): ``"alert"`` flags the rows that open an alert, ``"job"`` every
+        row the job's rule flags.
+    refractory_seconds : float
+        ``"alert"``: after an alert opens, no other opens for this long, and not before the
+        score has been below the threshold again.
+    young_days : float
+        ``"alert"``: evidence needed to open an alert is ``1 + young_days / d`` times the
+        model's own while the series holds ``d`` days of data (0 = as the model has it).
     """
 
     threshold: float = 0.5
     refit_interval_seconds: float = SECONDS_PER_DAY
-    lookback_seconds: float = 7 * SECONDS_PER_DAY
+    lookback_seconds: float = 28 * SECONDS_PER_DAY
     warmup_seconds: float = SECONDS_PER_DAY
     step_gaps: int = 24
     random_state: int = 0
+    decision: str = "alert"
+    refractory_seconds: float = SECONDS_PER_DAY
+    young_days: float = 1.5
+
+    def __post_init__(self) -> None:
+        if self.decision not in DECISIONS:
+            raise ValueError(
+                f"`decision` must be one of {', '.join(DECISIONS)}, got {self.decision!r}"
+            )
+        if not self.refractory_seconds >= 0:
+            raise ValueError(f"`refractory_seconds` must be >= 0, got {self.refractory_seconds}")
+        if not self.young_days >= 0:
+            raise ValueError(f"`young_days` must be >= 0, got {self.young_days}")
 
     @classmethod
     def from_config(cls, config: Config | None) -> OfflineOptions:
@@ -130,10 +178,16 @@ class OfflineScores:
     Attributes
     ----------
     score : ndarray of float
-        In [0, 1]; 0 for warm-up and late rows.
+        In [0, 1]; 0 for warm-up and late rows. Under ``decision="alert"`` the alert score
+        (see the module docstring), under ``"job"`` :attr:`model_score`.
     is_anomaly : ndarray of bool
+        The decision: rows that open an alert (``"alert"``) or every row at or above the
+        threshold (``"job"``).
+    model_score : ndarray of float
+        The model's per-row score, what the job pushes as ``anomaly_score``.
     expected, lower, upper : ndarray of float
-        NaN where no valid model covers the row.
+        NaN where no valid model covers the row; under ``"alert"`` the band within which a
+        value alone cannot open an alert (the model's, widened while the series is young).
     scored : ndarray of bool
         Whether a fitted model scored the row (False: warm-up or late).
     step_seconds : float or None
@@ -144,6 +198,7 @@ class OfflineScores:
 
     score: np.ndarray
     is_anomaly: np.ndarray
+    model_score: np.ndarray
     expected: np.ndarray
     lower: np.ndarray
     upper: np.ndarray
@@ -319,6 +374,7 @@ def score_series(
     out = OfflineScores(
         score=np.zeros(n),
         is_anomaly=np.zeros(n, dtype=bool),
+        model_score=np.zeros(n),
         expected=np.full(n, np.nan),
         lower=np.full(n, np.nan),
         upper=np.full(n, np.nan),
@@ -388,6 +444,8 @@ def score_series(
         return t0 + idx * step, vals
 
     n_refits = 0
+    c_row = np.full(n, np.nan)  # the transform scale of the model that scored each row
+    nonneg_row = np.zeros(n, dtype=bool)
     seg_of_row = np.where(cell >= first_fit, (cell - first_fit) // refit_cells, -1)
     for k in range(int(seg_of_row.max()) + 1 if n_cells > first_fit else 0):
         c_k = first_fit + k * refit_cells
@@ -417,17 +475,91 @@ def score_series(
             win_t, win_v = window(start, int(cell[j]) + 1)
             win_v[-1] = as_of[j]
             _take(out, model.score_history(win_t, win_v[:, None]), rows[j : j + 1], np.array([-1]))
-    return replace(out, step_seconds=step, n_refits=n_refits)
+        c_row[rows[in_seg]] = model.seasonal_.c_[0]
+        nonneg_row[rows[in_seg]] = model.seasonal_.nonneg_[0]
+    out = replace(out, step_seconds=step, n_refits=n_refits)
+    if opts.decision == "alert":
+        _decide_alerts(out, t, c_row, nonneg_row, opts)
+    return out
 
 
 def _take(out: OfflineScores, res: ScoreResult, target: np.ndarray, pos: np.ndarray) -> None:
     """Copy rows ``pos`` of a one-series result into ``out`` at ``target``."""
     out.score[target] = res.score[pos, 0]
+    out.model_score[target] = res.score[pos, 0]
     out.is_anomaly[target] = res.is_anomaly[pos, 0]
     out.expected[target] = res.expected[pos, 0]
     out.lower[target] = res.lower[pos, 0]
     out.upper[target] = res.upper[pos, 0]
     out.scored[target] = True
+
+
+# ---------------------------------------------------------------------------- alerts
+def alert_onsets(times: np.ndarray, above: np.ndarray, refractory_seconds: float) -> np.ndarray:
+    """Rows that open an alert: above the threshold while no alert is open.
+
+    An alert opened at ``t`` stays open until a row at or after ``t + refractory_seconds``
+    is below the threshold; so one incident, however long, opens one alert, and a flapping
+    score opens at most one a ``refractory_seconds``.
+
+    Parameters
+    ----------
+    times : ndarray of shape (n,)
+        Non-decreasing epoch seconds.
+    above : ndarray of bool, shape (n,)
+        Rows at or above the threshold.
+    refractory_seconds : float
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+    """
+    opens = np.zeros(above.shape, dtype=bool)
+    is_open = False
+    opened = -math.inf
+    for i in range(above.size):  # a state machine: sequential by nature (n <= rows of a file)
+        if above[i]:
+            if not is_open:
+                opens[i] = is_open = True
+                opened = times[i]
+        elif is_open and times[i] - opened >= refractory_seconds:
+            is_open = False
+    return opens
+
+
+def score_to_evidence(score: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`~anomaly.scoring.evidence_to_score` (1 -> inf)."""
+    s = np.clip(np.asarray(score, dtype=np.float64), 0.0, 1.0)
+    with np.errstate(divide="ignore"):
+        return np.sqrt(s / (1.0 - s))
+
+
+def _decide_alerts(
+    out: OfflineScores,
+    times: np.ndarray,
+    c: np.ndarray,
+    nonneg: np.ndarray,
+    opts: OfflineOptions,
+) -> None:
+    """Turn the model's per-row scores in ``out`` into alert scores and decisions, in place."""
+    rows = np.flatnonzero(out.scored)  # in order: late rows are never scored
+    if rows.size == 0:
+        return
+    days = (times[rows] - times[0]) / SECONDS_PER_DAY
+    with np.errstate(divide="ignore"):
+        gain = 1.0 + opts.young_days / days if opts.young_days > 0 else np.ones(rows.size)
+    score = evidence_to_score(score_to_evidence(out.model_score[rows]) / gain)
+    opens = alert_onsets(times[rows], score >= opts.threshold, opts.refractory_seconds)
+    out.is_anomaly[rows] = opens
+    out.score[rows] = np.where(opens, score, np.minimum(score, opts.threshold) / 2.0)
+    # The band within which a value alone cannot open an alert: the model's point band,
+    # widened by `gain` in the model's space (asinh(x / c)).
+    with np.errstate(invalid="ignore", over="ignore"):
+        mid = np.arcsinh(out.expected[rows] / c[rows])
+        half = (np.arcsinh(out.upper[rows] / c[rows]) - mid) * gain
+        lower = c[rows] * np.sinh(mid - half)
+        out.upper[rows] = c[rows] * np.sinh(mid + half)
+    out.lower[rows] = np.where(nonneg[rows], np.maximum(lower, 0.0), lower)
 
 
 # ---------------------------------------------------------------------------- writing
@@ -439,6 +571,7 @@ def format_scores(table: pd.DataFrame, scores: OfflineScores) -> str:
     out["upper"] = scores.upper
     out["score"] = scores.score
     out["is_anomaly"] = scores.is_anomaly.astype(np.int64)
+    out["model_score"] = scores.model_score
     buf = io.StringIO()
     out.to_csv(buf, index=False, float_format="%.10g", lineterminator="\n")
     return buf.getvalue()

@@ -4,6 +4,7 @@ irregular and messy input, detection of an injected anomaly, and clear input err
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,10 @@ from anomaly.cli import main
 from anomaly.config import config_from_dict
 from anomaly.errors import DataError
 from anomaly.offline import (
+    DECISIONS,
     OUTPUT_COLUMNS,
     OfflineOptions,
+    alert_onsets,
     infer_step,
     late_rows,
     score_csv,
@@ -110,11 +113,15 @@ def test_a_prefix_scores_exactly_like_the_whole_file(
     assert len(full) == t.size + 1
 
 
-def test_a_prefix_at_every_refit_boundary_scores_like_the_whole(tmp_path: Path) -> None:
+@pytest.mark.parametrize("decision", DECISIONS)
+def test_a_prefix_at_every_refit_boundary_scores_like_the_whole(
+    tmp_path: Path, decision: str
+) -> None:
     t, v = daily_series(12 * 24 * 4, 300.0, seed=3, spike_at=900)
-    full = scored_text(write_csv(tmp_path / "full.csv", t, v), FAST).splitlines()
+    opts = replace(FAST, decision=decision)
+    full = scored_text(write_csv(tmp_path / "full.csv", t, v), opts).splitlines()
     for k in (1, 287, 288, 289, 576, 577, 900, 901):
-        prefix = scored_text(write_csv(tmp_path / "p.csv", t[:k], v[:k]), FAST).splitlines()
+        prefix = scored_text(write_csv(tmp_path / "p.csv", t[:k], v[:k]), opts).splitlines()
         assert prefix == full[: k + 1], k
 
 
@@ -172,15 +179,90 @@ def test_the_threshold_comes_from_the_config() -> None:
         3 * 86400.0,
     )
     t, v = daily_series(12 * 24 * 3, 300.0, seed=2, spike_at=700)
-    low = score_series(t, v, FAST)
-    high = score_series(t, v, OfflineOptions(threshold=0.9, **_fast_rest()))
-    np.testing.assert_array_equal(low.score, high.score)
-    np.testing.assert_array_equal(high.is_anomaly, high.score >= 0.9)
-    assert low.is_anomaly.sum() >= high.is_anomaly.sum()
+    for decision in DECISIONS:
+        low = score_series(t, v, OfflineOptions(decision=decision, **_fast_rest()))
+        high = score_series(t, v, OfflineOptions(threshold=0.9, decision=decision, **_fast_rest()))
+        np.testing.assert_array_equal(low.model_score, high.model_score)
+        np.testing.assert_array_equal(high.is_anomaly, high.score >= 0.9)
+        assert high.is_anomaly[700] and low.is_anomaly[700]
 
 
 def _fast_rest() -> dict[str, float]:
     return {"lookback_seconds": FAST.lookback_seconds}
+
+
+# ---------------------------------------------------------------------------- decisions
+def level_shift_series(seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Ten days of a daily pattern that steps up by 60 % on day 7 and stays there."""
+    t, v = daily_series(10 * 288, 300.0, seed=seed)
+    at = 7 * 288 + 100
+    v[at:] *= 1.6
+    return t, v, at
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_a_lasting_level_shift_opens_one_alert_where_the_job_flags_many_rows(seed: int) -> None:
+    t, v, at = level_shift_series(seed)
+    job = score_series(t, v, OfflineOptions(decision="job", **_fast_rest()))
+    alert = score_series(t, v, FAST)
+    assert job.is_anomaly[at:].sum() > 50  # the job's rule holds while the models catch up
+    # An alert is open within the hour (opened by the shift, or still open from less than a
+    # day before), and the days after the shift open at most one more.
+    opened = np.flatnonzero(alert.is_anomaly[: at + 12])
+    assert opened.size and t[at] - t[opened[-1]] < FAST.refractory_seconds
+    assert alert.is_anomaly[at + 12 :].sum() <= 1
+    # Only rows that open an alert reach the threshold; the model's score is kept aside.
+    np.testing.assert_array_equal(alert.is_anomaly, alert.score >= 0.5)
+    np.testing.assert_array_equal(alert.model_score, job.model_score)
+    assert (alert.score[~alert.is_anomaly] <= 0.25).all()
+
+
+def test_the_job_decision_is_the_model_score_against_the_threshold() -> None:
+    t, v, _ = level_shift_series(13)
+    job = score_series(t, v, OfflineOptions(decision="job", **_fast_rest()))
+    np.testing.assert_array_equal(job.score, job.model_score)
+    np.testing.assert_array_equal(job.is_anomaly, job.model_score >= 0.5)
+
+
+def test_alert_onsets_open_once_per_incident_and_reopen_after_the_refractory_period() -> None:
+    times = np.arange(20, dtype=float) * 10.0
+    above = np.zeros(20, dtype=bool)
+    above[2:9] = True  # one incident: one alert
+    above[10] = True  # flaps back within the refractory period (100 s): none
+    above[13] = above[15] = True  # after a below row past the period: a new alert, then none
+    opens = alert_onsets(times, above, refractory_seconds=100.0)
+    assert list(np.flatnonzero(opens)) == [2, 13]
+    assert list(np.flatnonzero(alert_onsets(times, above, 0.0))) == [2, 10, 13, 15]
+    # Held above for longer than the period: still one alert until it drops below.
+    assert list(np.flatnonzero(alert_onsets(times, np.ones(20, dtype=bool), 30.0))) == [0]
+
+
+def test_a_young_series_needs_stronger_evidence_to_open_an_alert() -> None:
+    t, v = daily_series(4 * 288, 300.0, seed=14)
+    v[int(1.5 * 288)] += 12  # moderate spikes: on day 1.5 and on day 3.5
+    v[int(3.5 * 288)] += 12
+    plain = score_series(t, v, OfflineOptions(young_days=0.0, **_fast_rest()))
+    young = score_series(t, v, FAST)
+    assert plain.is_anomaly.sum() >= young.is_anomaly.sum()
+    scored = young.scored
+    gain = 1 + FAST.young_days / ((t[scored] - t[0]) / 86400)  # > 1, falling with age
+    ev_plain = np.sqrt(plain.model_score[scored] / (1 - plain.model_score[scored]))
+    opened = young.is_anomaly[scored]
+    ev_young = np.sqrt(young.score[scored][opened] / (1 - young.score[scored][opened]))
+    np.testing.assert_allclose(ev_young, ev_plain[opened] / gain[opened], rtol=1e-9)
+    # Bands widen with the same factor: never narrower than the model's.
+    ok = scored & np.isfinite(plain.upper)
+    assert (young.upper[ok] >= plain.upper[ok] - 1e-9).all()
+    assert (young.lower[ok] <= plain.lower[ok] + 1e-9).all()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("decision", "page"), ("refractory_seconds", -1.0), ("young_days", float("nan"))],
+)
+def test_bad_options_name_the_parameter(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=f"`{field}`"):
+        OfflineOptions(**{field: value})  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------- messy input
