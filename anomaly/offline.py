@@ -22,7 +22,8 @@ over a recorded series, so that row ``i``'s output depends on rows ``0..i`` only
    history holds the cell's last finite value; a row is scored with its cell holding the last
    finite value *as of that row*, so later rows in the same cell never change its output.
 4. **The decision** (:attr:`OfflineOptions.decision`). The model's per-row score is the
-   ``model_score`` column, what the job pushes as ``anomaly_score``. The job's rule,
+   ``model_score`` column (under ``"job"``, what the job pushes as ``anomaly_score``). The
+   job's rule,
    ``anomaly_detected = model_score >= threshold``, holds for as long as a model calls the
    data unusual: a level shift stays anomalous for a day or two, until refits have learned it,
    which is hundreds of flagged rows for one incident. What a person receives from it is one
@@ -38,9 +39,14 @@ over a recorded series, so that row ``i``'s output depends on rows ``0..i`` only
    * ``score`` is that score on the rows that open an alert and at most half the threshold on
      every other row, so any threshold at or above the shipped one selects alert starts.
 
+   * the models hold nothing out of their training window (the job holds out the newest
+     day, so that an incident in progress stays anomalous; here the open alert covers it),
+     so a level shift is learned at the next refit and does not open a second alert.
+
    It is causal like the rest (a state machine run forward over the rows) and uses no
-   labels. ``decision="job"`` gives the job's rule instead: ``score = model_score`` and
-   ``is_anomaly = model_score >= threshold`` on every row, bands as the model has them.
+   labels. ``decision="job"`` gives the job's rule instead: models fitted with the job's
+   holdout, ``score = model_score`` and ``is_anomaly = model_score >= threshold`` on every
+   row, bands as the model has them.
 
 Input rules (:func:`read_series_csv`): columns ``timestamp`` and ``value`` are required (more
 are kept); timestamps are epoch seconds (every one numeric) or ISO 8601 (naive = UTC); an
@@ -118,6 +124,11 @@ class OfflineOptions:
     young_days : float
         ``"alert"``: evidence needed to open an alert is ``1 + young_days / d`` times the
         model's own while the series holds ``d`` days of data (0 = as the model has it).
+    holdout_seconds : float or None
+        Newest part of each training window the baseline leaves out (see
+        :class:`~anomaly.detectors.seasonal.SeasonalDetector`). None: the job's (a day) under
+        ``"job"``, none under ``"alert"``, where an open alert already covers an incident in
+        progress, so the next refit may learn a new level.
     """
 
     threshold: float = 0.5
@@ -129,6 +140,7 @@ class OfflineOptions:
     decision: str = "alert"
     refractory_seconds: float = SECONDS_PER_DAY
     young_days: float = 1.5
+    holdout_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.decision not in DECISIONS:
@@ -139,6 +151,15 @@ class OfflineOptions:
             raise ValueError(f"`refractory_seconds` must be >= 0, got {self.refractory_seconds}")
         if not self.young_days >= 0:
             raise ValueError(f"`young_days` must be >= 0, got {self.young_days}")
+        if self.holdout_seconds is not None and not self.holdout_seconds >= 0:
+            raise ValueError(f"`holdout_seconds` must be >= 0 or None, got {self.holdout_seconds}")
+
+    @property
+    def model_holdout_seconds(self) -> float:
+        """The holdout the models are fitted with (resolving None by :attr:`decision`)."""
+        if self.holdout_seconds is not None:
+            return self.holdout_seconds
+        return 0.0 if self.decision == "alert" else AnomalyModel().holdout_seconds
 
     @classmethod
     def from_config(cls, config: Config | None) -> OfflineOptions:
@@ -184,7 +205,7 @@ class OfflineScores:
         The decision: rows that open an alert (``"alert"``) or every row at or above the
         threshold (``"job"``).
     model_score : ndarray of float
-        The model's per-row score, what the job pushes as ``anomaly_score``.
+        The models' per-row score (under ``"job"``, what the job pushes as ``anomaly_score``).
     expected, lower, upper : ndarray of float
         NaN where no valid model covers the row; under ``"alert"`` the band within which a
         value alone cannot open an alert (the model's, widened while the series is young).
@@ -456,7 +477,10 @@ def score_series(
         # rows exist, and cells before the data would count as such.
         fit_t, fit_v = window(max(c_k - lookback_cells, 0), c_k)
         model = AnomalyModel(
-            step_seconds=step, threshold=opts.threshold, random_state=opts.random_state
+            step_seconds=step,
+            threshold=opts.threshold,
+            random_state=opts.random_state,
+            holdout_seconds=opts.model_holdout_seconds,
         )
         try:
             model.fit(fit_t, fit_v[:, None])

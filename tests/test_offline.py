@@ -27,6 +27,7 @@ from anomaly.offline import (
     score_series,
     snap_step,
 )
+from anomaly.scoring import AnomalyModel
 from anomaly.synth import Injection, generate
 
 START = 1_717_977_600.0  # 2024-06-10 00:00 UTC, a Monday
@@ -205,6 +206,7 @@ def test_a_lasting_level_shift_opens_one_alert_where_the_job_flags_many_rows(see
     t, v, at = level_shift_series(seed)
     job = score_series(t, v, OfflineOptions(decision="job", **_fast_rest()))
     alert = score_series(t, v, FAST)
+    same_models = score_series(t, v, replace(FAST, decision="job", holdout_seconds=0.0))
     assert job.is_anomaly[at:].sum() > 50  # the job's rule holds while the models catch up
     # An alert is open within the hour (opened by the shift, or still open from less than a
     # day before), and the days after the shift open at most one more.
@@ -213,8 +215,22 @@ def test_a_lasting_level_shift_opens_one_alert_where_the_job_flags_many_rows(see
     assert alert.is_anomaly[at + 12 :].sum() <= 1
     # Only rows that open an alert reach the threshold; the model's score is kept aside.
     np.testing.assert_array_equal(alert.is_anomaly, alert.score >= 0.5)
-    np.testing.assert_array_equal(alert.model_score, job.model_score)
+    np.testing.assert_array_equal(alert.model_score, same_models.model_score)
     assert (alert.score[~alert.is_anomaly] <= 0.25).all()
+
+
+def test_alerts_fit_without_holdout_and_the_job_decision_with_the_jobs() -> None:
+    assert FAST.model_holdout_seconds == 0.0
+    job = OfflineOptions(decision="job")
+    assert job.model_holdout_seconds == AnomalyModel().holdout_seconds > 0
+    assert replace(FAST, holdout_seconds=3600.0).model_holdout_seconds == 3600.0
+    # The job's models keep a lasting shift anomalous for longer than models that learn it
+    # (a day is held out only with three days before it: a five-day lookback).
+    t, v, at = level_shift_series(15)
+    five = replace(FAST, decision="job", lookback_seconds=5 * 86400.0)
+    held = score_series(t, v, five)
+    learned = score_series(t, v, replace(five, holdout_seconds=0.0))
+    assert held.is_anomaly[at:].sum() > learned.is_anomaly[at:].sum()
 
 
 def test_the_job_decision_is_the_model_score_against_the_threshold() -> None:
@@ -258,7 +274,12 @@ def test_a_young_series_needs_stronger_evidence_to_open_an_alert() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("decision", "page"), ("refractory_seconds", -1.0), ("young_days", float("nan"))],
+    [
+        ("decision", "page"),
+        ("refractory_seconds", -1.0),
+        ("young_days", float("nan")),
+        ("holdout_seconds", -5.0),
+    ],
 )
 def test_bad_options_name_the_parameter(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=f"`{field}`"):
