@@ -238,35 +238,59 @@ class IsolationForestDetector:
                 ]
             )
         x = np.nan_to_num(features, nan=0.0, posinf=1e6, neginf=-1e6).astype(np.float32)
+        go_left, go_right, feature_at, thr, leaf_depth = self._walk_arrays()
         n_trees, n_nodes, _ = self.feature_.shape
-        # Flat index of (tree, node, series) into the (n_trees, n_nodes, n_series) arrays.
-        tree_base = (np.arange(n_trees) * n_nodes * n_s)[None, :, None]
-        series = np.arange(n_s)[None, None, :]
-        left = self.children_left_.ravel()
-        right = self.children_right_.ravel()
-        feat = self.feature_.ravel()
-        thr = self.threshold_.ravel()
-        node = np.zeros((n_t, n_trees, n_s), dtype=np.int64)
-        depth = np.zeros((n_t, n_trees, n_s))
-        rows = np.arange(n_t)[:, None, None]
+        # Every (row, tree, series) walks from its tree's root; positions index the flattened
+        # (n_trees, n_nodes, n_series) arrays, leaves point to themselves.
+        pos = np.broadcast_to(
+            ((np.arange(n_trees) * n_nodes * n_s)[:, None] + np.arange(n_s)[None, :])[None],
+            (n_t, n_trees, n_s),
+        ).copy()
+        row_base = (np.arange(n_t) * x.shape[1] * n_s)[:, None, None]
+        x_flat = x.ravel()
+        steps = np.zeros((n_t, n_trees, n_s), dtype=np.int16)
         for _ in range(n_nodes):
-            flat = tree_base + node * n_s + series
-            child_l = left[flat]
-            inner = child_l >= 0
-            if not inner.any():
+            xv = x_flat[row_base + feature_at[pos]]
+            nxt = np.where(xv <= thr[pos], go_left[pos], go_right[pos])
+            moved = nxt != pos
+            if not moved.any():
                 break
-            xv = x[rows, feat[flat], series]
-            nxt = np.where(xv <= thr[flat], child_l, right[flat])
-            node = np.where(inner, nxt, node)
-            depth += inner
-        flat = tree_base + node * n_s + series
-        depth += average_path_length(self.n_node_samples_.ravel()[flat])
+            steps += moved
+            pos = nxt
+        depth = steps + leaf_depth[pos]
         mean_depth = depth.mean(axis=1)
         denom = average_path_length(self.max_samples_)
         with np.errstate(divide="ignore", invalid="ignore"):
             out = np.where(denom > 0, 2.0 ** (-mean_depth / np.where(denom > 0, denom, 1.0)), 1.0)
         out[:, ~self.valid_] = 0.0
         return out
+
+    def _walk_arrays(self) -> tuple[np.ndarray, ...]:
+        """Flat per-node arrays for :meth:`isolation_score`, built once per fitted state:
+        left and right child positions (a leaf's are its own), ``feature * n_series + series``
+        (the offset of the node's feature in a row of features), the threshold, and the
+        average path length below the node (the leaf's depth correction)."""
+        cached = getattr(self, "_walk", None)
+        if cached is not None and cached[0] is self.children_left_:
+            return tuple(cached[1:])
+        n_trees, n_nodes, n_s = self.feature_.shape
+        left = self.children_left_.astype(np.int64)
+        right = self.children_right_.astype(np.int64)
+        inner = left >= 0
+        here = np.arange(n_nodes)[None, :, None]
+        left = np.where(inner, left, here)
+        right = np.where(inner & (right >= 0), right, left)
+        series = np.arange(n_s)[None, None, :]
+        base = (np.arange(n_trees) * n_nodes * n_s)[:, None, None] + series
+        arrays = (
+            (base + left * n_s).ravel(),
+            (base + right * n_s).ravel(),
+            (self.feature_.astype(np.int64) * n_s + series).ravel(),
+            np.where(inner, self.threshold_, np.float32(0)).ravel(),
+            average_path_length(self.n_node_samples_.ravel()),
+        )
+        self._walk = (self.children_left_, *arrays)
+        return arrays
 
     def evidence(self, features: np.ndarray) -> np.ndarray:
         """Evidence from the isolation score; 1 = at the decision threshold.
@@ -465,7 +489,8 @@ def grow_forests(
     x_by_feature = np.ascontiguousarray(x.astype(np.float32).transpose(1, 0, 2)).reshape(
         n_feat, n_t * n_s
     )
-    feat_keys = rng.random((n_trees, n_heap, n_feat))
+    # Each node's features in the order its random keys rank them (lowest key first).
+    feat_rank = np.argsort(rng.random((n_trees, n_heap, n_feat)), axis=2)
     thr_u = rng.random((n_trees, n_heap))
 
     left = np.full((n_trees, n_s, n_heap), -1, dtype=np.int64)
@@ -476,27 +501,24 @@ def grow_forests(
     tree_of = np.broadcast_to(np.arange(n_trees)[:, None, None], (n_trees, m, n_s))[ok]
     series_of = np.broadcast_to(np.arange(n_s)[None, None, :], (n_trees, m, n_s))[ok]
     pair = tree_of * n_s + series_of
-    vals = x_by_feature[:, flat_rows]  # (F, N)
+    cell = flat_rows  # each drawn sample's index into x_by_feature's columns
     node = np.zeros(pair.size, dtype=np.int64)
     for level in range(max_depth + 1):
         if pair.size == 0:
             break
         key = pair * n_heap + node
         order = np.argsort(key, kind="stable")
-        pair, node, vals, key = pair[order], node[order], vals[:, order], key[order]
+        pair, node, cell, key = pair[order], node[order], cell[order], key[order]
         starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
         sizes = np.diff(np.r_[starts, key.size])
         g_pair, g_node = pair[starts], node[starts]
         g_tree, g_series = g_pair // n_s, g_pair % n_s
         count[g_tree, g_series, g_node] = sizes
-        lo = np.minimum.reduceat(vals, starts, axis=1).T  # (n_groups, F)
-        hi = np.maximum.reduceat(vals, starts, axis=1).T
-        varying = hi > lo
-        split = (sizes > 1) & varying.any(axis=1) & (level < depth_limit[g_series])
-        fk = np.where(varying, feat_keys[g_tree, g_node], np.inf)
-        f = np.argmin(fk, axis=1)
-        f_lo = np.take_along_axis(lo, f[:, None], axis=1)[:, 0].astype(np.float64)
-        f_hi = np.take_along_axis(hi, f[:, None], axis=1)[:, 0].astype(np.float64)
+        group_of = np.repeat(np.arange(starts.size), sizes)
+        f, f_lo, f_hi, varying = _split_features(
+            x_by_feature, cell, group_of, starts, sizes, feat_rank[g_tree, g_node]
+        )
+        split = (sizes > 1) & varying & (level < depth_limit[g_series])
         thr = f_lo + thr_u[g_tree, g_node] * (f_hi - f_lo)
         thr = np.where(thr >= f_hi, f_lo, thr)
         sg = np.flatnonzero(split)
@@ -504,11 +526,10 @@ def grow_forests(
         feature[g_tree[sg], g_series[sg], g_node[sg]] = f[sg]
         threshold[g_tree[sg], g_series[sg], g_node[sg]] = thr[sg]
         # Move samples of split nodes to their child; drop the others (they reached a leaf).
-        group_of = np.repeat(np.arange(starts.size), sizes)
         keep = split[group_of]
         gi = group_of[keep]
-        pair, node, vals = pair[keep], node[keep], vals[:, keep]
-        xv = vals[f[gi], np.arange(vals.shape[1])].astype(np.float64)
+        pair, node, cell = pair[keep], node[keep], cell[keep]
+        xv = x_by_feature[f[gi], cell].astype(np.float64)
         node = 2 * node + np.where(xv <= thr[gi], 1, 2)
 
     # Compact: renumber the nodes that exist in breadth-first order.
@@ -535,6 +556,54 @@ def grow_forests(
     out["threshold"][t_idx, dest, s_idx] = _float32_down(threshold[t_idx, s_idx, h_idx])
     out["n_node_samples"][t_idx, dest, s_idx] = count[t_idx, s_idx, h_idx]
     return out, n_drawn
+
+
+def _split_features(
+    x_by_feature: np.ndarray,
+    cell: np.ndarray,
+    group_of: np.ndarray,
+    starts: np.ndarray,
+    sizes: np.ndarray,
+    rank: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each node's split feature: the first non-constant one in its random order ``rank``
+    (shape (n_nodes, n_features)).
+
+    Tries the features in key order and reduces only the samples of the nodes still
+    undecided, so a level costs about one feature's min/max instead of all of them.
+
+    Returns ``(feature, its min, its max, whether any feature varies)``, one entry per node
+    (``feature`` is the lowest-key one and ``varying`` False where every feature is constant).
+    """
+    n_groups, n_feat = rank.shape
+    f = rank[:, 0].copy()
+    lo = np.zeros(n_groups)
+    hi = np.zeros(n_groups)
+    varying = np.zeros(n_groups, dtype=bool)
+    todo = np.arange(n_groups)  # undecided nodes, ascending
+    el = np.arange(cell.size)  # their samples, grouped by node
+    el_group = group_of
+    g_starts, g_sizes = starts, sizes
+    slot = np.arange(n_groups)  # position of each undecided node in `todo`
+    for r in range(n_feat):
+        fr = rank[todo, r]
+        v = x_by_feature[fr[slot[el_group]], cell[el]]
+        v_lo = np.minimum.reduceat(v, g_starts).astype(np.float64)
+        v_hi = np.maximum.reduceat(v, g_starts).astype(np.float64)
+        found = v_hi > v_lo
+        if r == 0:
+            lo[todo], hi[todo] = v_lo, v_hi  # the first choice stands where nothing varies
+        hit = todo[found]
+        f[hit], lo[hit], hi[hit], varying[hit] = fr[found], v_lo[found], v_hi[found], True
+        again = ~found & (g_sizes > 1)
+        if not again.any():
+            break
+        el_keep = np.repeat(again, g_sizes)
+        el, el_group = el[el_keep], el_group[el_keep]
+        todo, g_sizes = todo[again], g_sizes[again]
+        g_starts = np.r_[0, np.cumsum(g_sizes)[:-1]]
+        slot[todo] = np.arange(todo.size)
+    return f, lo, hi, varying
 
 
 def _float32_down(thr64: np.ndarray) -> np.ndarray:
