@@ -1,7 +1,9 @@
 """NAB-style evaluation of the walk-forward scores (``anomaly evaluate DATA_DIR LABELS``).
 
 Every CSV under ``DATA_DIR`` is scored by :func:`anomaly.offline.score_file` (the machinery of
-``score-csv``) and judged as the Numenta Anomaly Benchmark's sweeper does:
+``score-csv``, with its decision: by default a row is a detection when it opens an alert, see
+:mod:`anomaly.offline`; ``OfflineOptions(decision="job")`` judges the job's per-row rule) and
+judged as the Numenta Anomaly Benchmark's sweeper does:
 
 * the first ``min(floor(0.15 * n_rows), 750)`` rows of a file are probation: never scored;
 * a detection is a row whose score is at or above the threshold; inside a window only the

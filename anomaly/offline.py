@@ -570,9 +570,9 @@ def _decide_alerts(
     if rows.size == 0:
         return
     days = (times[rows] - times[0]) / SECONDS_PER_DAY
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # day 0 (no warm-up): no alert
         gain = 1.0 + opts.young_days / days if opts.young_days > 0 else np.ones(rows.size)
-    score = evidence_to_score(score_to_evidence(out.model_score[rows]) / gain)
+        score = evidence_to_score(score_to_evidence(out.model_score[rows]) / gain)
     opens = alert_onsets(times[rows], score >= opts.threshold, opts.refractory_seconds)
     out.is_anomaly[rows] = opens
     out.score[rows] = np.where(opens, score, np.minimum(score, opts.threshold) / 2.0)
