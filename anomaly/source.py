@@ -26,10 +26,12 @@ through :func:`escape_label_value` (for ``=``/``!=``) or :func:`regex_escape_lab
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -530,7 +532,10 @@ class PrometheusSource:
             # Let Prometheus give up when we do, instead of evaluating for nobody.
             "timeout": f"{_format_number(self.config.timeout_seconds)}s",
         }
-        data = self._call("POST", "/api/v1/query_range", form, query=query)
+        data = self._call("POST", "/api/v1/query_range", form, query=query, matrix=True)
+        if isinstance(data, DecodedMatrix):
+            yield from data.series
+            return
         for item in self._results(data, "matrix", "a range vector (matrix)", query):
             metric = dict(item.get("metric") or {})
             pairs = item.get("values") or []
@@ -573,8 +578,11 @@ class PrometheusSource:
         params: Mapping[str, str] | list[tuple[str, str]] | None,
         *,
         query: str | None,
+        matrix: bool = False,
     ) -> Any:
-        """One API call with bounded retries; returns the JSON ``data`` field."""
+        """One API call with bounded retries; returns the JSON ``data`` field (with ``matrix``,
+        a range query's series decoded straight to arrays where the answer allows, see
+        :func:`decode_matrix`)."""
         cfg = self.config
         attempts = max(int(cfg.retries), 0) + 1
         url = self.url + path
@@ -620,6 +628,14 @@ class PrometheusSource:
                 )
                 self._backoff(attempt)
                 continue
+            if matrix and resp.status_code == 200:
+                # Not resp.text: without a charset it runs encoding detection over the body.
+                try:
+                    decoded = decode_matrix(resp.content.decode("utf-8"))
+                except UnicodeDecodeError:
+                    decoded = None
+                if decoded is not None:
+                    return decoded
             return self._parse(resp, query)
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns/raises
 
@@ -657,3 +673,102 @@ class PrometheusSource:
         if status == 404:
             raise SourceError(f"{where} answered {label} (not found); is the URL right?")
         raise SourceError(f"{where} failed ({label}): {detail}")
+
+
+# --------------------------------------------------------------------------- fast matrix decoding
+
+
+@dataclass(frozen=True)
+class DecodedMatrix:
+    """A successful range-query answer decoded by :func:`decode_matrix`."""
+
+    series: list[tuple[dict[str, str], np.ndarray, np.ndarray]]
+
+
+_MATRIX_HEAD = re.compile(
+    r'\s*\{\s*"status"\s*:\s*"success"\s*,\s*"data"\s*:\s*\{\s*"resultType"\s*:\s*"matrix"'
+    r'\s*,\s*"result"\s*:\s*\['
+)
+_METRIC_KEY = re.compile(r'\s*\{\s*"metric"\s*:\s*')
+_VALUES_KEY = re.compile(r'\s*,\s*"values"\s*:\s*\[')
+_SERIES_END = re.compile(r"\s*\}\s*(,|\])")
+_MATRIX_TAIL = re.compile(r"\s*\}\s*\}\s*$")
+_PAIR_PUNCTUATION = str.maketrans({"[": None, "]": None, '"': None})
+_JSON = json.JSONDecoder()
+
+
+def decode_matrix(text: str) -> DecodedMatrix | None:
+    """Decode a Prometheus range-query answer without building a Python object per sample.
+
+    ``json.loads`` turns each ``[t, "v"]`` pair into a list, a float and a string: ~220 MB
+    and seconds for 500 series x 2,016 points. Here each series' labels are decoded as JSON
+    and its ``values`` array is read by numpy in one call. Returns ``None`` for anything
+    but the plain layout Prometheus writes (``status`` success, a matrix, series of
+    ``metric`` then ``values``, no warnings or native histograms), which the caller then
+    decodes with ``json`` and checks as usual.
+    """
+    head = _MATRIX_HEAD.match(text)
+    if head is None:
+        return None
+    pos = head.end()
+    out: list[tuple[dict[str, str], np.ndarray, np.ndarray]] = []
+    if text.startswith("]", pos := _skip_space(text, pos)):
+        pos += 1
+    else:
+        while True:
+            m = _METRIC_KEY.match(text, pos)
+            if m is None:
+                return None
+            try:
+                metric, pos = _JSON.raw_decode(text, m.end())
+            except ValueError:
+                return None
+            v = _VALUES_KEY.match(text, pos)
+            if not isinstance(metric, dict) or v is None:
+                return None
+            start = v.end()
+            if text.startswith("]", start):  # "values": []
+                end, pos = start, start + 1
+            else:
+                end = text.find("]]", start)  # samples hold only numbers and quoted numbers
+                if end < 0:
+                    return None
+                pos = end + 2
+            pairs = _read_pairs(text[start:end])
+            if pairs is None:
+                return None
+            m = _SERIES_END.match(text, pos)
+            if m is None:
+                return None
+            pos = m.end()
+            if pairs[0].size:
+                out.append(({str(k): str(x) for k, x in metric.items()}, *pairs))
+            if m.group(1) == "]":
+                break
+    if _MATRIX_TAIL.match(text, pos) is None:
+        return None
+    return DecodedMatrix(out)
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _read_pairs(body: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``[t,"v"],[t,"v"`` (the ``values`` array without its last two brackets) → times and
+    values; None if malformed."""
+    if not body:
+        return np.empty(0), np.empty(0)
+    n_pairs = body.count("[")
+    flat = body.translate(_PAIR_PUNCTUATION)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # numpy warns, not raises, on trailing junk
+            numbers = np.fromstring(flat, sep=",")
+    except (ValueError, DeprecationWarning):
+        return None
+    if numbers.size != 2 * n_pairs:
+        return None
+    return numbers[0::2].copy(), numbers[1::2].copy()

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.ensemble import IsolationForest
 
 from anomaly.detectors.features import (
     Field,
@@ -37,6 +37,9 @@ from anomaly.detectors.features import (
     select_columns,
 )
 from anomaly.errors import DataError
+
+if TYPE_CHECKING:  # scikit-learn is imported only by the reference backend (~1 s, ~80 MB)
+    from sklearn.ensemble import IsolationForest
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +177,8 @@ class IsolationForestDetector:
 
         A series whose fit fails is marked in ``ok`` and ``reason`` (in place) and skipped.
         """
+        from sklearn.ensemble import IsolationForest
+
         n_s = x.shape[2]
         per_series: list[dict[str, np.ndarray] | None] = [None] * n_s
         max_samples = np.zeros(n_s, dtype=np.int64)
@@ -229,7 +234,7 @@ class IsolationForestDetector:
             raise ValueError(
                 f"`features` has {n_s} series, the model was fitted on {self.valid_.shape[0]}"
             )
-        rows_per_chunk = max(1, 2_000_000 // max(1, self.feature_.shape[0] * n_s))
+        rows_per_chunk = max(1, _WALKS_PER_CHUNK // max(1, self.feature_.shape[0] * n_s))
         if n_t > rows_per_chunk:
             return np.concatenate(
                 [
@@ -411,6 +416,14 @@ class IsolationForestDetector:
             raise AttributeError(f"{type(self).__name__} is not fitted; call fit() first")
 
 
+#: (row, tree, series) walks :meth:`IsolationForestDetector.isolation_score` makes at once:
+#: about 40 bytes each in temporaries.
+_WALKS_PER_CHUNK = 500_000
+
+#: Trees whose row draws are made together in :func:`grow_forests` (bounds its memory).
+_TREES_PER_DRAW = 8
+
+
 def extract_trees(forest: IsolationForest) -> dict[str, np.ndarray]:
     """Copy a fitted forest's trees into padded arrays of shape (n_trees, n_nodes).
 
@@ -478,12 +491,17 @@ def grow_forests(
     depth_limit = np.ceil(np.log2(np.maximum(n_drawn, 2))).astype(np.int64)
     n_heap = 2 ** (max_depth + 1) - 1
 
-    # Row draws: shared random keys, unusable rows pushed last.
-    keys = rng.random((n_trees, n_t))[:, :, None] + np.where(usable, 0.0, 2.0)[None]
-    rows = np.argpartition(keys, m - 1, axis=1)[:, :m] if m < n_t else np.argsort(keys, axis=1)
-    rows = np.take_along_axis(
-        rows, np.argsort(np.take_along_axis(keys, rows, axis=1), axis=1), axis=1
-    )
+    # Row draws: shared random keys, unusable rows pushed last; a few trees at a time, as
+    # the keys of every (tree, row, series) would take n_trees x n_t x n_s x 16 bytes.
+    tree_keys = rng.random((n_trees, n_t))
+    penalty = np.where(usable, 0.0, 2.0)
+    rows = np.empty((n_trees, m, n_s), dtype=np.int64)
+    for first in range(0, n_trees, _TREES_PER_DRAW):
+        keys = tree_keys[first : first + _TREES_PER_DRAW, :, None] + penalty[None]
+        r = np.argpartition(keys, m - 1, axis=1)[:, :m] if m < n_t else np.argsort(keys, axis=1)
+        rows[first : first + _TREES_PER_DRAW] = np.take_along_axis(
+            r, np.argsort(np.take_along_axis(keys, r, axis=1), axis=1), axis=1
+        )
     ok = np.broadcast_to(np.arange(m)[None, :, None] < n_drawn[None, None, :], (n_trees, m, n_s))
     flat_rows = (rows * n_s + np.arange(n_s)[None, None, :])[ok]  # (N,) into (n_t * n_s)
     x_by_feature = np.ascontiguousarray(x.astype(np.float32).transpose(1, 0, 2)).reshape(
@@ -493,10 +511,11 @@ def grow_forests(
     feat_rank = np.argsort(rng.random((n_trees, n_heap, n_feat)), axis=2)
     thr_u = rng.random((n_trees, n_heap))
 
-    left = np.full((n_trees, n_s, n_heap), -1, dtype=np.int64)
-    feature = np.zeros((n_trees, n_s, n_heap), dtype=np.int64)
+    # Heap-numbered nodes (children of i: 2i+1, 2i+2); the stored dtypes, to keep memory low.
+    left = np.full((n_trees, n_s, n_heap), -1, dtype=np.int16)
+    feature = np.zeros((n_trees, n_s, n_heap), dtype=np.int8)
     threshold = np.zeros((n_trees, n_s, n_heap), dtype=np.float64)
-    count = np.zeros((n_trees, n_s, n_heap), dtype=np.int64)
+    count = np.zeros((n_trees, n_s, n_heap), dtype=np.int16)
 
     tree_of = np.broadcast_to(np.arange(n_trees)[:, None, None], (n_trees, m, n_s))[ok]
     series_of = np.broadcast_to(np.arange(n_s)[None, None, :], (n_trees, m, n_s))[ok]
@@ -534,7 +553,7 @@ def grow_forests(
 
     # Compact: renumber the nodes that exist in breadth-first order.
     exists = count > 0
-    new_index = np.cumsum(exists, axis=2) - 1
+    new_index = np.cumsum(exists, axis=2, dtype=np.int16) - 1
     n_nodes = max(int(exists.sum(axis=2).max(initial=1)), 1)
     is_inner = left >= 0
     safe_left = np.where(is_inner, left, 0)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from anomaly import devstack, synth
+from anomaly import devstack, source, synth
 
 pytestmark = pytest.mark.e2e
 
@@ -87,6 +87,28 @@ def test_backfilled_history_is_queryable_up_to_the_end(
         assert values[0][0] == start and values[-1][0] == end
         expected = dataset.get(r["metric"]["organization_id"], "latency_p95").values
         assert [float(v) for _, v in values] == expected.tolist()
+
+
+def test_range_answers_take_the_fast_decoder_and_match_json(
+    stack: devstack.Stack, dataset: synth.Dataset
+) -> None:
+    """The real Prometheus' range answers have the layout `decode_matrix` reads (else every
+    query would silently take the slow `json` path), and it decodes them like `json`."""
+    start, end = float(dataset.timestamps[0]), dataset.end
+    form = {"query": "processaudit_latency_p95_seconds", "start": start, "end": end}
+    r = requests.post(
+        f"{stack.prometheus_url}/api/v1/query_range",
+        data={**form, "step": dataset.step_seconds},
+        timeout=30,
+    )
+    r.raise_for_status()
+    decoded = source.decode_matrix(r.content.decode("utf-8"))
+    assert decoded is not None
+    want = r.json()["data"]["result"]
+    assert [labels for labels, _, _ in decoded.series] == [w["metric"] for w in want]
+    for (_, times, values), w in zip(decoded.series, want, strict=True):
+        assert times.tolist() == [float(t) for t, _ in w["values"]]
+        assert values.tolist() == [float(v) for _, v in w["values"]]
 
 
 def test_newest_points_are_there_at_now(stack: devstack.Stack, dataset: synth.Dataset) -> None:
