@@ -33,6 +33,11 @@ over a recorded series, so that row ``i``'s output depends on rows ``0..i`` only
      ``1 + young_days / d`` (a model fitted on two days knows its noise poorly; at
      ``young_days = 1.5`` the bar is 1.75x at day 2, 1.2x at day 7, 1.05x at day 28), and the
      band widens alike;
+   * a surprise that is routine at this time of day needs more: with ``r`` the median, over
+     the past week's days, of the largest evidence within half an hour of the same time of
+     day (:func:`routine_evidence`), the evidence is also divided by ``routine_factor * r``
+     (1.5 r) where that is above 1, and the band widens alike; so a nightly job's spike
+     stops paging after two nights;
    * ``is_anomaly`` is 1 on the rows that *open* an alert: at or above the threshold while no
      alert is open. An alert stays open until a row at least ``refractory_seconds`` (a day)
      after it opened is below the threshold (:func:`alert_onsets`);
@@ -90,6 +95,9 @@ MAX_CELLS = 20_000_000
 OUTPUT_COLUMNS = ("expected", "lower", "upper", "score", "is_anomaly", "model_score")
 #: Values of :attr:`OfflineOptions.decision`.
 DECISIONS = ("alert", "job")
+#: Days back, and the half-width around the same time of day, of :func:`routine_evidence`.
+ROUTINE_DAYS = 7
+ROUTINE_HALF_WIDTH_SECONDS = 1800.0
 _MISSING_TEXT = frozenset({"", "nan", "na", "null", "none"})
 _DAY_DIVISORS = np.array([d for d in range(1, 86401) if 86400 % d == 0], dtype=np.float64)
 
@@ -124,6 +132,10 @@ class OfflineOptions:
     young_days : float
         ``"alert"``: evidence needed to open an alert is ``1 + young_days / d`` times the
         model's own while the series holds ``d`` days of data (0 = as the model has it).
+    routine_factor : float
+        ``"alert"``: evidence needed to open an alert is also at least ``routine_factor`` times
+        the :func:`routine_evidence` of the time of day, so a surprise that recurs daily (a
+        nightly job's spike) stops paging after two days (0 = off).
     holdout_seconds : float or None
         Newest part of each training window the baseline leaves out (see
         :class:`~anomaly.detectors.seasonal.SeasonalDetector`). None: the job's (a day) under
@@ -140,6 +152,7 @@ class OfflineOptions:
     decision: str = "alert"
     refractory_seconds: float = SECONDS_PER_DAY
     young_days: float = 1.5
+    routine_factor: float = 1.5
     holdout_seconds: float | None = None
 
     def __post_init__(self) -> None:
@@ -151,6 +164,8 @@ class OfflineOptions:
             raise ValueError(f"`refractory_seconds` must be >= 0, got {self.refractory_seconds}")
         if not self.young_days >= 0:
             raise ValueError(f"`young_days` must be >= 0, got {self.young_days}")
+        if not self.routine_factor >= 0:
+            raise ValueError(f"`routine_factor` must be >= 0, got {self.routine_factor}")
         if self.holdout_seconds is not None and not self.holdout_seconds >= 0:
             raise ValueError(f"`holdout_seconds` must be >= 0 or None, got {self.holdout_seconds}")
 
@@ -551,6 +566,49 @@ def alert_onsets(times: np.ndarray, above: np.ndarray, refractory_seconds: float
     return opens
 
 
+def routine_evidence(
+    times: np.ndarray,
+    evidence: np.ndarray,
+    days: int = ROUTINE_DAYS,
+    half_width_seconds: float = ROUTINE_HALF_WIDTH_SECONDS,
+    min_days: int = 2,
+) -> np.ndarray:
+    """How surprising the same time of day usually is: per row, the median over the previous
+    ``days`` days of the largest evidence within ``half_width_seconds`` of this time of day
+    (0 where fewer than ``min_days`` of those days have rows). Causal: it looks at least
+    ``1 day - half_width_seconds`` back.
+
+    Parameters
+    ----------
+    times : ndarray of shape (n,)
+        Non-decreasing epoch seconds.
+    evidence : ndarray of shape (n,)
+
+    Returns
+    -------
+    ndarray of shape (n,)
+    """
+    t = np.asarray(times, dtype=np.float64)
+    span = 2.0 * half_width_seconds
+    # Largest evidence in (t_j - span, t_j] at every row j.
+    peak = (
+        pd.Series(evidence, index=pd.to_datetime(t, unit="s"))
+        .rolling(pd.Timedelta(seconds=span))
+        .max()
+        .to_numpy()
+    )
+    past = np.full((t.size, days), np.nan)
+    for d in range(1, days + 1):
+        end = t - d * SECONDS_PER_DAY + half_width_seconds
+        j = np.searchsorted(t, end, side="right") - 1
+        has = (j >= 0) & (t[np.maximum(j, 0)] > end - span)
+        past[has, d - 1] = peak[j[has]]
+    enough = np.count_nonzero(np.isfinite(past), axis=1) >= min_days
+    out = np.zeros(t.size)
+    out[enough] = np.nanmedian(past[enough], axis=1)
+    return out
+
+
 def score_to_evidence(score: np.ndarray) -> np.ndarray:
     """Inverse of :func:`~anomaly.scoring.evidence_to_score` (1 -> inf)."""
     s = np.clip(np.asarray(score, dtype=np.float64), 0.0, 1.0)
@@ -572,7 +630,12 @@ def _decide_alerts(
     days = (times[rows] - times[0]) / SECONDS_PER_DAY
     with np.errstate(divide="ignore", invalid="ignore"):  # day 0 (no warm-up): no alert
         gain = 1.0 + opts.young_days / days if opts.young_days > 0 else np.ones(rows.size)
-        score = evidence_to_score(score_to_evidence(out.model_score[rows]) / gain)
+        evidence = score_to_evidence(out.model_score[rows]) / gain
+        if opts.routine_factor > 0:
+            routine = routine_evidence(times[rows], evidence)
+            evidence = evidence / np.maximum(1.0, opts.routine_factor * routine)
+            gain = gain * np.maximum(1.0, opts.routine_factor * routine)
+        score = evidence_to_score(evidence)
     opens = alert_onsets(times[rows], score >= opts.threshold, opts.refractory_seconds)
     out.is_anomaly[rows] = opens
     out.score[rows] = np.where(opens, score, np.minimum(score, opts.threshold) / 2.0)

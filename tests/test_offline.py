@@ -23,6 +23,7 @@ from anomaly.offline import (
     alert_onsets,
     infer_step,
     late_rows,
+    routine_evidence,
     score_csv,
     score_series,
     snap_step,
@@ -257,8 +258,8 @@ def test_a_young_series_needs_stronger_evidence_to_open_an_alert() -> None:
     t, v = daily_series(4 * 288, 300.0, seed=14)
     v[int(1.5 * 288)] += 12  # moderate spikes: on day 1.5 and on day 3.5
     v[int(3.5 * 288)] += 12
-    plain = score_series(t, v, OfflineOptions(young_days=0.0, **_fast_rest()))
-    young = score_series(t, v, FAST)
+    young = score_series(t, v, replace(FAST, routine_factor=0.0))
+    plain = score_series(t, v, replace(FAST, routine_factor=0.0, young_days=0.0))
     assert plain.is_anomaly.sum() >= young.is_anomaly.sum()
     scored = young.scored
     gain = 1 + FAST.young_days / ((t[scored] - t[0]) / 86400)  # > 1, falling with age
@@ -272,12 +273,42 @@ def test_a_young_series_needs_stronger_evidence_to_open_an_alert() -> None:
     assert (young.lower[ok] <= plain.lower[ok] + 1e-9).all()
 
 
+def test_a_spike_at_the_same_time_every_night_stops_paging() -> None:
+    t, v = daily_series(10 * 288, 300.0, seed=16)
+    rng = np.random.default_rng(16)
+    nightly = np.arange(288 + 36, t.size, 288) + rng.integers(-2, 3, size=9)  # 03:00 +-10 min
+    v[nightly] += 25
+    plain = score_series(t, v, replace(FAST, routine_factor=0.0))
+    routine = score_series(t, v, FAST)
+    assert plain.is_anomaly[nightly].sum() >= 5  # every night pages
+    assert routine.is_anomaly[nightly[4:]].sum() == 0  # from the fifth night on, routine
+    assert routine.is_anomaly.sum() < plain.is_anomaly.sum()
+
+
+def test_routine_evidence_is_the_median_of_past_days_at_the_same_time() -> None:
+    t = np.arange(6 * 288, dtype=float) * 300.0
+    ev = np.zeros(t.size)
+    ev[288 + 100] = 4.0  # day 1, slot 100
+    ev[2 * 288 + 102] = 2.0  # day 2, ten minutes later
+    ev[3 * 288 + 150] = 9.0  # day 3, another time
+    r = routine_evidence(t, ev)
+    assert r[3 * 288 + 100] == 2.0  # median of 0 (day 0), 4 and 2 around slot 100
+    assert r[4 * 288 + 100] == 1.0  # median of 0, 4, 2, 0
+    assert r[4 * 288 + 150] == 0.0  # one surprising day of four: not routine
+    assert (r[: 2 * 288] == 0).all()  # fewer than two past days
+    # Causal: evidence of the last day changes nothing before it.
+    later = ev.copy()
+    later[5 * 288 :] = 7.0
+    np.testing.assert_array_equal(routine_evidence(t, later)[: 5 * 288], r[: 5 * 288])
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
         ("decision", "page"),
         ("refractory_seconds", -1.0),
         ("young_days", float("nan")),
+        ("routine_factor", -0.5),
         ("holdout_seconds", -5.0),
     ],
 )
