@@ -21,32 +21,31 @@ over a recorded series, so that row ``i``'s output depends on rows ``0..i`` only
 3. **Several rows in one cell** (duplicate timestamps, data denser than the step): the model's
    history holds the cell's last finite value; a row is scored with its cell holding the last
    finite value *as of that row*, so later rows in the same cell never change its output.
-4. **The decision** (:attr:`OfflineOptions.decision`). The model's per-row score is the
+4. **The decision** (:attr:`OfflineOptions.decision`). The models' per-row score is the
    ``model_score`` column (under ``"job"``, what the job pushes as ``anomaly_score``). The
-   job's rule,
-   ``anomaly_detected = model_score >= threshold``, holds for as long as a model calls the
-   data unusual: a level shift stays anomalous for a day or two, until refits have learned it,
-   which is hundreds of flagged rows for one incident. What a person receives from it is one
-   page when the alert starts. So ``score-csv`` decides by default (``"alert"``) per alert:
+   job's rule, ``anomaly_detected = model_score >= threshold``, holds for as long as a model
+   calls the data unusual: a level shift stays anomalous for a day or two, until refits have
+   learned it, which is hundreds of flagged rows for one incident, while what a person
+   receives from it is one page when the alert starts. So ``score-csv`` decides per alert by
+   default (``"alert"``):
 
+   * the models hold nothing out of their training window (the job holds out the newest
+     day so that an incident in progress stays anomalous; here the open alert covers it),
+     so a level shift is learned at the next refit and does not open a second alert;
    * while the series holds ``d`` days of data, the evidence behind the score is divided by
      ``1 + young_days / d`` (a model fitted on two days knows its noise poorly; at
-     ``young_days = 1.5`` the bar is 1.75x at day 2, 1.2x at day 7, 1.05x at day 28), and the
-     band widens alike;
+     ``young_days = 1.5`` the bar is 1.75x at day 2, 1.2x at day 7, 1.05x at day 28);
    * a surprise that is routine at this time of day needs more: with ``r`` the median, over
      the past week's days, of the largest evidence within half an hour of the same time of
      day (:func:`routine_evidence`), the evidence is also divided by ``routine_factor * r``
-     (1.5 r) where that is above 1, and the band widens alike; so a nightly job's spike
-     stops paging after two nights;
-   * ``is_anomaly`` is 1 on the rows that *open* an alert: at or above the threshold while no
-     alert is open. An alert stays open until a row at least ``refractory_seconds`` (a day)
-     after it opened is below the threshold (:func:`alert_onsets`);
+     (1.5 r) where that is above 1, so a nightly job's spike stops paging after two nights;
+   * ``is_anomaly`` is 1 on the rows that *open* an alert: at or above the threshold (after
+     the two divisions) while no alert is open. An alert stays open until a row at least
+     ``refractory_seconds`` (a day) after it opened is below the threshold
+     (:func:`alert_onsets`);
    * ``score`` is that score on the rows that open an alert and at most half the threshold on
-     every other row, so any threshold at or above the shipped one selects alert starts.
-
-   * the models hold nothing out of their training window (the job holds out the newest
-     day, so that an incident in progress stays anomalous; here the open alert covers it),
-     so a level shift is learned at the next refit and does not open a second alert.
+     every other row, so any threshold at or above the shipped one selects alert starts;
+   * the band widens by the same divisors: a value outside it alone reaches the threshold.
 
    It is causal like the rest (a state machine run forward over the rows) and uses no
    labels. ``decision="job"`` gives the job's rule instead: models fitted with the job's
@@ -222,8 +221,8 @@ class OfflineScores:
     model_score : ndarray of float
         The models' per-row score (under ``"job"``, what the job pushes as ``anomaly_score``).
     expected, lower, upper : ndarray of float
-        NaN where no valid model covers the row; under ``"alert"`` the band within which a
-        value alone cannot open an alert (the model's, widened while the series is young).
+        NaN where no valid model covers the row; under ``"alert"`` the model's band widened
+        by the divisors of the evidence (young series, routine surprises).
     scored : ndarray of bool
         Whether a fitted model scored the row (False: warm-up or late).
     step_seconds : float or None
