@@ -33,19 +33,34 @@ Rolling sums (``rate=`` given): a rolling 24-hour sum such as
 ``increase(processaudit_ai_cost_usd_total[1d])`` lags its rate by up to a day, so it is not
 extrapolated itself. With the rate beside it (``rate(...[15m]) * 3600``), the sum is carried
 forward exactly: ``sum(o + k) = sum(o) - (rate history leaving the window) + (forecast rate
-entering)``. Only the rate is forecast: its weekly reference (as above) times
-``1 + level + slope * lead``, with level and slope fitted by weighted least squares on the
-last ``trend_seconds`` of ``rate - reference`` (weights ``1 / reference``: quiet nights count
-little), the slope shrunk towards 0 unless clearly significant and held after
-``trend_horizon_seconds``. The band comes from the forecaster's own walk-forward errors: the
-same computation from every 15-minute origin of the last ``calibration_seconds`` is compared
-with what followed, and the empirical quantiles of the ratio errors at each lead (vectorised
-over origins, leads and series) scale the point forecast; leads seen from too few origins grow
-the widths of the longest well-seen lead by the square root of the lead.
+entering)``. Only the rate is forecast, as its seasonal reference times
+``1 + level + slope * lead``:
+
+* the reference is the tenant's median time-of-day shape (each day divided by its mean, so
+  weekends and drifts do not bend it) scaled by the rate's level around the same time one week
+  earlier (over +-``LEVEL_HALF_SECONDS``): a week-ago value alone carries one point's noise;
+* the level and slope are fitted to the hourly ratios ``rate / reference`` of the last
+  ``trend_seconds``, weighted by the reference (quiet nights count little). Besides a constant
+  and a line, the fit tries a ramp that began a third or two thirds into the window and a ramp
+  that ended there, and keeps the one with the lowest BIC among those whose slope is
+  ``trend_z`` standard errors from zero: a ramp that began this morning is extrapolated at its
+  own pace rather than averaged with the flat night before it - the seasonal profile no longer
+  hides a creep at night or over a weekend - and a ramp that has ended is not extrapolated;
+* the slope is held after ``trend_horizon_seconds`` (a ramp seldom runs on for a whole day).
+
+The band comes from the forecaster's own walk-forward errors: the same computation from every
+15-minute origin of the last ``calibration_seconds`` is compared with what followed, and the
+empirical quantiles of the ratio errors at each lead (vectorised over origins, leads and
+series) scale the point forecast; leads seen from too few origins grow the widths of the
+longest well-seen lead by the square root of the lead. Beside it, :attr:`Forecast.guard` is the
+forecast with level and slope ``guard_z`` standard errors nearer zero.
 
 :func:`breach_seconds` reads the *point* forecast: the first time it crosses the threshold and
 stays crossed for ``min_duration_seconds``, 0 if the newest value has crossed, ``+Inf`` if the
-forecast does not cross within the horizon.
+forecast does not cross within the horizon. When the forecast has a guard, the guard must
+cross within the horizon too: a breach is announced only when the trend carrying it is
+significant, so that a steady tenant whose normal swings come near the threshold stays silent;
+the intervals are only the bounds and decide nothing.
 """
 
 from __future__ import annotations
@@ -61,6 +76,8 @@ SECONDS_PER_DAY = 86400.0
 SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
 
 SEASONS = ("auto", "weekly", "daily")
+LEVEL_HALF_SECONDS = 6 * 3600.0
+"""Rate mode: the week-ago level of the reference is read over this many seconds either side."""
 DIRECTIONS = ("above", "below")
 
 
@@ -91,6 +108,10 @@ class Forecast:
     """Shape ``(n_series,)``: newest input value (NaN if missing)."""
     season: str
     """``weekly`` or ``daily``: the reference the forecast used."""
+    guard: np.ndarray | None = None
+    """Shape ``(n_h, n_series)`` or ``None``: the forecast with its fitted trend shrunk towards
+    none by ``trend_z`` standard errors. :func:`breach_seconds` announces a crossing only if this
+    crosses too within the horizon: noise is not extrapolated into a breach."""
 
     def at(self, horizon_seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(value, lower, upper)`` at ``now + horizon_seconds``, each of shape ``(n_series,)``.
@@ -122,10 +143,11 @@ def forecast(
     rate: np.ndarray | None = None,
     window_seconds: float = SECONDS_PER_DAY,
     rate_unit_seconds: float = 3600.0,
-    trend_seconds: float = SECONDS_PER_DAY,
-    trend_z: float = 2.0,
+    trend_seconds: float = 1.5 * SECONDS_PER_DAY,
+    trend_z: float = 3.0,
     trend_horizon_seconds: float = 8 * 3600.0,
     calibration_seconds: float = 2 * SECONDS_PER_DAY,
+    guard_z: float = 1.0,
 ) -> Forecast:
     """Forecast every column of `values` to `horizon_seconds` past the newest time.
 
@@ -167,13 +189,16 @@ def forecast(
     trend_seconds : float
         Window of the rate's level and slope fit (rate mode).
     trend_z : float
-        The rate's slope is shrunk by ``1 - (trend_z * se / slope)**2`` and dropped when not
-        that many standard errors from zero (rate mode).
+        A fitted slope of the rate is kept only when this many standard errors from zero (rate
+        mode).
     trend_horizon_seconds : float
         The rate's slope is extrapolated this far ahead, its ratio to the reference then held
         (rate mode): a ramp seldom runs on for a whole day.
     calibration_seconds : float
         How far back the walk-forward origins that calibrate the band reach (rate mode).
+    guard_z : float
+        The guard (see :attr:`Forecast.guard`) moves the fitted level and slope this many
+        standard errors towards zero (rate mode).
 
     Returns
     -------
@@ -218,6 +243,8 @@ def forecast(
         ):
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"`{name}` must be positive, got {v}")
+        if not (math.isfinite(guard_z) and guard_z >= 0):
+            raise ValueError(f"`guard_z` must be non-negative, got {guard_z}")
         r[~np.isfinite(r)] = np.nan
 
     n_t, n_s = y.shape
@@ -271,7 +298,7 @@ def forecast(
     z = NormalDist().inv_cdf(0.5 + interval / 2)
     value, lower, upper = empty, empty.copy(), empty.copy()
     if r is not None:
-        point, low, high = _forecast_rolling(
+        point, low, high, guard_v = _forecast_rolling(
             t,
             yv,
             r[:, cols],
@@ -285,9 +312,14 @@ def forecast(
             trend_z=trend_z,
             trend_horizon_seconds=trend_horizon_seconds,
             calibration_seconds=calibration_seconds,
+            guard_z=guard_z,
         )
         value[:, cols], lower[:, cols], upper[:, cols] = point, low, high
-        return Forecast(future_t, value, lower, upper, valid, reason, now, step, last_value, season)
+        guard = empty.copy()
+        guard[:, cols] = guard_v
+        return Forecast(
+            future_t, value, lower, upper, valid, reason, now, step, last_value, season, guard
+        )
 
     # The tail where the deviation d is needed: the last day plus margins for the smoothing,
     # and one more day for the day-over-day spread that sizes the interval.
@@ -389,6 +421,9 @@ def breach_seconds(
 ) -> np.ndarray:
     """Seconds from `now` until the point forecast crosses `threshold`, per series.
 
+    With a guard (:attr:`Forecast.guard`, rate mode), a crossing counts only if the guard
+    crosses too within the horizon; the countdown is still the point forecast's.
+
     Parameters
     ----------
     fc : Forecast
@@ -432,6 +467,20 @@ def breach_seconds(
     # Lasting: crossed at i and at every point of the following run of `need` points (or to
     # the end of the horizon). A reverse cumulative count of consecutive crossed points.
     need = max(1, math.ceil(min_duration_seconds / fc.step_seconds - 1e-9) + 1)
+    lasting = _lasting(crossed, need)
+    has = lasting.any(axis=0)
+    if fc.guard is not None:
+        with np.errstate(invalid="ignore"):
+            g = fc.guard >= threshold if direction == "above" else fc.guard <= threshold
+        has &= _lasting(g, need).any(axis=0)
+    first = np.argmax(lasting, axis=0)
+    seconds = np.where(has, fc.times[first] - start, np.inf)
+    seconds = np.where(already, 0.0, np.maximum(seconds, 0.0))
+    return np.where(fc.valid, seconds, np.nan)
+
+
+def _lasting(crossed: np.ndarray, need: int) -> np.ndarray:
+    """Crossed at i and at every point of the following run of `need` points (or to the end)."""
     run = np.zeros(crossed.shape, dtype=int)
     count = np.zeros(crossed.shape[1], dtype=int)
     n_h = crossed.shape[0]
@@ -439,12 +488,7 @@ def breach_seconds(
         count = np.where(crossed[i], count + 1, 0)
         run[i] = count
     remaining = n_h - np.arange(n_h)[:, None]
-    lasting = crossed & (run >= np.minimum(need, remaining))
-    has = lasting.any(axis=0)
-    first = np.argmax(lasting, axis=0)
-    seconds = np.where(has, fc.times[first] - start, np.inf)
-    seconds = np.where(already, 0.0, np.maximum(seconds, 0.0))
-    return np.where(fc.valid, seconds, np.nan)
+    return np.asarray(crossed & (run >= np.minimum(need, remaining)))
 
 
 def _daily_profile(t: np.ndarray, y: np.ndarray, step: float, per_day: int) -> np.ndarray:
@@ -514,6 +558,79 @@ def _reference(
     return np.where(np.isfinite(weekly), weekly, by_day)
 
 
+def _shape_profile(t: np.ndarray, y: np.ndarray, step: float, per_day: int) -> np.ndarray:
+    """Median time-of-day shape of ``y`` relative to each day's mean, ``(per_day, n_s)``.
+
+    Dividing by the day's mean keeps a multiplicative change of level (a weekend, a drift) out
+    of the shape; the median over days keeps one odd day out. Lightly smoothed; NaN if unseen.
+    """
+    n_t, n_s = y.shape
+    offset = int(round((t[0] % SECONDS_PER_DAY) / step)) % per_day
+    n_days = math.ceil((offset + n_t) / per_day)
+    grid = np.full((n_days * per_day, n_s), np.nan)
+    grid[offset : offset + n_t] = y
+    days = grid.reshape(n_days, per_day, n_s)
+    # Day means as sums over axis 0 of a (per_day, n_days, n_s) array: row by row, so a column's
+    # result does not depend on the other columns, to the last bit.
+    by_slot = np.ascontiguousarray(days.transpose(1, 0, 2))
+    seen = np.isfinite(by_slot)
+    count = seen.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (np.where(seen, by_slot, 0.0).sum(axis=0) / count)[:, None, :]
+    full = (count >= 0.8 * per_day)[:, None, :] & (mean > 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rel = np.where(full, days / np.where(full, mean, 1.0), np.nan)
+        profile = np.nanmedian(rel, axis=0)
+    half = min(2, per_day // 2)
+    if half:
+        stacked = np.stack([np.roll(profile, s, axis=0) for s in range(-half, half + 1)])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            profile = np.nanmean(stacked, axis=0)
+    return np.asarray(profile)
+
+
+def _profile_reference(
+    y: np.ndarray,
+    daily: np.ndarray,
+    t: np.ndarray,
+    step: float,
+    per_day: int,
+    per_week: int,
+    lo: int,
+    hi: int,
+    season: str,
+    half: int,
+) -> np.ndarray:
+    """The daily profile scaled by the week-ago level, at indices ``lo..hi-1``; ``(hi-lo, n_s)``.
+
+    The level is ``sum(y) / sum(profile)`` over ``+-half`` points around the same time one
+    week earlier (the newest week whose window lies in the past): many points' worth of noise
+    averaged, where a week-ago value itself carries one point's.
+    """
+    n_t, n_s = y.shape
+    idx = np.arange(lo, hi)
+    start_slot = int(round((t[0] % SECONDS_PER_DAY) / step))
+    prof = daily[(start_slot + idx) % per_day]
+    if season == "daily":
+        return prof
+    all_prof = daily[(start_slot + np.arange(n_t)) % per_day]
+    ok = np.isfinite(y) & np.isfinite(all_prof)
+    cy = np.concatenate([np.zeros((1, n_s)), np.cumsum(np.where(ok, y, 0.0), axis=0)])
+    cp = np.concatenate([np.zeros((1, n_s)), np.cumsum(np.where(ok, all_prof, 0.0), axis=0)])
+    cn = np.concatenate([np.zeros((1, n_s)), np.cumsum(ok, axis=0)])
+    weeks_back = np.maximum(1, -((n_t - 1 - half - idx) // per_week))
+    src = idx - per_week * weeks_back
+    a = np.clip(src - half, 0, n_t)
+    b = np.clip(src + half + 1, 0, n_t)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        level = (cy[b] - cy[a]) / (cp[b] - cp[a])
+        seen = (cn[b] - cn[a]) >= half
+    level = np.where(seen & np.isfinite(level), level, 1.0)
+    return np.asarray(prof * level)
+
+
 def _smoothed_at(y: np.ndarray, idx: np.ndarray, half: int = 4) -> np.ndarray:
     """Mean of ``y`` over ``idx - half .. idx + half`` (NaN-aware; NaN where ``idx`` is outside)."""
     n_t = y.shape[0]
@@ -564,16 +681,15 @@ def _forecast_rolling(
     trend_z: float,
     trend_horizon_seconds: float,
     calibration_seconds: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Point forecast and calibrated band of rolling sums `y` of `rate`; each ``(n_h, n_s)``.
+    guard_z: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Point forecast, calibrated band and guard of rolling sums `y` of `rate`; ``(n_h, n_s)`` each.
 
     ``y[o + k] = y[o] - (inflow that leaves the window) + (forecast inflow)``: what leaves is
-    known from the rate history; what enters is the seasonal reference of the rate times
-    ``1 + level + slope * lead``, the level and slope fitted by weighted least squares on the
-    last `trend_seconds` of ``rate - reference`` (weights ``1 / reference``, so quiet nights
-    count little). The slope is shrunk by ``1 - (trend_z * se / slope)**2`` (0 when not
-    significant), so noise is not extrapolated into a breach. The same computation at past
-    origins gives the walk-forward errors whose quantiles form the band.
+    known from the rate history; what enters is the rate's reference times
+    ``1 + level + slope * lead`` (:func:`_profile_reference`, :func:`_fit_trend`). The same
+    computation at past origins gives the walk-forward errors whose quantiles form the band;
+    the guard is the forecast with level and slope `guard_z` standard errors nearer zero.
     """
     n_t, n_s = y.shape
     per_day = max(1, round(SECONDS_PER_DAY / step))
@@ -583,8 +699,9 @@ def _forecast_rolling(
     n_calib = max(0, round(calibration_seconds / step))
     cap = max(1, round(trend_horizon_seconds / step))
     lo = max(0, n_t - 1 - n_calib - w)
-    daily = _daily_profile(t, rate, step, per_day)
-    u = _reference(rate, daily, t, step, per_day, per_week, lo, n_t + n_h, season)
+    shape = _shape_profile(t, rate, step, per_day)
+    half = max(1, round(LEVEL_HALF_SECONDS / step))
+    u = _profile_reference(rate, shape, t, step, per_day, per_week, lo, n_t + n_h, season, half)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         typical = np.nanmedian(rate[max(0, n_t - per_day) :], axis=0)
@@ -592,38 +709,8 @@ def _forecast_rolling(
     u = np.maximum(u, 0.0)
     per_point = step / rate_unit_seconds
 
-    # Weighted least-squares fit of e = rate - u ~ u * (a + b * x), x in days before the
-    # origin, over the `w` points ending at each tail index: windowed sums via cumsums.
     m = n_t - lo
-    e = rate[lo:] - u[:m]
-    ok = np.isfinite(e) & (u[:m] > 0)
-    u0 = np.where(ok, u[:m], 0.0)
-    e0 = np.where(ok, e, 0.0)
-    pos = ((np.arange(m) - (m - 1)) * step / SECONDS_PER_DAY)[:, None]
-
-    def windowed(a: np.ndarray) -> np.ndarray:
-        c = np.concatenate([np.zeros((1, a.shape[1])), np.cumsum(a, axis=0)])
-        i = np.arange(m)
-        return np.asarray(c[i + 1] - c[np.maximum(0, i + 1 - w)])
-
-    su, sup, supp = windowed(u0), windowed(u0 * pos), windowed(u0 * pos * pos)
-    se_, sep = windowed(e0), windowed(e0 * pos)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        see = windowed(np.where(ok, e0 * e0 / np.where(ok, u0, 1.0), 0.0))
-    count = windowed(ok.astype(float))
-    sux = sup - pos * su
-    suxx = supp - 2 * pos * sup + pos * pos * su
-    sex = sep - pos * se_
-    det = su * suxx - sux * sux
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fit = (det > 1e-12 * np.maximum(su * suxx, 1e-300)) & (count >= max(3, w // 4))
-        a = np.where(fit, (se_ * suxx - sex * sux) / det, np.where(su > 0, se_ / su, 0.0))
-        b = np.where(fit, (su * sex - sux * se_) / det, 0.0)
-        rss = np.maximum(see - a * se_ - b * sex, 0.0)
-        var_b = np.where(fit, rss / np.maximum(count - 2, 1) * su / det, np.inf)
-        shrink = np.clip(1.0 - trend_z**2 * var_b / (b * b), 0.0, 1.0)
-    a = np.where(np.isfinite(a), a, 0.0)
-    b = np.where(np.isfinite(b) & np.isfinite(shrink), b * shrink, 0.0)
+    rate_tail, u_tail = rate[lo:], u[:m]
 
     # Cumulative sums the paths are read from (absolute indices; `cu` over the tail + future).
     c_in = np.where(np.isfinite(rate), rate, np.nan) * per_point
@@ -638,7 +725,7 @@ def _forecast_rolling(
     cup = np.concatenate([np.zeros((1, n_s)), np.cumsum(uu * fpos, axis=0)])
     anchor = np.where(np.isfinite(y), y, cc[1:] - cc[np.maximum(0, np.arange(n_t) + 1 - n_win)])
 
-    def paths(origins: np.ndarray) -> np.ndarray:
+    def paths(origins: np.ndarray, a_o: np.ndarray, b_o: np.ndarray) -> np.ndarray:
         """Forecasts from each origin (absolute index), shape ``(n_o, n_h, n_s)``."""
         k = np.arange(1, n_h + 1)
         tail_o = origins - lo
@@ -650,14 +737,20 @@ def _forecast_rolling(
                 inflow_u - inflow_u[:, cap - 1 : cap]
             )
             inflow_ux = np.where(k[None, :, None] <= cap, inflow_ux, held)
-        ao, bo = a[tail_o][:, None], b[tail_o][:, None]
+        ao, bo = a_o[:, None], b_o[:, None]
         inflow = np.maximum((1.0 + ao) * inflow_u + bo * inflow_ux, 0.0)
         leave_hi = np.clip(origins[:, None] + k[None, :] - n_win + 1, 0, n_t)
         leave_lo = np.clip(origins - n_win + 1, 0, n_t)[:, None]
         outflow = cc[leave_hi] - cc[leave_lo]
         return np.asarray(anchor[origins][:, None] + inflow - outflow)
 
-    point = paths(np.array([n_t - 1]))[0]
+    newest = np.array([n_t - 1])
+    a_n, b_n, se_a, se_b = _fit_trend(rate_tail, u_tail, newest - lo, step, w, trend_z)
+    point = paths(newest, a_n, b_n)[0]
+    # The guard: the same forecast with level and slope `guard_z` standard errors nearer none.
+    a_g = np.sign(a_n) * np.maximum(np.abs(a_n) - guard_z * se_a, 0.0)
+    b_g = np.sign(b_n) * np.maximum(np.abs(b_n) - guard_z * se_b, 0.0)
+    guard = paths(newest, a_g, b_g)[0]
 
     # Walk-forward errors: forecasts from past origins against what happened, as ratios.
     first = lo + w
@@ -666,7 +759,8 @@ def _forecast_rolling(
     q_lo = np.full((n_h, n_s), np.nan)
     q_hi = np.full((n_h, n_s), np.nan)
     if origins.size:
-        past = paths(origins)
+        a_o, b_o, _, _ = _fit_trend(rate_tail, u_tail, origins - lo, step, w, trend_z)
+        past = paths(origins, a_o, b_o)
         k = np.arange(1, n_h + 1)
         target = origins[:, None] + k[None, :]
         actual = y[np.minimum(target, n_t - 1)]
@@ -693,7 +787,108 @@ def _forecast_rolling(
     q_hi = np.maximum.accumulate(q_hi, axis=0)
     lower = point * (1.0 + q_lo)
     upper = point * (1.0 + q_hi)
-    return point, np.minimum(lower, point), np.maximum(upper, point)
+    return point, np.minimum(lower, point), np.maximum(upper, point), guard
+
+
+def _fit_trend(
+    rate: np.ndarray, u: np.ndarray, origins: np.ndarray, step: float, w: int, z: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Level and slope of the rate's ratio to its reference at each origin, with standard errors.
+
+    Parameters
+    ----------
+    rate, u : array, shape (n_t, n_s)
+        The rate and its seasonal reference on the same grid.
+    origins : array of int, shape (n_o,)
+        Indices of the newest point each fit may see.
+    step : float
+        Grid spacing in seconds.
+    w : int
+        Points of history each fit reads (the trend window).
+    z : float
+        How many standard errors a slope must be from zero to be kept.
+
+    Returns
+    -------
+    level, slope, se_level, se_slope : arrays, shape (n_o, n_s)
+        ``rate / u - 1`` at the origin and its growth per day.
+
+    The window is cut into hourly blocks, each summarised by ``sum(rate) / sum(u) - 1`` and
+    weighted by ``sum(u)`` (quiet nights count little; hourly blocks are nearly independent, so
+    the standard errors are honest). Candidate models, each a weighted least-squares fit: a
+    constant level; a line over the whole window; a ramp that began at one or two thirds of the
+    window (flat before); a ramp that ended there (flat since). A model other than the constant
+    needs a slope `z` standard errors from zero and the lowest BIC (a ramp's kink costs one
+    more parameter): a recent ramp is extrapolated at its own pace, not averaged with the
+    flat hours before it, and a finished ramp is not extrapolated at all.
+    """
+    per_block = max(1, round(3600.0 / step))
+    n_blocks = max(3, w // per_block)
+    n_s = rate.shape[1]
+    ok = np.isfinite(rate) & np.isfinite(u) & (u > 0)
+    zero = np.zeros((1, n_s))
+    cr = np.concatenate([zero, np.cumsum(np.where(ok, rate, 0.0), axis=0)])
+    cu = np.concatenate([zero, np.cumsum(np.where(ok, u, 0.0), axis=0)])
+    cn = np.concatenate([zero, np.cumsum(ok, axis=0)])
+    # Blocks along axis 0 (n_blocks, n_o, n_s): sums over it add whole rows, so a column's
+    # result does not depend on how many columns there are, to the last bit.
+    i = np.arange(n_blocks)
+    hi = np.maximum(origins[None, :] + 1 - per_block * i[:, None], 0)
+    lo = np.maximum(hi - per_block, 0)
+    rs, us, ns = cr[hi] - cr[lo], cu[hi] - cu[lo], cn[hi] - cn[lo]
+    good = (ns >= per_block / 2) & (us > 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        q = np.where(good, rs / np.where(good, us, 1.0) - 1.0, 0.0)
+        scale = np.nanmean(np.where(good, us, np.nan), axis=0)
+        wt = np.where(good & (scale > 0), us / scale, 0.0)
+    wt = np.where(np.isfinite(wt), wt, 0.0)
+    hours = -(i + 0.5) * per_block * step / 3600.0  # block centres, hours before the origin
+    x = hours[:, None, None]
+    sw = wt.sum(axis=0)
+    sq = (wt * q).sum(axis=0)
+    sqq = (wt * q * q).sum(axis=0)
+    n_good = good.sum(axis=0)
+    span = n_blocks * per_block * step / 3600.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n_eff = sw**2 / (wt * wt).sum(axis=0)  # Kish's effective number of blocks
+        level = np.where(sw > 0, sq / sw, 0.0)
+        rss0 = np.maximum(sqq - level * sq, 0.0)
+        best_bic = n_eff * np.log(np.maximum(rss0 / sw, 1e-12))
+        var0 = rss0 / np.maximum(n_eff - 1, 1) / sw
+        best = [level, np.zeros_like(level), np.sqrt(var0), np.zeros_like(level)]
+        models = [(-span, "ramp", 0.0)]
+        for c in (-span * 2 / 3, -span / 3):
+            models += [(c, "ramp", 1.0), (c, "ended", 1.0)]
+        for c, kind, kink in models:
+            g = np.maximum(0.0, x - c) if kind == "ramp" else np.minimum(0.0, x - c)
+            g = np.broadcast_to(g, wt.shape)
+            sg = (wt * g).sum(axis=0)
+            sgg = (wt * g * g).sum(axis=0)
+            sgq = (wt * g * q).sum(axis=0)
+            det = sw * sgg - sg * sg
+            beta = (sw * sgq - sg * sq) / det
+            alpha = (sq - beta * sg) / sw
+            rss = np.maximum(sqq - alpha * sq - beta * sgq, 0.0)
+            s2 = rss / np.maximum(n_eff - 2, 1)  # residual variance per unit weight
+            var_beta = s2 * sw / det
+            bic = n_eff * np.log(np.maximum(rss / sw, 1e-12)) + (1.0 + kink) * np.log(n_eff)
+            chosen = (det > 1e-12) & (beta * beta > z * z * var_beta) & (n_good >= 4)
+            chosen &= bic < best_bic
+            g0 = -c if kind == "ramp" else 0.0  # the regressor at the origin
+            var_level = s2 * (1.0 / sw + (g0 - sg / sw) ** 2 * sw / det)
+            per_day = 24.0 if kind == "ramp" else 0.0
+            fitted = [alpha + beta * g0, beta * per_day, np.sqrt(var_level)]
+            fitted.append(np.sqrt(var_beta) * per_day)
+            best_bic = np.where(chosen, bic, best_bic)
+            best = [np.where(chosen, f, b) for f, b in zip(fitted, best, strict=True)]
+    a, b, sa, sb = best
+    return (
+        np.where(np.isfinite(a), a, 0.0),
+        np.where(np.isfinite(b), b, 0.0),
+        np.where(np.isfinite(sa), sa, np.inf),
+        np.where(np.isfinite(sb), sb, np.inf),
+    )
 
 
 def _quantiles_axis0(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -326,3 +327,76 @@ def test_rate_mode_outputs_are_finite_and_ordered(
     for a in (fc.value, fc.lower, fc.upper):
         assert np.isfinite(a).all()
     assert np.all(fc.lower <= fc.value) and np.all(fc.value <= fc.upper)
+
+
+def test_guard_silences_a_crossing_the_trend_cannot_carry() -> None:
+    """The countdown is the point forecast's; the guard only decides whether it is announced."""
+    times = 1000.0 + STEP * np.arange(1, 25)
+    value = np.linspace(90.0, 110.0, 24)[:, None].repeat(2, axis=1)
+    guard = value.copy()
+    guard[:, 0] = 95.0  # with the trend shrunk by its uncertainty, column 0 never crosses
+    guard[:, 1] = np.linspace(90.0, 102.0, 24)  # column 1 still crosses, later
+    fc = Forecast(
+        times,
+        value,
+        value,
+        value,
+        np.array([True, True]),
+        [None, None],
+        1000.0,
+        float(STEP),
+        np.array([90.0, 90.0]),
+        "weekly",
+        guard,
+    )
+    seconds = breach_seconds(fc, threshold=100.0)
+    assert seconds[0] == math.inf
+    point_only = breach_seconds(dataclasses.replace(fc, guard=None), threshold=100.0)
+    assert seconds[1] == point_only[1] < math.inf
+    # Already over the threshold is a breach whatever the guard says.
+    assert breach_seconds(fc, np.array([101.0, 0.0]), threshold=100.0)[0] == 0.0
+
+
+def test_rate_mode_steady_tenants_just_under_their_budget_stay_silent() -> None:
+    """Each tenant's budget 3 % over its own highest rolling spend: weekly swings only, no warning."""
+    data = synth.generate(16, days=14, step_seconds=STEP, end=END + 3 * DAY, seed=21)
+    spend, rate = _spend_and_rate(data)
+    t = np.asarray(data.timestamps)
+    budget = 1.03 * np.nanmax(spend, axis=0)
+    for hours_back in range(0, 72, 3):
+        n = t.size - hours_back * 12
+        history = slice(n - 10 * 288, n)
+        fc = forecast(t[history], spend[history], DAY, step_seconds=STEP, rate=rate[history])
+        for j in range(16):
+            assert breach_seconds(fc, threshold=float(budget[j]))[j] == math.inf, (hours_back, j)
+
+
+@pytest.mark.parametrize("seed", [4, 12])
+def test_rate_mode_times_a_ramp_that_began_hours_ago(seed: int) -> None:
+    """A ramp under a day old is extrapolated at its own pace, not averaged with the flat hours
+    before it: the breach is timed within the hour from 6, 4 and 2 h before, and not warned of
+    before the ramp is clearly under way."""
+    end = END + 4 * DAY
+    start = end - 1.5 * DAY
+    ramp = [
+        synth.Injection("org-03", "ai_cost", "trend_drift", start, start + 1.5 * DAY, 1.0),
+        synth.Injection("org-03", "ai_cost", "level_shift", start + 1.5 * DAY + 1, None, 1.0),
+    ]
+    data = synth.generate(6, days=13, step_seconds=STEP, end=end, seed=seed, injections=ramp)
+    spend, rate = _spend_and_rate(data)
+    t = np.asarray(data.timestamps)
+    before = t < start
+    threshold = 1.2 * float(np.nanmax(spend[before, 2][-2 * 288 :]))
+    lasting = np.convolve(spend[:, 2] >= threshold, np.ones(7), "valid") == 7
+    actual = float(t[np.flatnonzero(lasting)[0]])
+    assert start + 10 * HOUR < actual < start + 30 * HOUR
+    for hours_before in (6, 4, 2):
+        n = int(np.searchsorted(t, actual - hours_before * HOUR)) + 1
+        history = slice(n - 10 * 288, n)
+        fc = forecast(t[history], spend[history], DAY, step_seconds=STEP, rate=rate[history])
+        breach = breach_seconds(fc, threshold=threshold)
+        assert abs(t[n - 1] + breach[2] - actual) < HOUR, hours_before
+    n = int(np.searchsorted(t, start)) + 1
+    history = slice(n - 10 * 288, n)
+    fc = forecast(t[history], spend[history], DAY, step_seconds=STEP, rate=rate[history])
+    assert breach_seconds(fc, threshold=threshold)[2] == math.inf
