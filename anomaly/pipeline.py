@@ -299,7 +299,9 @@ def load_or_fit(
     missing = [i for i, k in enumerate(ids) if k not in column_of]
     pieces: list[AnomalyModel] = []
     if stored is not None and known:
-        pieces.append(stored.model.select(np.array([column_of[ids[i]] for i in known], dtype=int)))
+        columns = np.array([column_of[ids[i]] for i in known], dtype=int)
+        same = np.array_equal(columns, np.arange(stored.model.n_series_))
+        pieces.append(stored.model if same else stored.model.select(columns))
     # Fitting holds about 3 MB of temporaries per series (the forests' growth), so series are
     # fitted FIT_CHUNK_SERIES at a time: memory stays flat whatever the batch size.
     for first in range(0, len(missing), FIT_CHUNK_SERIES):
@@ -312,7 +314,8 @@ def load_or_fit(
         model = model.select(np.argsort(np.array(order)))
     if store is not None and missing:
         fitted_at = stored.fitted_at if stored is not None and known else now
-        store.save(key, model.get_state(), {"keys": ids, "fitted_at": fitted_at, "params": params})
+        state = model.get_state(copy=False)
+        store.save(key, state, {"keys": ids, "fitted_at": fitted_at, "params": params})
     return model, len(missing)
 
 

@@ -234,8 +234,10 @@ class AnomalyModel:
         )
 
     # ------------------------------------------------------------------ state
-    def get_state(self) -> dict[str, np.ndarray]:
-        """All fitted state as numpy arrays (no objects); per-series arrays have the series last."""
+    def get_state(self, copy: bool = True) -> dict[str, np.ndarray]:
+        """All fitted state as numpy arrays (no objects); per-series arrays have the series last.
+
+        ``copy=False`` shares the forests' arrays instead of copying them (for saving)."""
         self._check_fitted()
         state = {
             "model.threshold": np.array(float(self.threshold)),
@@ -244,7 +246,7 @@ class AnomalyModel:
             "model.holdout_seconds": np.array(float(self.holdout_seconds)),
         }
         state.update({f"seasonal.{k}": a for k, a in self.seasonal_.get_state().items()})
-        state.update({f"iforest.{k}": a for k, a in self.iforest_.get_state().items()})
+        state.update({f"iforest.{k}": a for k, a in self.iforest_.get_state(copy).items()})
         return state
 
     @classmethod

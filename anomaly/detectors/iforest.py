@@ -315,28 +315,34 @@ class IsolationForestDetector:
         return e
 
     # ------------------------------------------------------------------ state
-    def get_state(self) -> dict[str, np.ndarray]:
-        """All fitted state as numpy arrays; per-series arrays have the series last."""
+    def get_state(self, copy: bool = True) -> dict[str, np.ndarray]:
+        """All fitted state as numpy arrays; per-series arrays have the series last.
+
+        ``copy=False`` returns the detector's own arrays (for saving or combining them
+        without another copy of the trees, tens of MB for hundreds of series)."""
         self._check_fitted()
-        return {
-            "threshold_factor": np.array(float(self.threshold_factor)),
-            "children_left": self.children_left_.copy(),
-            "children_right": self.children_right_.copy(),
-            "feature": self.feature_.copy(),
-            "threshold": self.threshold_.copy(),
-            "n_node_samples": self.n_node_samples_.copy(),
-            "max_samples": self.max_samples_.copy(),
-            "center": self.center_.copy(),
-            "spread": self.spread_.copy(),
-            "valid": self.valid_.copy(),
-            "reason": self.reason_.copy(),
+        arrays = {
+            "children_left": self.children_left_,
+            "children_right": self.children_right_,
+            "feature": self.feature_,
+            "threshold": self.threshold_,
+            "n_node_samples": self.n_node_samples_,
+            "max_samples": self.max_samples_,
+            "center": self.center_,
+            "spread": self.spread_,
+            "valid": self.valid_,
+            "reason": self.reason_,
         }
+        if copy:
+            arrays = {k: a.copy() for k, a in arrays.items()}
+        return {"threshold_factor": np.array(float(self.threshold_factor)), **arrays}
 
     @classmethod
     def from_state(
         cls, state: Mapping[str, np.ndarray], prefix: str = ""
     ) -> IsolationForestDetector:
-        """Rebuild a fitted detector from :meth:`get_state`.
+        """Rebuild a fitted detector from :meth:`get_state` (arrays already of the stored
+        dtypes are used as they are, not copied).
 
         Raises
         ------
@@ -368,16 +374,16 @@ class IsolationForestDetector:
             raise DataError(f"state `{prefix}spread` and `max_samples` must be positive")
         if not np.all(np.isfinite(a["threshold"])):
             raise DataError(f"state `{prefix}threshold` holds non-finite values")
-        det.children_left_ = a["children_left"].astype(np.int16)
-        det.children_right_ = a["children_right"].astype(np.int16)
-        det.feature_ = a["feature"].astype(np.int8)
-        det.threshold_ = a["threshold"].astype(np.float32)
-        det.n_node_samples_ = a["n_node_samples"].astype(np.int16)
-        det.max_samples_ = a["max_samples"].astype(np.int64)
-        det.center_ = a["center"].astype(np.float64)
-        det.spread_ = a["spread"].astype(np.float64)
-        det.valid_ = a["valid"].astype(bool)
-        det.reason_ = a["reason"].astype(str)
+        det.children_left_ = a["children_left"].astype(np.int16, copy=False)
+        det.children_right_ = a["children_right"].astype(np.int16, copy=False)
+        det.feature_ = a["feature"].astype(np.int8, copy=False)
+        det.threshold_ = a["threshold"].astype(np.float32, copy=False)
+        det.n_node_samples_ = a["n_node_samples"].astype(np.int16, copy=False)
+        det.max_samples_ = a["max_samples"].astype(np.int64, copy=False)
+        det.center_ = a["center"].astype(np.float64, copy=False)
+        det.spread_ = a["spread"].astype(np.float64, copy=False)
+        det.valid_ = a["valid"].astype(bool, copy=False)
+        det.reason_ = a["reason"].astype(str, copy=False)
         return det
 
     def check_n_features(self, n_features: int) -> None:
@@ -389,14 +395,14 @@ class IsolationForestDetector:
 
     def select(self, columns: np.ndarray) -> IsolationForestDetector:
         """A fitted detector restricted to ``columns`` (indices or boolean mask)."""
-        return type(self).from_state(select_columns(self.get_state(), _FIELDS, columns))
+        return type(self).from_state(select_columns(self.get_state(copy=False), _FIELDS, columns))
 
     @classmethod
     def concat(cls, detectors: list[IsolationForestDetector]) -> IsolationForestDetector:
         """Fitted detectors side by side, series in order (trees padded to a common size)."""
         if not detectors:
             raise ValueError("`detectors` must not be empty")
-        states = [d.get_state() for d in detectors]
+        states = [d.get_state(copy=False) for d in detectors]  # padding and concat copy
         n_nodes = max(s["feature"].shape[1] for s in states)
         for s in states:
             pad = n_nodes - s["feature"].shape[1]
