@@ -7,6 +7,7 @@ Pushgateway or model store), 2 bad config or usage. Errors print one line, never
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -16,18 +17,27 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from anomaly import __version__
 from anomaly.config import Config, load_config
 from anomaly.errors import AnomalyError, ConfigError, DataError
 
 if TYPE_CHECKING:
+    from anomaly.offline import OfflineOptions
     from anomaly.pipeline import Shard
 
 log = logging.getLogger("anomaly")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+#: `--decision` of score-csv and evaluate (anomaly.offline.OfflineOptions.decision).
+DECISION: dict[str, Any] = {
+    "choices": ["alert", "job"],
+    "default": "alert",
+    "help": "alert: flag the rows that open an alert (a page), the default; "
+    "job: every row the job's anomaly_detected rule flags",
+}
 
 
 def _setup_logging(level: str) -> None:
@@ -157,6 +167,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _offline_options(config: Config | None, decision: str) -> OfflineOptions:
+    from anomaly.offline import OfflineOptions
+
+    return dataclasses.replace(OfflineOptions.from_config(config), decision=decision)
+
+
 def cmd_score_csv(args: argparse.Namespace) -> int:
     from anomaly.offline import score_csv
 
@@ -164,7 +180,7 @@ def cmd_score_csv(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else None
     t0 = time.perf_counter()
     try:
-        out = score_csv(args.input, args.output, config=config)
+        out = score_csv(args.input, args.output, options=_offline_options(config, args.decision))
     except DataError as e:  # bad input is a usage error: one line, exit 2
         print(f"anomaly: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -174,7 +190,6 @@ def cmd_score_csv(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from anomaly.evaluate import evaluate, format_table
-    from anomaly.offline import OfflineOptions
 
     _setup_logging(args.log_level or "WARNING")
     config = load_config(args.config) if args.config else None
@@ -183,7 +198,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             args.data_dir,
             args.labels,
             profile=args.profile,
-            options=OfflineOptions.from_config(config),
+            options=_offline_options(config, args.decision),
             jobs=args.jobs,
         )
     except DataError as e:  # bad input is a usage error: one line, exit 2
@@ -238,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("input")
     sc.add_argument("--output", "-o", help="output CSV (default: standard output)")
     sc.add_argument("--config", "-c", help="config file for detection settings")
+    sc.add_argument("--decision", **DECISION)
     sc.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sc.set_defaults(func=cmd_score_csv)
 
@@ -251,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--output", "-o", help="write per-file and per-category figures as CSV")
     ev.add_argument("--config", "-c", help="config file for detection settings")
+    ev.add_argument("--decision", **DECISION)
     ev.add_argument("--jobs", "-j", type=int, help="worker processes (default: CPU count)")
     ev.add_argument("--summary", action="store_true", help="categories and overall only")
     ev.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

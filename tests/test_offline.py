@@ -393,3 +393,21 @@ def test_empty_values_are_gaps_and_a_short_file_is_all_warm_up(tmp_path: Path) -
     got = pd.read_csv(io.StringIO(scored_text(path)))
     assert len(got) == 3
     assert (got["score"] == 0).all() and got["expected"].isna().all()
+
+
+def test_cli_decision_flag_picks_alerts_or_the_job_s_rows(tmp_path: Path) -> None:
+    """`--decision job` flags every row of a lasting shift, the default only its first."""
+    t, v = daily_series(10 * 48, 1800.0, seed=5)
+    shift_at = 8 * 48 + 10
+    v[shift_at:] += 40  # a shift that lasts to the end of the file
+    path = write_csv(tmp_path / "shift.csv", t, v)
+    flags = {}
+    for decision in ("alert", "job"):
+        out = tmp_path / f"{decision}.csv"
+        assert main(["score-csv", str(path), "--decision", decision, "-o", str(out)]) == 0
+        table = pd.read_csv(out)
+        flags[decision] = np.flatnonzero(table["is_anomaly"].to_numpy() == 1)
+        api = scored_text(path, OfflineOptions(decision=decision))
+        assert out.read_text() == api  # the flag maps to OfflineOptions.decision
+    assert flags["alert"].tolist() == [shift_at]
+    assert len(flags["job"]) > 10 and shift_at in flags["job"]
