@@ -49,7 +49,7 @@ entering)``. Only the rate is forecast, as its seasonal reference times
 * the slope is held after ``trend_horizon_seconds`` (a ramp seldom runs on for a whole day).
 
 The band comes from the forecaster's own walk-forward errors: the same computation from every
-15-minute origin of the last ``calibration_seconds`` is compared with what followed, and the
+half-hourly origin of the last ``calibration_seconds`` is compared with what followed, and the
 empirical quantiles of the ratio errors at each lead (vectorised over origins, leads and
 series) scale the point forecast; leads seen from too few origins grow the widths of the
 longest well-seen lead by the square root of the lead. Beside it, :attr:`Forecast.guard` is the
@@ -77,6 +77,8 @@ SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
 
 SEASONS = ("auto", "weekly", "daily")
 LEVEL_HALF_SECONDS = 6 * 3600.0
+CALIBRATION_STRIDE_SECONDS = 1800.0
+"""Rate mode: spacing of the walk-forward origins whose errors calibrate the band."""
 """Rate mode: the week-ago level of the reference is read over this many seconds either side."""
 DIRECTIONS = ("above", "below")
 
@@ -146,7 +148,7 @@ def forecast(
     trend_seconds: float = 1.5 * SECONDS_PER_DAY,
     trend_z: float = 3.0,
     trend_horizon_seconds: float = 8 * 3600.0,
-    calibration_seconds: float = 2 * SECONDS_PER_DAY,
+    calibration_seconds: float = 4 * SECONDS_PER_DAY,
     guard_z: float = 1.0,
 ) -> Forecast:
     """Forecast every column of `values` to `horizon_seconds` past the newest time.
@@ -558,8 +560,12 @@ def _reference(
     return np.where(np.isfinite(weekly), weekly, by_day)
 
 
-def _shape_profile(t: np.ndarray, y: np.ndarray, step: float, per_day: int) -> np.ndarray:
-    """Median time-of-day shape of ``y`` relative to each day's mean, ``(per_day, n_s)``.
+def _shape_profile(
+    t: np.ndarray, y: np.ndarray, step: float, per_day: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Median time-of-day shape of ``y`` relative to each day's mean, and the median day's mean.
+
+    Shapes ``(per_day, n_s)`` and ``(n_s,)``.
 
     Dividing by the day's mean keeps a multiplicative change of level (a weekend, a drift) out
     of the shape; the median over days keeps one odd day out. Lightly smoothed; NaN if unseen.
@@ -582,18 +588,23 @@ def _shape_profile(t: np.ndarray, y: np.ndarray, step: float, per_day: int) -> n
         warnings.simplefilter("ignore", RuntimeWarning)
         rel = np.where(full, days / np.where(full, mean, 1.0), np.nan)
         profile = np.nanmedian(rel, axis=0)
+        typical = np.nanmedian(np.where(full, mean, np.nan), axis=0)[0]
     half = min(2, per_day // 2)
     if half:
         stacked = np.stack([np.roll(profile, s, axis=0) for s in range(-half, half + 1)])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             profile = np.nanmean(stacked, axis=0)
-    return np.asarray(profile)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        typical = np.where(np.isfinite(typical), typical, np.nanmean(y, axis=0))
+    return np.asarray(profile), np.asarray(typical)
 
 
 def _profile_reference(
     y: np.ndarray,
-    daily: np.ndarray,
+    shape: np.ndarray,
+    typical: np.ndarray,
     t: np.ndarray,
     step: float,
     per_day: int,
@@ -603,31 +614,39 @@ def _profile_reference(
     season: str,
     half: int,
 ) -> np.ndarray:
-    """The daily profile scaled by the week-ago level, at indices ``lo..hi-1``; ``(hi-lo, n_s)``.
+    """The time-of-day `shape` scaled by an earlier level of `y`, at indices ``lo..hi-1``.
 
-    The level is ``sum(y) / sum(profile)`` over ``+-half`` points around the same time one
-    week earlier (the newest week whose window lies in the past): many points' worth of noise
-    averaged, where a week-ago value itself carries one point's.
+    Returns shape ``(hi - lo, n_s)``. The level is ``sum(y) / sum(shape)`` over ``+-half``
+    points around the same time one week earlier (``weekly``; the newest week whose window
+    lies in the past): many points' worth of noise averaged, where a week-ago value carries one
+    point's. Where that week is not in the history (and in ``daily`` mode) the `typical`
+    level stands in (shape ``(n_s,)``; the median day's mean): a day-ago level would turn every
+    Monday into a jump from the weekend.
     """
     n_t, n_s = y.shape
     idx = np.arange(lo, hi)
     start_slot = int(round((t[0] % SECONDS_PER_DAY) / step))
-    prof = daily[(start_slot + idx) % per_day]
-    if season == "daily":
-        return prof
-    all_prof = daily[(start_slot + np.arange(n_t)) % per_day]
+    prof = shape[(start_slot + idx) % per_day]
+    all_prof = shape[(start_slot + np.arange(n_t)) % per_day]
     ok = np.isfinite(y) & np.isfinite(all_prof)
-    cy = np.concatenate([np.zeros((1, n_s)), np.cumsum(np.where(ok, y, 0.0), axis=0)])
-    cp = np.concatenate([np.zeros((1, n_s)), np.cumsum(np.where(ok, all_prof, 0.0), axis=0)])
-    cn = np.concatenate([np.zeros((1, n_s)), np.cumsum(ok, axis=0)])
-    weeks_back = np.maximum(1, -((n_t - 1 - half - idx) // per_week))
-    src = idx - per_week * weeks_back
-    a = np.clip(src - half, 0, n_t)
-    b = np.clip(src + half + 1, 0, n_t)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        level = (cy[b] - cy[a]) / (cp[b] - cp[a])
-        seen = (cn[b] - cn[a]) >= half
-    level = np.where(seen & np.isfinite(level), level, 1.0)
+    zero = np.zeros((1, n_s))
+    cy = np.concatenate([zero, np.cumsum(np.where(ok, y, 0.0), axis=0)])
+    cp = np.concatenate([zero, np.cumsum(np.where(ok, all_prof, 0.0), axis=0)])
+    cn = np.concatenate([zero, np.cumsum(ok, axis=0)])
+
+    def level_back(lag: int) -> np.ndarray:
+        back = np.maximum(1, -((n_t - 1 - half - idx) // lag))  # newest lag fully in the past
+        src = idx - lag * back
+        a = np.clip(src - half, 0, n_t)
+        b = np.clip(src + half + 1, 0, n_t)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            level = (cy[b] - cy[a]) / (cp[b] - cp[a])
+        return np.where(((cn[b] - cn[a]) >= half) & np.isfinite(level), level, np.nan)
+
+    level = np.broadcast_to(typical, prof.shape)
+    if season == "weekly":
+        level_week = level_back(per_week)
+        level = np.where(np.isnan(level_week), level, level_week)
     return np.asarray(prof * level)
 
 
@@ -699,9 +718,12 @@ def _forecast_rolling(
     n_calib = max(0, round(calibration_seconds / step))
     cap = max(1, round(trend_horizon_seconds / step))
     lo = max(0, n_t - 1 - n_calib - w)
-    shape = _shape_profile(t, rate, step, per_day)
+    shape, typical = _shape_profile(t, rate, step, per_day)
+    shape = np.where(np.isfinite(shape), shape, 1.0)  # a slot never seen: the day's mean
     half = max(1, round(LEVEL_HALF_SECONDS / step))
-    u = _profile_reference(rate, shape, t, step, per_day, per_week, lo, n_t + n_h, season, half)
+    u = _profile_reference(
+        rate, shape, typical, t, step, per_day, per_week, lo, n_t + n_h, season, half
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         typical = np.nanmedian(rate[max(0, n_t - per_day) :], axis=0)
@@ -754,7 +776,7 @@ def _forecast_rolling(
 
     # Walk-forward errors: forecasts from past origins against what happened, as ratios.
     first = lo + w
-    stride = max(1, round(900.0 / step))
+    stride = max(1, round(CALIBRATION_STRIDE_SECONDS / step))
     origins = np.arange(n_t - 2, first - 1, -stride)[::-1]
     q_lo = np.full((n_h, n_s), np.nan)
     q_hi = np.full((n_h, n_s), np.nan)

@@ -400,3 +400,22 @@ def test_rate_mode_times_a_ramp_that_began_hours_ago(seed: int) -> None:
     history = slice(n - 10 * 288, n)
     fc = forecast(t[history], spend[history], DAY, step_seconds=STEP, rate=rate[history])
     assert breach_seconds(fc, threshold=threshold)[2] == math.inf
+
+
+@pytest.mark.parametrize("days", [3.5, 6.0, 12.0])  # day-ago level, then week-ago level
+def test_rate_mode_follows_a_steady_weekday_spend_whatever_the_history(days: float) -> None:
+    """Under a week of history the reference's level is the median day's (weekends cannot be
+    told from trends there, so only most tenants are close); with more, the week-ago level."""
+    data = synth.generate(8, days=days + 2, step_seconds=STEP, end=END + 5 * DAY, seed=17)
+    spend, rate = _spend_and_rate(data)
+    t = np.asarray(data.timestamps)
+    n = t.size - 288
+    history = slice(n - int(days * 288) + 288, n)  # the first day of sums is NaN
+    fc = forecast(t[history], spend[history], DAY, step_seconds=STEP, rate=rate[history])
+    actual = spend[n : n + 288]
+    assert fc.valid.all()
+    worst = np.max(np.abs(fc.value / actual - 1.0), axis=0)
+    assert np.median(worst) < 0.06
+    if fc.season == "weekly":
+        assert np.max(worst) < 0.05
+        assert np.mean((fc.lower <= actual) & (actual <= fc.upper)) > 0.75
