@@ -38,7 +38,8 @@ entering)``. Only the rate is forecast, as its seasonal reference times
 
 * the reference is the tenant's median time-of-day shape (each day divided by its mean, so
   weekends and drifts do not bend it) scaled by the rate's level around the same time one week
-  earlier (over +-``LEVEL_HALF_SECONDS``): a week-ago value alone carries one point's noise;
+  earlier (over +-``LEVEL_HALF_SECONDS``): a week-ago value alone carries one point's noise.
+  Without that week in the history (and in ``daily`` mode), the median day's level;
 * the level and slope are fitted to the hourly ratios ``rate / reference`` of the last
   ``trend_seconds``, weighted by the reference (quiet nights count little). Besides a constant
   and a line, the fit tries a ramp that began a third or two thirds into the window and a ramp
