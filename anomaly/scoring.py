@@ -160,8 +160,11 @@ class AnomalyModel:
         """Number of series the model was fitted on."""
         return int(self.seasonal_.valid_.shape[0])
 
-    def _evidence(self, t: np.ndarray, v: np.ndarray) -> np.ndarray:
+    def _evidence(self, t: np.ndarray, v: np.ndarray, n_eval: int | None = None) -> np.ndarray:
+        """Evidence of the newest ``n_eval`` rows (all when None); older rows are history."""
         feats = self.seasonal_.features(t, v)
+        if n_eval is not None:
+            feats = feats[-n_eval:]
         ev = self.seasonal_.evidence(feats)
         if self.use_iforest:
             ev = np.maximum(ev, self.iforest_.evidence(feats))
@@ -192,7 +195,7 @@ class AnomalyModel:
             )
         start = max(0, t.shape[0] - n_eval - _HISTORY_ROWS)
         t, v = t[start:], v[start:]
-        ev = self._evidence(t, v)[-n_eval:]
+        ev = self._evidence(t, v, n_eval)
         expected, lower, upper = self.seasonal_.bands(t[-n_eval:])
         return self._result(ev, expected, lower, upper)
 

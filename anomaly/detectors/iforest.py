@@ -234,35 +234,18 @@ class IsolationForestDetector:
             raise ValueError(
                 f"`features` has {n_s} series, the model was fitted on {self.valid_.shape[0]}"
             )
-        rows_per_chunk = max(1, _WALKS_PER_CHUNK // max(1, self.feature_.shape[0] * n_s))
-        if n_t > rows_per_chunk:
-            return np.concatenate(
-                [
-                    self.isolation_score(features[i : i + rows_per_chunk])
-                    for i in range(0, n_t, rows_per_chunk)
-                ]
-            )
-        x = np.nan_to_num(features, nan=0.0, posinf=1e6, neginf=-1e6).astype(np.float32)
-        go_left, go_right, feature_at, thr, leaf_depth = self._walk_arrays()
         n_trees, n_nodes, _ = self.feature_.shape
-        # Every (row, tree, series) walks from its tree's root; positions index the flattened
-        # (n_trees, n_nodes, n_series) arrays, leaves point to themselves.
-        pos = np.broadcast_to(
-            ((np.arange(n_trees) * n_nodes * n_s)[:, None] + np.arange(n_s)[None, :])[None],
-            (n_t, n_trees, n_s),
-        ).copy()
-        row_base = (np.arange(n_t) * x.shape[1] * n_s)[:, None, None]
-        x_flat = x.ravel()
-        steps = np.zeros((n_t, n_trees, n_s), dtype=np.int16)
-        for _ in range(n_nodes):
-            xv = x_flat[row_base + feature_at[pos]]
-            nxt = np.where(xv <= thr[pos], go_left[pos], go_right[pos])
-            moved = nxt != pos
-            if not moved.any():
-                break
-            steps += moved
-            pos = nxt
-        depth = steps + leaf_depth[pos]
+        if n_t == 0:
+            return np.zeros((0, n_s))
+        x = np.nan_to_num(features, nan=0.0, posinf=1e6, neginf=-1e6).astype(np.float32)
+        rows_per_chunk = max(1, _WALKS_PER_CHUNK // max(1, n_trees * n_s))
+        # Many rows (fitting, backtests): flat walk arrays pay for themselves (about 36 bytes
+        # a node, built per call). A few rows (a run scoring its newest points): walk the
+        # stored arrays as they are.
+        walk = self._walk_arrays() if n_t * 8 >= n_nodes else None
+        depth = np.concatenate(
+            [self._depths(x[i : i + rows_per_chunk], walk) for i in range(0, n_t, rows_per_chunk)]
+        )
         mean_depth = depth.mean(axis=1)
         denom = average_path_length(self.max_samples_)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -271,13 +254,10 @@ class IsolationForestDetector:
         return out
 
     def _walk_arrays(self) -> tuple[np.ndarray, ...]:
-        """Flat per-node arrays for :meth:`isolation_score`, built once per fitted state:
-        left and right child positions (a leaf's are its own), ``feature * n_series + series``
-        (the offset of the node's feature in a row of features), the threshold, and the
-        average path length below the node (the leaf's depth correction)."""
-        cached = getattr(self, "_walk", None)
-        if cached is not None and cached[0] is self.children_left_:
-            return tuple(cached[1:])
+        """Flat per-node arrays for :meth:`_depths`: left and right child positions (a leaf's
+        are its own), ``feature * n_series + series`` (the offset of the node's feature in a
+        row of features), the threshold, and the average path length below the node (the
+        leaf's depth correction)."""
         n_trees, n_nodes, n_s = self.feature_.shape
         left = self.children_left_.astype(np.int64)
         right = self.children_right_.astype(np.int64)
@@ -287,15 +267,54 @@ class IsolationForestDetector:
         right = np.where(inner & (right >= 0), right, left)
         series = np.arange(n_s)[None, None, :]
         base = (np.arange(n_trees) * n_nodes * n_s)[:, None, None] + series
-        arrays = (
+        return (
             (base + left * n_s).ravel(),
             (base + right * n_s).ravel(),
             (self.feature_.astype(np.int64) * n_s + series).ravel(),
             np.where(inner, self.threshold_, np.float32(0)).ravel(),
             average_path_length(self.n_node_samples_.ravel()),
         )
-        self._walk = (self.children_left_, *arrays)
-        return arrays
+
+    def _depths(self, x: np.ndarray, walk: tuple[np.ndarray, ...] | None) -> np.ndarray:
+        """Path length of every (row, tree, series) of float32 features ``x``, with the
+        leaf's average-path correction; through ``walk`` (:meth:`_walk_arrays`) or, when
+        None, the stored arrays."""
+        n_t, _, n_s = x.shape
+        n_trees, n_nodes, _ = self.feature_.shape
+        tree_base = (np.arange(n_trees) * n_nodes * n_s)[None, :, None]
+        series = np.arange(n_s)[None, None, :]
+        steps = np.zeros((n_t, n_trees, n_s), dtype=np.int16)
+        if walk is None:
+            left, right = self.children_left_.ravel(), self.children_right_.ravel()
+            feat, thr = self.feature_.ravel(), self.threshold_.ravel()
+            node = np.zeros((n_t, n_trees, n_s), dtype=np.int64)
+            rows = np.arange(n_t)[:, None, None]
+            for _ in range(n_nodes):
+                flat = tree_base + node * n_s + series
+                child = left[flat].astype(np.int64)
+                inner = child >= 0
+                if not inner.any():
+                    break
+                xv = x[rows, feat[flat], series]
+                node = np.where(inner, np.where(xv <= thr[flat], child, right[flat]), node)
+                steps += inner
+            leaf = tree_base + node * n_s + series
+            return steps + average_path_length(self.n_node_samples_.ravel()[leaf])
+        go_left, go_right, feature_at, thr, leaf_depth = walk
+        # Positions index the flattened (n_trees, n_nodes, n_series) arrays; leaves point to
+        # themselves, so a finished walk stops moving.
+        pos = np.broadcast_to(tree_base + series, (n_t, n_trees, n_s)).copy()
+        row_base = (np.arange(n_t) * x.shape[1] * n_s)[:, None, None]
+        x_flat = x.ravel()
+        for _ in range(n_nodes):
+            xv = x_flat[row_base + feature_at[pos]]
+            nxt = np.where(xv <= thr[pos], go_left[pos], go_right[pos])
+            moved = nxt != pos
+            if not moved.any():
+                break
+            steps += moved
+            pos = nxt
+        return steps + leaf_depth[pos]
 
     def evidence(self, features: np.ndarray) -> np.ndarray:
         """Evidence from the isolation score; 1 = at the decision threshold.
