@@ -45,15 +45,18 @@ from anomaly.detectors.features import (
     concat_columns,
     from_model_space,
     is_repeat,
+    median_sorted,
     n_slots_per_day,
     nanmedian0,
     nanquantile0,
+    quantile_sorted,
     rolling_nanmean,
     run_surprise,
     sanitize,
     scalar,
     select_columns,
     sliding_stack,
+    sorted_last,
     to_model_space,
 )
 from anomaly.errors import DataError
@@ -673,10 +676,11 @@ def _fit_scale(
     absres = np.abs(grid - _grid_expected(profile, type_grid, n_slots))
     stack = sliding_stack(absres, ks).reshape(2 * ks + 1, n_days, n_slots, n_s)
     pooled = stack.reshape((2 * ks + 1) * n_days, n_slots, n_s)
-    local = _MAD_TO_SIGMA * nanmedian0(pooled)
+    ordered = sorted_last(pooled)  # one sort for the median and the 95th percentile
+    local = _MAD_TO_SIGMA * median_sorted(ordered)
     # Sparse counts (many exact zeros): the median deviation collapses at quiet hours while
     # single events are routine there; the 95th percentile of |r| keeps that spread.
-    local = np.where(sparse, np.maximum(local, nanquantile0(pooled, 0.95) / 1.96), local)
+    local = np.where(sparse, np.maximum(local, quantile_sorted(ordered, 0.95) / 1.96), local)
     glob = _MAD_TO_SIGMA * nanmedian0(absres)
     count = np.sum(np.isfinite(absres), axis=0)
     mean_abs = np.nansum(absres, axis=0) / np.maximum(count, 1) * 1.2533

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 from _synthetic import make_panel
+from hypothesis import given
+from hypothesis import strategies as st
 
+from anomaly.detectors.features import (
+    median_sorted,
+    nanmedian0,
+    nanquantile0,
+    quantile_sorted,
+    sorted_last,
+)
 from anomaly.detectors.seasonal import SeasonalDetector
 from anomaly.scoring import AnomalyModel
 
@@ -73,3 +82,21 @@ def test_score_history_is_causal() -> None:
     cut = 1500
     part = model.score_history(times[:cut], values[:cut]).score
     np.testing.assert_allclose(full[:cut], part, rtol=1e-9, atol=1e-12)
+
+
+@given(
+    st.integers(1, 9),
+    st.integers(1, 4),
+    st.floats(0, 1),
+    st.integers(0, 2**32 - 1),
+)
+def test_sorted_median_and_quantile_equal_the_unsorted_ones(
+    n: int, cols: int, q: float, seed: int
+) -> None:
+    """One sort serves median and quantile (the noise scale's fit) with the same results."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(n, 3, cols))
+    a[rng.random(a.shape) < 0.3] = np.nan
+    s = sorted_last(a)
+    np.testing.assert_array_equal(median_sorted(s), nanmedian0(a))
+    np.testing.assert_array_equal(quantile_sorted(s, q), nanquantile0(a, q))
