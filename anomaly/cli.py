@@ -24,8 +24,8 @@ from anomaly.config import Config, load_config
 from anomaly.errors import AnomalyError, ConfigError, DataError
 
 if TYPE_CHECKING:
+    from anomaly.batching import Shard
     from anomaly.offline import OfflineOptions
-    from anomaly.pipeline import Shard
 
 log = logging.getLogger("anomaly")
 
@@ -82,7 +82,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def _shard(text: str | None, environ: Mapping[str, str]) -> Shard:
     """``--shard INDEX/COUNT``, else a Kubernetes Indexed Job's ``JOB_COMPLETION_INDEX`` with
     ``ANOMALY_SHARDS`` as COUNT, else unsharded."""
-    from anomaly.pipeline import Shard
+    from anomaly.batching import Shard
 
     try:
         if text:

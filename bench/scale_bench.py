@@ -124,8 +124,9 @@ def _read_batch(index: int) -> int:
 
 def _child(phase: str, config_path: str, now: float, workers: int) -> dict[str, Any]:
     """Run one phase in this (fresh) process; return its figures."""
+    from anomaly.batching import plan_batches
     from anomaly.config import load_config
-    from anomaly.pipeline import plan_batches, run_once
+    from anomaly.pipeline import run_once
     from anomaly.source import PrometheusSource
 
     config = load_config(config_path)

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from anomaly.batching import Shard, plan_batches, tenant_hash
 from anomaly.cli import _shard
 from anomaly.config import ScaleConfig, config_from_dict
 from anomaly.errors import ConfigError
-from anomaly.pipeline import Shard, plan_batches, tenant_hash
 from anomaly.source import (
     regex_escape_label_value,
     restrict_query,
