@@ -581,6 +581,33 @@ class BatchResult:
     seconds: float = 0.0
 
 
+def _metric_outcome(
+    config: Config,
+    plan: BatchPlan,
+    index: int,
+    mc: MetricConfig,
+    *,
+    now: float,
+    source: PrometheusSource,
+    store: ModelStore | None,
+) -> MetricOutcome:
+    """One metric of one batch: refused by the plan, empty, or scored."""
+    tenants = None if plan.batches is None else plan.batches[index]
+    if mc.name in plan.failed:
+        return MetricOutcome(mc, error=plan.failed[mc.name], query_failed=True)
+    if tenants is not None and not tenants:
+        return MetricOutcome(mc)
+    return score_metric(
+        config,
+        mc,
+        now=now,
+        source=source,
+        store=store,
+        tenants=tenants,
+        store_key=plan.store_key(mc.name, index),
+    )
+
+
 def process_batch(
     config: Config,
     plan: BatchPlan,
@@ -590,30 +617,19 @@ def process_batch(
     source: PrometheusSource,
     store: ModelStore | None,
     keep_frames: bool = True,
+    outcomes: list[MetricOutcome] | None = None,
 ) -> BatchResult:
-    """Fetch, fit or reuse, score and forecast every metric for one batch's tenants."""
+    """Fetch, fit or reuse, score and forecast every metric for one batch's tenants
+    (``outcomes``: the metrics already scored, e.g. in parallel), and assemble the samples."""
     t0 = time.perf_counter()
-    tenants = None if plan.batches is None else plan.batches[index]
+    if outcomes is None:
+        outcomes = [
+            _metric_outcome(config, plan, index, mc, now=now, source=source, store=store)
+            for mc in config.metrics
+        ]
     samples: list[Sample] = []
     findings: list[Finding] = []
-    outcomes: list[MetricOutcome] = []
-    for mc in config.metrics:
-        if mc.name in plan.failed:
-            outcomes.append(MetricOutcome(mc, error=plan.failed[mc.name], query_failed=True))
-            continue
-        if tenants is not None and not tenants:
-            outcomes.append(MetricOutcome(mc))
-            continue
-        outcome = score_metric(
-            config,
-            mc,
-            now=now,
-            source=source,
-            store=store,
-            tenants=tenants,
-            store_key=plan.store_key(mc.name, index),
-        )
-        outcomes.append(outcome)
+    for mc, outcome in zip(config.metrics, outcomes, strict=True):
         if outcome.frame is not None and outcome.result is not None:
             s, f = _samples_for(config, mc, outcome.frame, outcome.result)
             samples.extend(s)
@@ -674,6 +690,22 @@ def _batch_in_worker(index: int) -> BatchResult:
     return result
 
 
+def _metric_in_worker(i: int) -> MetricOutcome:
+    config: Config = _WORKER["config"]
+    with PrometheusSource(config.prometheus) as source:
+        outcome = _metric_outcome(
+            config,
+            _WORKER["plan"],
+            0,
+            config.metrics[i],
+            now=_WORKER["now"],
+            source=source,
+            store=_WORKER["store"],
+        )
+    outcome.metric = None  # type: ignore[assignment]  # the parent puts it back
+    return outcome
+
+
 def _batch_results(
     config: Config,
     plan: BatchPlan,
@@ -683,9 +715,11 @@ def _batch_results(
     store: ModelStore | None,
     workers: int,
 ) -> Iterator[BatchResult]:
-    """Every batch's result in batch order, from ``workers`` processes when more than one."""
+    """Every batch's result in batch order, from ``workers`` processes when more than one:
+    batches side by side, or, for a run of one batch, its metrics side by side."""
     single = plan.n_batches == 1
-    if workers <= 1 or single:
+    n_metrics = len(config.metrics)
+    if workers <= 1 or (single and n_metrics == 1):
         for i in range(plan.n_batches):
             yield process_batch(
                 config, plan, i, now=now, source=source, store=store, keep_frames=single
@@ -697,9 +731,17 @@ def _batch_results(
     _WORKER.update(config=config, plan=plan, now=now, store=store)
     try:
         with ProcessPoolExecutor(
-            max_workers=min(workers, plan.n_batches),
+            max_workers=min(workers, n_metrics if single else plan.n_batches),
             mp_context=multiprocessing.get_context("fork"),
         ) as pool:
+            if single:
+                outcomes = list(pool.map(_metric_in_worker, range(n_metrics)))
+                for o, mc in zip(outcomes, config.metrics, strict=True):
+                    o.metric = mc
+                yield process_batch(
+                    config, plan, 0, now=now, source=source, store=store, outcomes=outcomes
+                )
+                return
             for result in pool.map(_batch_in_worker, range(plan.n_batches)):
                 for o, mc in zip(result.outcomes, config.metrics, strict=True):
                     o.metric = mc

@@ -147,3 +147,35 @@ def test_batched_read_pushes_what_a_whole_read_does(
     batched.write_text(yaml.safe_dump(yaml_raw))
     run(batched, "--at", str(ds.end))
     assert {m for _, m in scores(s, "batched", "anomaly_score")} == {"latency_p95"}
+
+
+def test_one_batch_with_workers_scores_its_metrics_side_by_side_alike(
+    stack: tuple[devstack.Stack, synth.Dataset], tmp_path: Path
+) -> None:
+    """A run of one batch spreads its metrics over the workers; it pushes what one process
+    pushes, and its summary still lists every metric."""
+    s, ds = stack
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one = config_for(tmp_path / "one", s, "one-process")
+    two = config_for(tmp_path / "two", s, "two-workers", workers=2)
+    out_one = run(one, "--at", str(ds.end))
+    out_two = run(two, "--at", str(ds.end))
+    assert "batches" not in out_two  # one batch
+    for name in ("anomaly_score", "anomaly_expected_value"):
+        a, b = scores(s, "one-process", name), scores(s, "two-workers", name)
+        assert a and a.keys() == b.keys()
+        for key in a:
+            assert b[key] == pytest.approx(a[key], rel=1e-12), (name, key)
+
+    def health(job: str) -> dict[str, float]:
+        return {
+            m["labels"][TENANT]: float(m["value"])
+            for g in groups(s, job)
+            if "anomaly_health_score" in g
+            for m in g["anomaly_health_score"]["metrics"]
+        }
+
+    assert health("two-workers") == health("one-process") and len(health("one-process")) == 6
+    assert out_one.splitlines()[0].split(" in ")[0] == out_two.splitlines()[0].split(" in ")[0]
+    assert len(list((tmp_path / "two" / "models").glob("*.npz"))) == len(METRICS)
