@@ -406,7 +406,7 @@ def forecast(
     lead = (k / per_day)[:, None]
     sd = np.sqrt(sigma_noise**2 + sigma_day**2 * (lead + lead**2))
     sd = np.where(positive, np.abs(ref_future) * sd, sd)
-    sd = np.sqrt(sd**2 + (1e-6 * np.maximum(1.0, np.abs(point))) ** 2)
+    sd = np.hypot(sd, 1e-6 * np.maximum(1.0, np.abs(point)))  # no overflow near 1e300
     value[:, cols] = point
     lower[:, cols] = point - z * sd
     upper[:, cols] = point + z * sd

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -419,3 +420,16 @@ def test_rate_mode_follows_a_steady_weekday_spend_whatever_the_history(days: flo
     if fc.season == "weekly":
         assert np.max(worst) < 0.05
         assert np.mean((fc.lower <= actual) & (actual <= fc.upper)) > 0.75
+
+
+def test_huge_values_give_finite_forecasts_without_overflow_warnings() -> None:
+    """A series near 1e300 (a broken exporter): the band's floor must not overflow."""
+    t = grid(4)
+    rng = np.random.default_rng(3)
+    y = 1e300 * (1.0 + 0.01 * rng.normal(size=t.size))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        fc = forecast(t, y, DAY, step_seconds=STEP)
+    value, lower, upper = fc.at(DAY)
+    assert fc.valid.all() and np.isfinite(value).all()
+    assert lower[0] <= value[0] <= upper[0]
