@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -216,10 +217,8 @@ def write_world(path: Path, end: float) -> synth.Dataset:
 def run_world() -> Iterator[World]:
     """A Pushgateway and a Prometheus holding :func:`write_world`'s data and scraping it."""
     end = math.floor((time.time() - 600) / STEP) * STEP
-    with (
-        devstack.run_pushgateway() as pushgateway,
-        devstack._tempdir("anomaly-faults-") as workdir,
-    ):
+    with tempfile.TemporaryDirectory(prefix="anomaly-faults-") as tmp:
+        workdir = Path(tmp)
         data = workdir / "data"
         data.mkdir()
         source = workdir / "world.om"
@@ -241,22 +240,13 @@ def run_world() -> Iterator[World]:
         )
         if result.returncode != 0:
             raise devstack.DevstackError(f"promtool failed: {result.stderr[-2000:]}")
-        config_path = workdir / "prometheus.yml"
-        config_path.write_text(
-            yaml.safe_dump(devstack.prometheus_config(pushgateway_url=pushgateway.url))
-        )
-        binary = devstack.find_binary("prometheus")
-
-        def args(port: int) -> list[str]:
-            return [
-                binary,
-                f"--config.file={config_path}",
-                f"--storage.tsdb.path={data}",
-                "--storage.tsdb.retention.time=30d",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ]
-
-        with devstack._run_server("prometheus", args, workdir, ready_timeout_seconds=30) as prom:
+        with (
+            devstack.run_pushgateway() as pushgateway,
+            devstack.run_prometheus(prebuilt_data_dir=data, pushgateway_url=pushgateway.url) as (
+                prom,
+                _,
+            ),
+        ):
             stack = devstack.Stack(prom.url, pushgateway.url, None, prom, pushgateway, None, None)
             yield World(stack, float(end), normal)
 
