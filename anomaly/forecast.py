@@ -494,6 +494,28 @@ def _lasting(crossed: np.ndarray, need: int) -> np.ndarray:
     return np.asarray(crossed & (run >= np.minimum(need, remaining)))
 
 
+def _by_day(t: np.ndarray, y: np.ndarray, step: float, per_day: int) -> tuple[np.ndarray, int]:
+    """``y`` laid out by day, shape ``(n_days, per_day, n_s)`` with NaN outside the data, and
+    the slot of its first point."""
+    n_t, n_s = y.shape
+    offset = int(round((t[0] % SECONDS_PER_DAY) / step)) % per_day
+    n_days = math.ceil((offset + n_t) / per_day)
+    grid = np.full((n_days * per_day, n_s), np.nan)
+    grid[offset : offset + n_t] = y
+    return grid.reshape(n_days, per_day, n_s), offset
+
+
+def _smooth_slots(profile: np.ndarray, per_day: int) -> np.ndarray:
+    """A time-of-day profile averaged over +-2 neighbouring slots (wrapping at midnight)."""
+    half = min(2, per_day // 2)
+    if half:
+        stacked = np.stack([np.roll(profile, s, axis=0) for s in range(-half, half + 1)])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            profile = np.nanmean(stacked, axis=0)
+    return np.asarray(profile)
+
+
 def _daily_profile(t: np.ndarray, y: np.ndarray, step: float, per_day: int) -> np.ndarray:
     """Median time-of-day profile, shape ``(per_day, n_series)``, lightly smoothed, NaN if unseen.
 
@@ -501,11 +523,8 @@ def _daily_profile(t: np.ndarray, y: np.ndarray, step: float, per_day: int) -> n
     ramp leaves a flat profile and not a saw-tooth whose jump would sit at midnight.
     """
     n_t, n_s = y.shape
-    offset = int(round((t[0] % SECONDS_PER_DAY) / step)) % per_day
-    n_days = math.ceil((offset + n_t) / per_day)
-    grid = np.full((n_days * per_day, n_s), np.nan)
-    grid[offset : offset + n_t] = y
-    days = grid.reshape(n_days, per_day, n_s)
+    days, offset = _by_day(t, y, step, per_day)
+    n_days = days.shape[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         medians = np.nanmedian(days, axis=1)  # (n_days, n_s)
@@ -521,13 +540,7 @@ def _daily_profile(t: np.ndarray, y: np.ndarray, step: float, per_day: int) -> n
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         profile = np.nanmedian(days, axis=0)
-    half = min(2, per_day // 2)
-    if half:
-        stacked = np.stack([np.roll(profile, s, axis=0) for s in range(-half, half + 1)])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            profile = np.nanmean(stacked, axis=0)
-    return np.asarray(profile)
+    return _smooth_slots(profile, per_day)
 
 
 def _reference(
@@ -571,12 +584,7 @@ def _shape_profile(
     Dividing by the day's mean keeps a multiplicative change of level (a weekend, a drift) out
     of the shape; the median over days keeps one odd day out. Lightly smoothed; NaN if unseen.
     """
-    n_t, n_s = y.shape
-    offset = int(round((t[0] % SECONDS_PER_DAY) / step)) % per_day
-    n_days = math.ceil((offset + n_t) / per_day)
-    grid = np.full((n_days * per_day, n_s), np.nan)
-    grid[offset : offset + n_t] = y
-    days = grid.reshape(n_days, per_day, n_s)
+    days, _ = _by_day(t, y, step, per_day)
     # Day means as sums over axis 0 of a (per_day, n_days, n_s) array: row by row, so a column's
     # result does not depend on the other columns, to the last bit.
     by_slot = np.ascontiguousarray(days.transpose(1, 0, 2))
@@ -590,12 +598,7 @@ def _shape_profile(
         rel = np.where(full, days / np.where(full, mean, 1.0), np.nan)
         profile = np.nanmedian(rel, axis=0)
         typical = np.nanmedian(np.where(full, mean, np.nan), axis=0)[0]
-    half = min(2, per_day // 2)
-    if half:
-        stacked = np.stack([np.roll(profile, s, axis=0) for s in range(-half, half + 1)])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            profile = np.nanmean(stacked, axis=0)
+    profile = _smooth_slots(profile, per_day)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         typical = np.where(np.isfinite(typical), typical, np.nanmean(y, axis=0))
