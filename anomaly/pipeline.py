@@ -370,7 +370,9 @@ def _forecast_samples(mc: MetricConfig, outcome: MetricOutcome) -> list[Sample]:
     return samples
 
 
-def _newest(values: np.ndarray, k: int = 3) -> float:
+def newest_value(values: np.ndarray, k: int = 3) -> float:
+    """The newest finite value among a series' last ``k`` points (NaN if none): what health
+    judges a tenant's objectives on."""
     tail = values[-k:]
     finite = tail[np.isfinite(tail)]
     return float(finite[-1]) if finite.size else math.nan
@@ -390,7 +392,7 @@ def _health(
             if key.tenant is None:
                 continue
             tenants.add(key.tenant)
-            current[key.tenant][o.metric.name].append(_newest(o.frame.values[:, j]))
+            current[key.tenant][o.metric.name].append(newest_value(o.frame.values[:, j]))
     for f in findings:
         if f.is_anomaly and f.key.tenant is not None:
             prev = flagged[f.key.tenant].get(f.metric, 0.0)

@@ -28,7 +28,6 @@ the newest point. Reported:
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -38,6 +37,7 @@ import numpy as np
 from anomaly import synth
 from anomaly.config import HealthConfig, load_config
 from anomaly.health import TenantHealth, tenant_health
+from anomaly.pipeline import newest_value
 from anomaly.scoring import AnomalyModel
 
 HOUR = 3600.0
@@ -104,12 +104,6 @@ def plan_trouble(
     return injections
 
 
-def _newest(values: np.ndarray, k: int = 3) -> float:
-    tail = values[-k:]
-    finite = tail[np.isfinite(tail)]
-    return float(finite[-1]) if finite.size else math.nan
-
-
 def score_seed(
     seed: int, n_tenants: int, health: HealthConfig
 ) -> list[tuple[TenantHealth, int, int, int, int]]:
@@ -133,12 +127,12 @@ def score_seed(
         values = df.to_numpy(dtype=float)
         result = AnomalyModel(step_seconds=STEP).fit(times, values).score(times, values, n_eval=1)
         for j, tenant in enumerate(names):
-            current[tenant][metric] = [_newest(values[:, j])]
+            current[tenant][metric] = [newest_value(values[:, j])]
             if result.valid[j] and result.is_anomaly[-1, j]:
                 flagged[tenant][metric] = float(result.score[-1, j])
     spend = rolling_day(data.matrix("ai_cost"))
     for j, tenant in enumerate(names):
-        current[tenant]["ai_spend_24h"] = [_newest(spend[:, j])]
+        current[tenant]["ai_spend_24h"] = [newest_value(spend[:, j])]
 
     out = []
     for tenant in names:
