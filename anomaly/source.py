@@ -689,6 +689,7 @@ _MATRIX_HEAD = re.compile(
     r'\s*\{\s*"status"\s*:\s*"success"\s*,\s*"data"\s*:\s*\{\s*"resultType"\s*:\s*"matrix"'
     r'\s*,\s*"result"\s*:\s*\['
 )
+_EMPTY_RESULT = re.compile(r"\s*\]")
 _METRIC_KEY = re.compile(r'\s*\{\s*"metric"\s*:\s*')
 _VALUES_KEY = re.compile(r'\s*,\s*"values"\s*:\s*\[')
 _SERIES_END = re.compile(r"\s*\}\s*(,|\])")
@@ -712,8 +713,8 @@ def decode_matrix(text: str) -> DecodedMatrix | None:
         return None
     pos = head.end()
     out: list[tuple[dict[str, str], np.ndarray, np.ndarray]] = []
-    if text.startswith("]", pos := _skip_space(text, pos)):
-        pos += 1
+    if (empty := _EMPTY_RESULT.match(text, pos)) is not None:
+        pos = empty.end()
     else:
         while True:
             m = _METRIC_KEY.match(text, pos)
@@ -748,12 +749,6 @@ def decode_matrix(text: str) -> DecodedMatrix | None:
     if _MATRIX_TAIL.match(text, pos) is None:
         return None
     return DecodedMatrix(out)
-
-
-def _skip_space(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
 
 
 def _read_pairs(body: str) -> tuple[np.ndarray, np.ndarray] | None:
