@@ -380,6 +380,43 @@ def _apply(values: np.ndarray, clean: np.ndarray, ts: np.ndarray, inj: Injection
         values[mask] *= 1.0 + mag * frac
 
 
+_AI_COST_SIGMA = 0.1
+"""Spread of the AI spend rate's log-normal noise (AR(1), unit variance before scaling)."""
+
+
+def _spend_rate(load: np.ndarray, p: _Profiles) -> np.ndarray:
+    """Noise-free AI spend rate in $/s: each tenant's `daily_usd` spread over its load."""
+    return np.asarray(p.daily_usd / 86400.0 / load.mean(axis=0) * load)
+
+
+def expected_spend_rate(
+    tenants: int | Sequence[str] = 12,
+    *,
+    days: float = 8.0,
+    step_seconds: int = DEFAULT_STEP_SECONDS,
+    end: float | None = None,
+    seed: int = 0,
+    injections: Iterable[Injection] = (),
+) -> np.ndarray:
+    """The mean of the AI spend rate that :func:`generate` draws with the same arguments, in $/s.
+
+    Shape ``(n_t, n_tenants)``: the seasonal rate with the ``ai_cost`` injections applied and the
+    noise averaged out (its log-normal mean ``exp(sigma**2 / 2)``). What a forecaster that knew
+    the data's law exactly would forecast: benchmarks use it for the error that only the
+    future's noise causes.
+    """
+    names = tenant_names(tenants) if isinstance(tenants, int) else tuple(tenants)
+    ts = _grid(days, step_seconds, end)
+    p = _draw_profiles(np.random.default_rng(seed), len(names))
+    clean = _spend_rate(_load(ts, p), p)
+    rate = clean * math.exp(_AI_COST_SIGMA**2 / 2)
+    column = {name: j for j, name in enumerate(names)}
+    for inj in (_resolve(i, names) for i in injections):
+        if inj.metric == "ai_cost":
+            _apply(rate[:, column[inj.tenant]], clean[:, column[inj.tenant]], ts, inj)
+    return rate
+
+
 def _grid(days: float, step_seconds: int, end: float | None) -> np.ndarray:
     if step_seconds <= 0:
         raise ValueError(f"`step_seconds` must be positive, got {step_seconds}")
@@ -450,9 +487,8 @@ def generate(
         error_sigma * rng.standard_normal((n_t, n)) - 0.5 * error_sigma**2
     )
 
-    usd_per_second = p.daily_usd / 86400.0 / load.mean(axis=0)
-    clean["ai_cost"] = usd_per_second * load  # spend rate; integrated below
-    noisy["ai_cost"] = clean["ai_cost"] * np.exp(0.1 * _ar1(rng, (n_t, n), 0.3))
+    clean["ai_cost"] = _spend_rate(load, p)  # $/s; integrated below
+    noisy["ai_cost"] = clean["ai_cost"] * np.exp(_AI_COST_SIGMA * _ar1(rng, (n_t, n), 0.3))
 
     deficit = (1.0 - p.completion_base) * (1.0 + 0.2 * load)
     clean["completion"] = 1.0 - deficit

@@ -102,6 +102,20 @@ def test_ai_spend_is_20_to_80_dollars_a_day() -> None:
     assert daily.between(15, 90).all(), daily
 
 
+def test_expected_spend_rate_is_the_mean_of_the_drawn_rate() -> None:
+    drift = Injection("org-02", "ai_cost", "trend_drift", END - 2 * 86400.0, None, 1.0)
+    params: dict[str, object] = {"days": 6.0, "end": END, "seed": 5, "injections": (drift,)}
+    drawn = np.diff(synth.generate(4, **params).matrix("ai_cost"), axis=0) / STEP  # type: ignore[arg-type]
+    expected = synth.expected_spend_rate(4, **params)[1:]  # type: ignore[arg-type]
+    ratio = drawn / expected
+    # Only the noise differs: unbiased over the whole history and over the drifting tail alike.
+    np.testing.assert_allclose(ratio.mean(axis=0), 1.0, atol=0.01)
+    np.testing.assert_allclose(ratio[-288:].mean(axis=0), 1.0, atol=0.02)
+    clean = synth.expected_spend_rate(4, days=6.0, end=END, seed=5)[1:]
+    gain = expected[:, 1] / clean[:, 1]
+    assert gain[0] == 1.0 and gain[-1] == pytest.approx(2.0)
+
+
 def with_and_without(inj: Injection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(timestamps, injected values, clean values) of the injected pair."""
     hit, clean = small((inj,)), small()
