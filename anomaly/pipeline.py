@@ -28,7 +28,7 @@ import numpy as np
 
 from anomaly.batching import BatchPlan, Shard, evaluation_window, plan_batches
 from anomaly.config import Config, MetricConfig, format_duration
-from anomaly.errors import DataError, QueryError
+from anomaly.errors import DataError, QueryError, StoreError
 from anomaly.forecast import Forecast, breach_seconds, forecast
 from anomaly.frame import Frame, SeriesKey, build_frame
 from anomaly.health import TenantHealth, global_health, tenant_health
@@ -89,6 +89,8 @@ class MetricOutcome:
     breaches: list[tuple[float, str]] = field(default_factory=list)
     """``(seconds until breach, summary line)`` of every finite forecast breach."""
     query_failed: bool = False
+    store_error: str | None = None
+    """Why the fitted model could not be saved (the scores stand; the next run fits again)."""
 
 
 @dataclass
@@ -244,6 +246,7 @@ def load_or_fit(
     now: float,
     *,
     key: str | None = None,
+    save_errors: list[str] | None = None,
 ) -> tuple[AnomalyModel, int]:
     """Reuse stored fitted state where it is fresh; fit the series that have none.
 
@@ -254,6 +257,10 @@ def load_or_fit(
     model, which keeps its fitting time, so the whole metric still refits on the configured
     cadence. Returns the model (columns in the frame's order) and the number of series fitted
     now.
+
+    A model that cannot be saved (:class:`~anomaly.errors.StoreError`: disk full, no permission)
+    raises, unless ``save_errors`` is given: then the message is appended to it and the model
+    is returned all the same.
     """
     det = config.detection
     params: dict[str, object] = {
@@ -290,7 +297,13 @@ def load_or_fit(
     if store is not None and missing:
         fitted_at = stored.fitted_at if stored is not None and known else now
         state = model.get_state(copy=False)
-        store.save(key, state, {"keys": ids, "fitted_at": fitted_at, "params": params})
+        try:
+            store.save(key, state, {"keys": ids, "fitted_at": fitted_at, "params": params})
+        except StoreError as e:
+            if save_errors is None:
+                raise
+            save_errors.append(str(e))
+            log.error("metric %s: %s; scored without saving the model", frame.metric, e)
     return model, len(missing)
 
 
@@ -530,7 +543,11 @@ def score_metric(
             log.warning("metric %s: %s", mc.name, outcome.error)
         return outcome
     if mc.detect:
-        model, outcome.refitted = load_or_fit(config, frame, store, now, key=store_key)
+        save_errors: list[str] = []
+        model, outcome.refitted = load_or_fit(
+            config, frame, store, now, key=store_key, save_errors=save_errors
+        )
+        outcome.store_error = save_errors[0] if save_errors else None
         t2 = time.perf_counter()
         outcome.result = model.score(frame.times, frame.values, n_eval=1)
         outcome.model_seconds, outcome.score_seconds = t2 - t1, time.perf_counter() - t2
@@ -663,6 +680,7 @@ def _merge(total: MetricOutcome, part: MetricOutcome, single: bool) -> None:
     ):
         setattr(total, name, getattr(total, name) + getattr(part, name))
     total.breaches.extend(part.breaches)
+    total.store_error = total.store_error or part.store_error
     # One batch without series of a metric is normal (its tenants lack it); the metric fails
     # when its query does, or when no batch had any series (set by run_once afterwards).
     if single or part.query_failed:
@@ -782,6 +800,9 @@ def run_once(
 
     Raises :class:`~anomaly.errors.SourceError` when Prometheus is unreachable and
     :class:`~anomaly.errors.SinkError` when the push fails; a broken query only fails its metric.
+    A model store that cannot save (disk full) raises :class:`~anomaly.errors.StoreError` after
+    the tenants' results were pushed, without the job's own group: detection goes on, and the
+    job's ageing last success is the alarm.
     """
     started = time.time()
     now = started if now is None else now
@@ -846,6 +867,15 @@ def run_once(
                 o.forecast_seconds,
             )
     report.global_health = global_health(report.health)
+    unsaved = [o.store_error for o in report.outcomes if o.store_error is not None]
+    if unsaved:
+        # The tenants' results are pushed and their alerts stay live; the job's own group is
+        # not: its last success ages, so AnomalyJobStale tells the platform team.
+        report.duration_seconds = time.time() - started
+        raise StoreError(
+            f"{unsaved[0]}; the scores of this run were pushed, its models not saved"
+            + (f" ({len(unsaved)} metrics)" if len(unsaved) > 1 else "")
+        )
     finished = time.time()
     t_push = time.perf_counter()
     push = sink.push(_job_samples(config, report, finished), keep=pushed)

@@ -1,5 +1,5 @@
 """The cycle's model reuse: stored state is reused while fresh, new series are fitted alone,
-stale or unusable state means a refit."""
+stale or unusable state means a refit, a model that cannot be saved is reported."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from anomaly import synth
 from anomaly.config import Config, config_from_dict
+from anomaly.errors import StoreError
 from anomaly.frame import Frame, build_frame
 from anomaly.pipeline import load_or_fit
 from anomaly.store import ModelStore
@@ -96,3 +97,17 @@ def test_damaged_store_means_a_refit(tmp_path: Path, damage: str) -> None:
     assert fitted == 4
     assert not marker.exists()
     assert model.score(frame.times, frame.values).valid.all()
+
+
+def test_a_model_that_cannot_be_saved_raises_or_is_reported(tmp_path: Path) -> None:
+    config, frame = _config(tmp_path), _frame()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    store = ModelStore(blocker / "models")  # its directory cannot be created
+    with pytest.raises(StoreError, match="cannot create model directory"):
+        load_or_fit(config, frame, store, END)
+    errors: list[str] = []
+    model, fitted = load_or_fit(config, frame, store, END, save_errors=errors)
+    assert fitted == 4 and len(errors) == 1 and str(blocker) in errors[0]
+    want = load_or_fit(config, frame, None, END)[0].score(frame.times, frame.values)
+    np.testing.assert_array_equal(model.score(frame.times, frame.values).score, want.score)

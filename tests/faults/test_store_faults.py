@@ -1,6 +1,8 @@
 """The model store under ``anomaly run --once`` against the real servers: tampered, truncated
 and foreign files, and planted pickle payloads, mean a refit and never code execution; two
-concurrent runs on one store both succeed; a full disk is one clear error line.
+concurrent runs on one store both succeed; a full disk is one clear error line, after the
+tenants' scores were pushed (detection goes on; the job's own group is held back, so its last
+success ages and AnomalyJobStale fires).
 
 The store's own unit tests (tests/test_store.py) cover the same at the library level.
 """
@@ -147,20 +149,27 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def _full_disk_line(result: Result, where: Path) -> None:
-    line = result.assert_fails_in_one_line("cannot", str(where), "No space left on device")
+def _full_disk_line(result: Result, where: Path, world: World, job: str) -> None:
+    line = result.assert_fails_in_one_line(
+        "cannot", str(where), "No space left on device", "scores of this run were pushed"
+    )
     assert line.startswith("anomaly: cannot write model file") or line.startswith(
         "anomaly: cannot create model directory"
     ), line
+    snap = snapshot(world.stack.pushgateway_url, job)
+    scored = samples(snap, "anomaly_score")
+    assert {lab[TENANT] for lab, _ in scored} == set(world.normal.tenants)
+    assert not samples(snap, "anomaly_job_last_success_timestamp_seconds")
 
 
 def test_a_full_disk_is_one_clear_error(
     world: World, tmp_path: Path, anomaly: Callable[..., Result], tiny_disk: Path
 ) -> None:
     models = tiny_disk / "models"
-    config = config_for(tmp_path / "c.yaml", world, job="faults_store_full", model_dir=str(models))
+    job = "faults_store_full"
+    config = config_for(tmp_path / "c.yaml", world, job=job, model_dir=str(models))
     result = anomaly("run", "--once", "--config", str(config), "--at", str(world.end))
-    _full_disk_line(result, models)
+    _full_disk_line(result, models, world, job)
     assert not [p for p in models.iterdir() if p.suffix == ".tmp"]
 
 
@@ -174,7 +183,8 @@ def test_enospc_while_writing_is_one_clear_error(
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr("anomaly.store._write_npz", full)
-    config = config_for(tmp_path / "c.yaml", world, job="faults_store_enospc")
+    job = "faults_store_enospc"
+    config = config_for(tmp_path / "c.yaml", world, job=job)
     result = anomaly("run", "--once", "--config", str(config), "--at", str(world.end))
-    _full_disk_line(result, tmp_path / "models")
+    _full_disk_line(result, tmp_path / "models", world, job)
     assert not [p for p in (tmp_path / "models").iterdir() if p.suffix == ".tmp"]
