@@ -35,6 +35,8 @@ Definitions (the issue's targets in brackets):
   errs only by the future's noise. Where the rolling spend barely climbs (at night, when the
   rate is close to the rate a day earlier), that noise alone moves the crossing by an hour: no
   forecaster can time every run within an hour, and the floor shows how close this one gets;
+* per drifter: the mean of its errors over those runs [under one hour for every crossing
+  drifter];
 * false breach: a steady or sub-budget tenant warned at any run [none];
 * MAE ratio: the forecast's mean absolute error over the next 24 h divided by that of the
   seasonal-naive forecast (the value one day earlier) on the same points; MASE (Hyndman):
@@ -78,6 +80,8 @@ class Tally:
     leads_hours: list[float] = field(default_factory=list)
     errors_hours: list[float] = field(default_factory=list)
     floor_hours: list[float] = field(default_factory=list)
+    tenant_hours: list[tuple[float, float]] = field(default_factory=list)
+    """Per crossing drifter: its mean error over those runs, and the floor's."""
     """The same runs' errors of a forecaster that knows the expected spend rate (the floor)."""
     missed_runs: int = 0
     steady: int = 0
@@ -365,6 +369,8 @@ def run_seed(seed: int, args: argparse.Namespace, t: Tally) -> None:
                     signed.append(math.inf)
                     seed_errors.append(math.inf)
                     t.missed_runs += 1
+        if signed:
+            t.tenant_hours.append((float(np.mean(np.abs(signed))), float(np.mean(np.abs(floor)))))
         if lead < lead_hours or any(not abs(e) < 1.0 for e in signed):
             start, ramp_end, growth = ramps[names[j]]
             t.cases.append(
@@ -410,6 +416,7 @@ def report(t: Tally, args: argparse.Namespace) -> str:
     p90 = float(np.quantile(errors, 0.9, method="higher")) if errors.size else math.nan
     floor = np.array(t.floor_hours) if t.floor_hours else np.array([np.nan])
     floor_p90 = float(np.quantile(floor, 0.9, method="higher"))
+    per_tenant = np.array(t.tenant_hours) if t.tenant_hours else np.full((1, 2), np.nan)
     rows = [
         (
             "seeds / mode / breach time",
@@ -439,13 +446,21 @@ def report(t: Tally, args: argparse.Namespace) -> str:
         ),
         ("  runs in that window without a warning", f"{t.missed_runs}", "0"),
         (
+            "  crossing drifters timed within 1 h on average over those runs",
+            f"{int(np.sum(per_tenant[:, 0] < 1.0))}/{len(per_tenant)}"
+            f" (worst {np.max(per_tenant[:, 0]):.2f} h)",
+            "all",
+        ),
+        (
             "  floor: the same, knowing the expected rate (mean / p90 / max)",
             f"{np.mean(floor):.2f} / {floor_p90:.2f} / {np.max(floor):.2f}",
             "",
         ),
         (
-            "  floor: runs timed within 1 h",
-            f"{int(np.sum(floor < 1.0))}/{floor.size} ({100 * np.mean(floor < 1.0):.0f} %)",
+            "  floor: runs timed within 1 h; drifters within 1 h on average",
+            f"{int(np.sum(floor < 1.0))}/{floor.size} ({100 * np.mean(floor < 1.0):.0f} %); "
+            f"{int(np.sum(per_tenant[:, 1] < 1.0))}/{len(per_tenant)}"
+            f" (worst {np.max(per_tenant[:, 1]):.2f} h)",
             "",
         ),
         (
