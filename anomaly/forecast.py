@@ -44,9 +44,13 @@ entering)``. Only the rate is forecast, as its seasonal reference times
   ``trend_seconds``, weighted by the reference (quiet nights count little). Besides a constant
   and a line, the fit tries a ramp that began a third or two thirds into the window and a ramp
   that ended there, and keeps the one with the lowest BIC among those whose slope is
-  ``trend_z`` standard errors from zero: a ramp that began this morning is extrapolated at its
-  own pace rather than averaged with the flat night before it - the seasonal profile no longer
-  hides a creep at night or over a weekend - and a ramp that has ended is not extrapolated;
+  ``trend_z`` standard errors from zero (a ramp that ended must also beat the line by
+  ``trend_z`` standard errors): a ramp that began this morning is extrapolated at its own pace
+  rather than averaged with the flat night before it - the seasonal profile no longer hides a
+  creep at night or over a weekend - and a ramp that has ended is not extrapolated. That
+  choice decides (the guard below is built from it); where it has a slope, the point forecast
+  takes its level and slope from the same choice with the ramp's beginning searched over the
+  window's whole hours, so that a ramp a few hours old is timed at its own pace;
 * the slope is held after ``trend_horizon_seconds`` (a ramp seldom runs on for a whole day).
 
 The band comes from the forecaster's own walk-forward errors: the same computation from every
@@ -54,7 +58,7 @@ half-hourly origin of the last ``calibration_seconds`` is compared with what fol
 empirical quantiles of the ratio errors at each lead (vectorised over origins, leads and
 series) scale the point forecast; leads seen from too few origins grow the widths of the
 longest well-seen lead by the square root of the lead. Beside it, :attr:`Forecast.guard` is the
-forecast with level and slope ``guard_z`` standard errors nearer zero.
+forecast with the deciding fit's level and slope ``guard_z`` standard errors nearer zero.
 
 :func:`breach_seconds` reads the *point* forecast: the first time it crosses the threshold and
 stays crossed for ``min_duration_seconds``, 0 if the newest value has crossed, ``+Inf`` if the
@@ -70,6 +74,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import NamedTuple
 
 import numpy as np
 
@@ -78,9 +83,12 @@ SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
 
 SEASONS = ("auto", "weekly", "daily")
 LEVEL_HALF_SECONDS = 6 * 3600.0
+"""Rate mode: the week-ago level of the reference is read over this many seconds either side."""
 CALIBRATION_STRIDE_SECONDS = 1800.0
 """Rate mode: spacing of the walk-forward origins whose errors calibrate the band."""
-"""Rate mode: the week-ago level of the reference is read over this many seconds either side."""
+KINK_MARGIN_SECONDS = 4 * 3600.0
+"""Rate mode: the timing fit places a ramp's beginning at whole hours at least this far from
+both ends of the trend window."""
 DIRECTIONS = ("above", "below")
 
 
@@ -112,8 +120,8 @@ class Forecast:
     season: str
     """``weekly`` or ``daily``: the reference the forecast used."""
     guard: np.ndarray | None = None
-    """Shape ``(n_h, n_series)`` or ``None``: the forecast with its fitted trend shrunk towards
-    none by ``trend_z`` standard errors. :func:`breach_seconds` announces a crossing only if this
+    """Shape ``(n_h, n_series)`` or ``None``: the forecast with its deciding fit's trend shrunk
+    towards none by ``guard_z`` standard errors. :func:`breach_seconds` announces a crossing only if this
     crosses too within the horizon: noise is not extrapolated into a breach."""
 
     def at(self, horizon_seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -712,7 +720,8 @@ def _forecast_rolling(
     known from the rate history; what enters is the rate's reference times
     ``1 + level + slope * lead`` (:func:`_profile_reference`, :func:`_fit_trend`). The same
     computation at past origins gives the walk-forward errors whose quantiles form the band;
-    the guard is the forecast with level and slope `guard_z` standard errors nearer zero.
+    the guard is the forecast with the deciding fit's level and slope `guard_z` standard
+    errors nearer zero.
     """
     n_t, n_s = y.shape
     per_day = max(1, round(SECONDS_PER_DAY / step))
@@ -771,11 +780,12 @@ def _forecast_rolling(
         return np.asarray(anchor[origins][:, None] + inflow - outflow)
 
     newest = np.array([n_t - 1])
-    a_n, b_n, se_a, se_b = _fit_trend(rate_tail, u_tail, newest - lo, step, w, trend_z)
-    point = paths(newest, a_n, b_n)[0]
-    # The guard: the same forecast with level and slope `guard_z` standard errors nearer none.
-    a_g = np.sign(a_n) * np.maximum(np.abs(a_n) - guard_z * se_a, 0.0)
-    b_g = np.sign(b_n) * np.maximum(np.abs(b_n) - guard_z * se_b, 0.0)
+    trend = _fit_trend(rate_tail, u_tail, newest - lo, step, w, trend_z)
+    point = paths(newest, trend.level, trend.slope)[0]
+    # The guard: the decided level and slope `guard_z` standard errors nearer none.
+    a_d, b_d = trend.decided_level, trend.decided_slope
+    a_g = np.sign(a_d) * np.maximum(np.abs(a_d) - guard_z * trend.se_level, 0.0)
+    b_g = np.sign(b_d) * np.maximum(np.abs(b_d) - guard_z * trend.se_slope, 0.0)
     guard = paths(newest, a_g, b_g)[0]
 
     # Walk-forward errors: forecasts from past origins against what happened, as ratios.
@@ -785,8 +795,8 @@ def _forecast_rolling(
     q_lo = np.full((n_h, n_s), np.nan)
     q_hi = np.full((n_h, n_s), np.nan)
     if origins.size:
-        a_o, b_o, _, _ = _fit_trend(rate_tail, u_tail, origins - lo, step, w, trend_z)
-        past = paths(origins, a_o, b_o)
+        past_trend = _fit_trend(rate_tail, u_tail, origins - lo, step, w, trend_z)
+        past = paths(origins, past_trend.level, past_trend.slope)
         k = np.arange(1, n_h + 1)
         target = origins[:, None] + k[None, :]
         actual = y[np.minimum(target, n_t - 1)]
@@ -816,9 +826,38 @@ def _forecast_rolling(
     return point, np.minimum(lower, point), np.maximum(upper, point), guard
 
 
+class _Trend(NamedTuple):
+    """A rate's fitted trend at each origin; every field has shape ``(n_o, n_s)``.
+
+    ``level`` and ``slope`` time the point forecast; ``decided_level`` and ``decided_slope``,
+    with their standard errors, are the coarser fit the guard (the decision) is built from.
+    """
+
+    level: np.ndarray
+    slope: np.ndarray
+    decided_level: np.ndarray
+    decided_slope: np.ndarray
+    se_level: np.ndarray
+    se_slope: np.ndarray
+
+
+class _Fits(NamedTuple):
+    """Weighted least-squares fits of candidate trend models, each field ``(n_m, n_o, n_s)``."""
+
+    level: np.ndarray
+    slope: np.ndarray
+    se_level: np.ndarray
+    se_slope: np.ndarray
+    rss: np.ndarray
+    s2: np.ndarray
+    bic: np.ndarray
+    ok: np.ndarray
+    """Whether the model may be chosen (its slope is significant, enough blocks)."""
+
+
 def _fit_trend(
     rate: np.ndarray, u: np.ndarray, origins: np.ndarray, step: float, w: int, z: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> _Trend:
     """Level and slope of the rate's ratio to its reference at each origin, with standard errors.
 
     Parameters
@@ -836,8 +875,9 @@ def _fit_trend(
 
     Returns
     -------
-    level, slope, se_level, se_slope : arrays, shape (n_o, n_s)
-        ``rate / u - 1`` at the origin and its growth per day.
+    _Trend
+        Levels are ``rate / u - 1`` at the origin, slopes its growth per day, each of shape
+        ``(n_o, n_s)``.
 
     The window is cut into hourly blocks, each summarised by ``sum(rate) / sum(u) - 1`` and
     weighted by ``sum(u)`` (quiet nights count little; hourly blocks are nearly independent, so
@@ -845,8 +885,20 @@ def _fit_trend(
     constant level; a line over the whole window; a ramp that began at one or two thirds of the
     window (flat before); a ramp that ended there (flat since). A model other than the constant
     needs a slope `z` standard errors from zero and the lowest BIC (a ramp's kink costs one
-    more parameter): a recent ramp is extrapolated at its own pace, not averaged with the
-    flat hours before it, and a finished ramp is not extrapolated at all.
+    more parameter); a ramp that ended must moreover fit better than the line by `z` standard
+    errors (its residual sum of squares lower by ``z**2`` residual variances), so that the
+    noise of a few flat-looking hours does not stop a ramp that runs on. A recent ramp is
+    extrapolated at its own pace, not averaged with the flat hours before it, and a finished
+    ramp is not extrapolated at all.
+
+    That choice is the *decision*: ``decided_level``, ``decided_slope`` and the standard errors,
+    which the guard is built from. The *timing* (``level``, ``slope``) makes the same choice
+    with a ramp allowed to begin at any whole hour of the window but its first and last
+    ``KINK_MARGIN_SECONDS`` (a ramp that began 9 hours ago is not forced to have begun 12 or
+    24 hours ago); it is used where both choices have a slope (a line or a ramp that began),
+    elsewhere the decision is. The searched kink sharpens when a breach comes, never whether
+    it is announced: with that many kinks to choose from, noise alone often finds a
+    significant one.
     """
     per_block = max(1, round(3600.0 / step))
     n_blocks = max(3, w // per_block)
@@ -856,8 +908,8 @@ def _fit_trend(
     cr = np.concatenate([zero, np.cumsum(np.where(ok, rate, 0.0), axis=0)])
     cu = np.concatenate([zero, np.cumsum(np.where(ok, u, 0.0), axis=0)])
     cn = np.concatenate([zero, np.cumsum(ok, axis=0)])
-    # Blocks along axis 0 (n_blocks, n_o, n_s): sums over it add whole rows, so a column's
-    # result does not depend on how many columns there are, to the last bit.
+    # Blocks along axis 0 (n_blocks, n_o, n_s), newest first: sums over it add whole rows, so a
+    # column's result does not depend on how many columns there are, to the last bit.
     i = np.arange(n_blocks)
     hi = np.maximum(origins[None, :] + 1 - per_block * i[:, None], 0)
     lo = np.maximum(hi - per_block, 0)
@@ -869,52 +921,103 @@ def _fit_trend(
         scale = np.nanmean(np.where(good, us, np.nan), axis=0)
         wt = np.where(good & (scale > 0), us / scale, 0.0)
     wt = np.where(np.isfinite(wt), wt, 0.0)
-    hours = -(i + 0.5) * per_block * step / 3600.0  # block centres, hours before the origin
-    x = hours[:, None, None]
-    sw = wt.sum(axis=0)
-    sq = (wt * q).sum(axis=0)
+    block_hours = per_block * step / 3600.0
+    x = (-(i + 0.5) * block_hours)[:, None, None]  # block centres, hours before the origin
+
+    # Weighted moments over the newest k blocks, k = 0..n_blocks: every model below is a line
+    # in x over a run of blocks (its regressor is x - c there and 0 elsewhere).
+    moments = [
+        np.concatenate([np.zeros((1,) + wt.shape[1:]), np.cumsum(v, axis=0)])
+        for v in (wt, wt * x, wt * x * x, wt * q, wt * x * q)
+    ]
+    sw, sq = moments[0][-1], moments[3][-1]
     sqq = (wt * q * q).sum(axis=0)
     n_good = good.sum(axis=0)
-    span = n_blocks * per_block * step / 3600.0
     with np.errstate(invalid="ignore", divide="ignore"):
         n_eff = sw**2 / (wt * wt).sum(axis=0)  # Kish's effective number of blocks
         level = np.where(sw > 0, sq / sw, 0.0)
         rss0 = np.maximum(sqq - level * sq, 0.0)
-        best_bic = n_eff * np.log(np.maximum(rss0 / sw, 1e-12))
         var0 = rss0 / np.maximum(n_eff - 1, 1) / sw
-        best = [level, np.zeros_like(level), np.sqrt(var0), np.zeros_like(level)]
-        models = [(-span, "ramp", 0.0)]
-        for c in (-span * 2 / 3, -span / 3):
-            models += [(c, "ramp", 1.0), (c, "ended", 1.0)]
-        for c, kind, kink in models:
-            g = np.maximum(0.0, x - c) if kind == "ramp" else np.minimum(0.0, x - c)
-            g = np.broadcast_to(g, wt.shape)
-            sg = (wt * g).sum(axis=0)
-            sgg = (wt * g * g).sum(axis=0)
-            sgq = (wt * g * q).sum(axis=0)
+        constant = _Fits(
+            level[None],
+            np.zeros((1,) + level.shape),
+            np.sqrt(var0)[None],
+            np.zeros((1,) + level.shape),
+            rss0[None],
+            var0[None],
+            (n_eff * np.log(np.maximum(rss0 / sw, 1e-12)))[None],
+            np.ones((1,) + level.shape, dtype=bool),
+        )
+
+        def fits(blocks: list[int], began: bool, kinked: bool) -> _Fits:
+            """Ramps that began (``began``) or ended ``blocks`` blocks before the origin."""
+            k = np.array(blocks)
+            c = (-k * block_hours)[:, None, None]
+            m = [v[k] for v in moments] if began else [v[-1] - v[k] for v in moments]
+            s, sx, sxx, sq_, sxq = m
+            sg = sx - c * s
+            sgg = sxx - 2.0 * c * sx + c * c * s
+            sgq = sxq - c * sq_
             det = sw * sgg - sg * sg
             beta = (sw * sgq - sg * sq) / det
             alpha = (sq - beta * sg) / sw
             rss = np.maximum(sqq - alpha * sq - beta * sgq, 0.0)
             s2 = rss / np.maximum(n_eff - 2, 1)  # residual variance per unit weight
             var_beta = s2 * sw / det
-            bic = n_eff * np.log(np.maximum(rss / sw, 1e-12)) + (1.0 + kink) * np.log(n_eff)
-            chosen = (det > 1e-12) & (beta * beta > z * z * var_beta) & (n_good >= 4)
-            chosen &= bic < best_bic
-            g0 = -c if kind == "ramp" else 0.0  # the regressor at the origin
+            g0 = -c if began else 0.0  # the regressor at the origin
             var_level = s2 * (1.0 / sw + (g0 - sg / sw) ** 2 * sw / det)
-            per_day = 24.0 if kind == "ramp" else 0.0
-            fitted = [alpha + beta * g0, beta * per_day, np.sqrt(var_level)]
-            fitted.append(np.sqrt(var_beta) * per_day)
-            best_bic = np.where(chosen, bic, best_bic)
-            best = [np.where(chosen, f, b) for f, b in zip(fitted, best, strict=True)]
-    a, b, sa, sb = best
-    return (
+            per_day = 24.0 if began else 0.0
+            bic = n_eff * np.log(np.maximum(rss / sw, 1e-12)) + (1.0 + kinked) * np.log(n_eff)
+            chosen = (det > 1e-12) & (beta * beta > z * z * var_beta) & (n_good >= 4)
+            return _Fits(
+                alpha + beta * g0,
+                beta * per_day,
+                np.sqrt(var_level),
+                np.sqrt(var_beta) * per_day,
+                rss,
+                s2,
+                bic,
+                chosen,
+            )
+
+        thirds = sorted({round(n_blocks / 3), round(2 * n_blocks / 3)} - {0, n_blocks})
+        line = fits([n_blocks], began=True, kinked=False)
+        ended = fits(thirds, began=False, kinked=True)
+        ended = ended._replace(ok=ended.ok & (line.rss - ended.rss > z * z * ended.s2))
+        began = fits(thirds, began=True, kinked=True)
+        edge = max(1, round(KINK_MARGIN_SECONDS / 3600.0 / block_hours))
+        hourly = list(range(edge, n_blocks - edge + 1))
+        began_hourly = fits(hourly, began=True, kinked=True) if hourly else None
+        decided, decided_sloped = _choose([constant, line, began, ended])
+        timed, timed_sloped = _choose([constant, line, began_hourly, ended])
+    use = decided_sloped & timed_sloped
+    a, b, sa, sb = decided.level, decided.slope, decided.se_level, decided.se_slope
+    a_t = np.where(use, timed.level, a)
+    b_t = np.where(use, timed.slope, b)
+    return _Trend(
+        np.where(np.isfinite(a_t), a_t, 0.0),
+        np.where(np.isfinite(b_t), b_t, 0.0),
         np.where(np.isfinite(a), a, 0.0),
         np.where(np.isfinite(b), b, 0.0),
         np.where(np.isfinite(sa), sa, np.inf),
         np.where(np.isfinite(sb), sb, np.inf),
     )
+
+
+def _choose(candidates: list[_Fits | None]) -> tuple[_Fits, np.ndarray]:
+    """Per origin and series, the allowed candidate of lowest BIC (the first on ties), and
+    whether it has a slope (a line or a ramp that began); fields of shape ``(n_o, n_s)``.
+
+    The first candidate is the constant, the fallback where nothing else is allowed; ``None``
+    stands for a family without members (a window too short for kinks).
+    """
+    present = [c for c in candidates if c is not None]
+    stacked = _Fits(*(np.concatenate(f, axis=0) for f in zip(*present, strict=True)))
+    bic = np.where(stacked.ok & np.isfinite(stacked.bic), stacked.bic, np.inf)
+    bic[0] = np.where(np.isfinite(bic[0]), bic[0], -np.inf)  # the constant is the fallback
+    pick = np.argmin(bic, axis=0)[None]
+    chosen = _Fits(*(np.take_along_axis(f, pick, axis=0)[0] for f in stacked))
+    return chosen, chosen.slope != 0.0
 
 
 def _quantiles_axis0(

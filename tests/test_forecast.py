@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anomaly import synth
-from anomaly.forecast import Forecast, breach_seconds, forecast
+from anomaly.forecast import Forecast, _fit_trend, breach_seconds, forecast
 
 STEP = 300
 DAY = 86400.0
@@ -401,6 +401,55 @@ def test_rate_mode_times_a_ramp_that_began_hours_ago(seed: int) -> None:
     history = slice(n - 10 * 288, n)
     fc = forecast(t[history], spend[history], DAY, step_seconds=STEP, rate=rate[history])
     assert breach_seconds(fc, threshold=threshold)[2] == math.inf
+
+
+def _trended_rates(
+    trend: np.ndarray, seed: int, n_s: int = 400
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two days of 5-minute rates of `n_s` tenants: a daily reference ``u`` times ``1 + trend``
+    (shape ``(n_t,)``) times log-normal noise (sd 0.1 a point). Returns ``rate, u, origins``."""
+    t = STEP * np.arange(trend.size)
+    u = np.repeat((1.0 + 0.6 * np.sin(2 * np.pi * t / DAY))[:, None], n_s, axis=1)
+    noise = np.exp(0.1 * np.random.default_rng(seed).standard_normal(u.shape))
+    return u * (1.0 + trend[:, None]) * noise, u, np.array([trend.size - 1])
+
+
+TREND_POINTS = round(1.5 * DAY / STEP)  # the default trend window
+HOURS_AGO = (2 * 288 - 1 - np.arange(2 * 288)) * STEP / HOUR  # two days, hours before the newest
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_trend_fit_never_takes_a_ramp_over_the_whole_window_for_one_that_ended(seed: int) -> None:
+    """A ramp running through the whole window is a line: a few hours that look flat in the
+    noise must beat the line by `trend_z` standard errors before the ramp counts as ended (and
+    the forecast stops climbing). A ramp that ended 18 h ago is still seen to have ended."""
+    rate, u, origins = _trended_rates(0.3 * (48.0 - HOURS_AGO) / 24.0, seed)
+    trend = _fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
+    assert np.all(trend.decided_slope > 0)
+    assert np.all(trend.slope > 0)
+    assert np.median(np.abs(trend.decided_slope - 0.3)) < 0.03
+
+    ended = 0.6 * np.clip(48.0 - HOURS_AGO, 0.0, 30.0) / 24.0
+    rate, u, origins = _trended_rates(ended, seed)
+    trend = _fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
+    assert np.mean(trend.decided_slope == 0) >= 0.99
+
+
+def test_trend_fit_times_a_young_ramp_by_its_own_start_but_decides_as_before() -> None:
+    """A ramp that began 9 h ago, at 0.6 a day: the coarse kinks (12 h and 24 h ago) halve its
+    pace; the hourly kink of the timing fit finds it. Without a trend, the timing fit adds no
+    slope where the decision found none."""
+    rate, u, origins = _trended_rates(0.6 * np.clip(9.0 - HOURS_AGO, 0.0, None) / 24.0, 2)
+    trend = _fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
+    assert np.all(trend.decided_slope > 0)
+    assert abs(np.median(trend.slope) - 0.6) < 0.05
+    assert np.median(trend.decided_slope) < 0.5
+    assert np.median(np.abs(trend.slope - 0.6)) < np.median(np.abs(trend.decided_slope - 0.6))
+
+    rate, u, origins = _trended_rates(np.zeros(HOURS_AGO.size), 3)
+    trend = _fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
+    assert np.all((trend.slope == 0) == (trend.decided_slope == 0))
+    assert np.mean(trend.slope == 0) > 0.95
 
 
 @pytest.mark.parametrize("days", [3.5, 6.0, 12.0])  # day-ago level, then week-ago level
