@@ -39,6 +39,9 @@ entering)``. Only the rate is forecast, as its seasonal reference times
 * the reference is the tenant's median time-of-day shape (each day divided by its mean, so
   weekends and drifts do not bend it) scaled by the rate's level around the same time one week
   earlier (over +-``LEVEL_HALF_SECONDS``): a week-ago value alone carries one point's noise.
+  That window stops at the tenant's local weekend edges (the midnights opening and closing its
+  weekend, found from where the level steps), so the hours either side of a weekend are not
+  scaled by a level half from the other kind of day.
   Without that week in the history (and in ``daily`` mode), the median day's level;
 * the level and slope are fitted to the hourly ratios ``rate / reference`` of the last
   ``trend_seconds``, weighted by the reference (quiet nights count little). Besides a constant
@@ -84,6 +87,9 @@ SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
 SEASONS = ("auto", "weekly", "daily")
 LEVEL_HALF_SECONDS = 6 * 3600.0
 """Rate mode: the week-ago level of the reference is read over this many seconds either side."""
+WEEKEND_MIN_CONTRAST = 0.3
+"""Rate mode: the least weekend contrast (Monday's log step minus Saturday's) that marks a
+series' local weekend edges, which the week-ago level window then never reaches across."""
 CALIBRATION_STRIDE_SECONDS = 1800.0
 """Rate mode: spacing of the walk-forward origins whose errors calibrate the band."""
 KINK_MARGIN_SECONDS = 4 * 3600.0
@@ -631,9 +637,11 @@ def _profile_reference(
     Returns shape ``(hi - lo, n_s)``. The level is ``sum(y) / sum(shape)`` over ``+-half``
     points around the same time one week earlier (``weekly``; the newest week whose window
     lies in the past): many points' worth of noise averaged, where a week-ago value carries one
-    point's. Where that week is not in the history (and in ``daily`` mode) the `typical`
-    level stands in (shape ``(n_s,)``; the median day's mean): a day-ago level would turn every
-    Monday into a jump from the weekend.
+    point's. The window is cut at the series' local weekend edges (:func:`_weekend_edges`), so
+    it averages only the kind of day (weekday or weekend) its centre lies in. Where that week
+    is not in the history (and in ``daily`` mode) the `typical` level stands in (shape
+    ``(n_s,)``; the median day's mean): a day-ago level would turn every Monday into a jump
+    from the weekend.
     """
     n_t, n_s = y.shape
     idx = np.arange(lo, hi)
@@ -646,20 +654,93 @@ def _profile_reference(
     cp = np.concatenate([zero, np.cumsum(np.where(ok, all_prof, 0.0), axis=0)])
     cn = np.concatenate([zero, np.cumsum(ok, axis=0)])
 
+    # Segments between local weekend edges: a window never reaches across one.
+    edge = _weekend_edges(t, y, all_prof, ok, step)
+    pos = np.arange(n_t)[:, None]
+    seg_lo = np.maximum.accumulate(np.where(edge, pos, 0), axis=0)
+    seg_hi = np.minimum.accumulate(np.where(edge, pos, n_t)[::-1], axis=0)[::-1]
+    seg_hi = np.concatenate([seg_hi[1:], np.full((1, n_s), n_t)])  # the next edge after i
+
     def level_back(lag: int) -> np.ndarray:
         back = np.maximum(1, -((n_t - 1 - half - idx) // lag))  # newest lag fully in the past
         src = idx - lag * back
-        a = np.clip(src - half, 0, n_t)
-        b = np.clip(src + half + 1, 0, n_t)
+        at = np.clip(src, 0, n_t - 1)
+        a = np.clip(np.maximum(src - half, 0)[:, None], seg_lo[at], n_t)
+        b = np.clip(np.minimum(src + half + 1, n_t)[:, None], 0, seg_hi[at])
+
+        def total(c: np.ndarray) -> np.ndarray:
+            return np.asarray(np.take_along_axis(c, b, 0) - np.take_along_axis(c, a, 0))
+
         with np.errstate(invalid="ignore", divide="ignore"):
-            level = (cy[b] - cy[a]) / (cp[b] - cp[a])
-        return np.where(((cn[b] - cn[a]) >= half) & np.isfinite(level), level, np.nan)
+            level = total(cy) / total(cp)
+        return np.where((total(cn) >= half) & np.isfinite(level), level, np.nan)
 
     level = np.broadcast_to(typical, prof.shape)
     if season == "weekly":
         level_week = level_back(per_week)
         level = np.where(np.isnan(level_week), level, level_week)
     return np.asarray(prof * level)
+
+
+def _weekend_edges(
+    t: np.ndarray, y: np.ndarray, prof: np.ndarray, ok: np.ndarray, step: float
+) -> np.ndarray:
+    """Where each series' local weekend begins and ends: bool, shape ``(n_t, n_s)``.
+
+    The hourly level ``log(sum(y) / sum(prof))`` (the time-of-day shape divided out) steps at
+    the local midnights that open and close a weekend. For each whole-hour shift from UTC
+    (-12..+11 h), the mean step over 6 hours either side of those midnights is measured; the
+    shift with the largest contrast (the Monday step minus the Saturday step, either sign)
+    wins if that contrast exceeds ``WEEKEND_MIN_CONTRAST``. A series without one has no
+    edges. Steps are local, so a drift over a day or two barely moves them.
+    """
+    n_t, n_s = y.shape
+    edges = np.zeros((n_t, n_s), dtype=bool)
+    per_hour = round(3600.0 / step)
+    if per_hour < 1 or abs(per_hour * step - 3600.0) > 1e-6:
+        return edges
+    per_day = 24 * per_hour
+    ys, offset = _by_day(t, np.where(ok, y, np.nan), step, per_day)
+    ps, _ = _by_day(t, np.where(ok, prof, np.nan), step, per_day)
+    n_hours = ys.shape[0] * 24
+    ys = ys.reshape(n_hours, per_hour, n_s)
+    ps = ps.reshape(n_hours, per_hour, n_s)
+    seen = np.isfinite(ys).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        level = np.log(np.nansum(ys, axis=1) / np.nansum(ps, axis=1))
+    level = np.where((seen >= per_hour / 2) & np.isfinite(level), level, np.nan)
+    # Step at each hour h: mean of hours h..h+5 minus mean of h-6..h-1 (at least 4 of each).
+    side = 6
+    good = np.isfinite(level)
+    cl = np.concatenate([np.zeros((1, n_s)), np.cumsum(np.where(good, level, 0.0), axis=0)])
+    cn = np.concatenate([np.zeros((1, n_s)), np.cumsum(good, axis=0)])
+    h = np.arange(side, n_hours - side + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        after = (cl[h + side] - cl[h]) / (cn[h + side] - cn[h])
+        before = (cl[h] - cl[h - side]) / (cn[h] - cn[h - side])
+    enough = ((cn[h + side] - cn[h]) >= 4) & ((cn[h] - cn[h - side]) >= 4)
+    step_at = np.full((n_hours, n_s), np.nan)
+    step_at[h] = np.where(enough, after - before, np.nan)
+    day0 = round((t[0] - offset * step) / SECONDS_PER_DAY)  # the UTC day of row 0 of `ys`
+    shifts = np.arange(-12, 12)
+    local_hour = (day0 * 24 + np.arange(n_hours))[None, :] + shifts[:, None]  # (n_shift, n_hours)
+    midnight = local_hour % 24 == 0
+    weekday = (np.floor_divide(local_hour, 24) + 3) % 7  # Monday = 0
+    contrast = np.zeros((shifts.size, n_s))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for k in range(shifts.size):  # a few hours per shift; row sums keep columns apart
+            drop = np.nanmean(step_at[midnight[k] & (weekday[k] == 5)], axis=0)
+            rise = np.nanmean(step_at[midnight[k] & (weekday[k] == 0)], axis=0)
+            contrast[k] = np.abs(rise - drop)
+    contrast = np.where(np.isfinite(contrast), contrast, 0.0)
+    best = np.argmax(contrast, axis=0)
+    clear = contrast[best, np.arange(n_s)] > WEEKEND_MIN_CONTRAST
+    local = t[:, None] + shifts[best][None, :] * 3600.0
+    day = np.floor(local / SECONDS_PER_DAY)
+    new_day = np.concatenate([np.zeros((1, n_s), dtype=bool), day[1:] != day[:-1]])
+    wd = (day + 3) % 7
+    return np.asarray(new_day & ((wd == 5) | (wd == 0)) & clear[None, :])
 
 
 def _smoothed_at(y: np.ndarray, idx: np.ndarray, half: int = 4) -> np.ndarray:

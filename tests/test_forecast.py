@@ -12,7 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anomaly import synth
-from anomaly.forecast import Forecast, _fit_trend, breach_seconds, forecast
+from anomaly.forecast import (
+    Forecast,
+    _fit_trend,
+    _profile_reference,
+    _shape_profile,
+    _weekend_edges,
+    breach_seconds,
+    forecast,
+)
 
 STEP = 300
 DAY = 86400.0
@@ -482,3 +490,55 @@ def test_huge_values_give_finite_forecasts_without_overflow_warnings() -> None:
     value, lower, upper = fc.at(DAY)
     assert fc.valid.all() and np.isfinite(value).all()
     assert lower[0] <= value[0] <= upper[0]
+
+
+def test_rate_mode_reference_keeps_its_level_across_a_local_weekend_edge() -> None:
+    """Tenants whose weekend (x0.5) starts at local midnight 8 h behind or 5 h ahead of UTC,
+    one of them drifting up over the last 1.5 days: the weekend edges are found where they are,
+    a tenant without a weekend has none, and the week-ago level no longer averages weekday with
+    weekend hours, so the reference stays within 5 % of the truth either side of an edge."""
+    rng = np.random.default_rng(3)
+    t = grid(12.0, end=END + 1 * DAY + 3 * HOUR)  # the newest point is Saturday 03:00 UTC
+    offsets = np.array([-8.0, 5.0, -8.0, 0.0])
+    weekend = np.array([0.5, 0.5, 0.5, 1.0])
+    local = t[:, None] + offsets * HOUR
+    weekday = (np.floor(local / DAY) + 3) % 7
+    hour = (local % DAY) / HOUR
+    daily = 0.15 + np.exp(-0.5 * ((hour - 13.0) / 3.5) ** 2)
+    truth = daily * np.where(weekday >= 5, weekend, 1.0) * 30.0
+    drift = np.ones_like(truth)
+    drift[:, 2] = 1.0 + np.clip((t - (t[-1] - 1.5 * DAY)) / DAY, 0.0, None) * 0.8
+    rate = truth * drift * np.exp(0.05 * rng.standard_normal(truth.shape))
+
+    per_day = round(DAY / STEP)
+    shape, typical = _shape_profile(t, rate, STEP, per_day)
+    start = round((t[0] % DAY) / STEP)
+    prof = shape[(start + np.arange(t.size)) % per_day]
+    edges = _weekend_edges(t, rate, prof, np.isfinite(rate), STEP)
+    opens_or_closes = np.diff(np.floor(local / DAY), axis=0, prepend=0) > 0
+    expected = opens_or_closes & ((weekday == 5) | (weekday == 0))
+    expected[0] = False
+    assert np.array_equal(edges[:, :3], expected[:, :3])
+    assert not edges[:, 3].any()
+
+    # The reference over the last day and a half and the day ahead, against the truth a week
+    # on (the same hours one week earlier had no drift and the same weekday/weekend split).
+    n_t, n_h = t.size, per_day
+    lo = n_t - round(1.5 * DAY / STEP)
+    u = _profile_reference(
+        rate, shape, typical, t, STEP, per_day, 7 * per_day, lo, n_t + n_h, "weekly", 72
+    )
+    t_all = np.concatenate([t[lo:], t[-1] + STEP * np.arange(1, n_h + 1)])
+    local_all = t_all[:, None] + offsets * HOUR
+    wd_all = (np.floor(local_all / DAY) + 3) % 7
+    h_all = (local_all % DAY) / HOUR
+    true_all = (
+        (0.15 + np.exp(-0.5 * ((h_all - 13.0) / 3.5) ** 2))
+        * np.where(wd_all >= 5, weekend, 1.0)
+        * 30.0
+    )
+    hourly = (u.shape[0] // 12) * 12
+    ratio = u[:hourly].reshape(-1, 12, 4).sum(axis=1) / true_all[:hourly].reshape(-1, 12, 4).sum(
+        axis=1
+    )
+    assert np.max(np.abs(ratio - 1.0)) < 0.05, np.round(ratio, 2)
