@@ -305,6 +305,8 @@ def run_seed(seed: int, args: argparse.Namespace, t: Tally) -> None:
         naive = spend[n - per_day : n]
         for group, mask in (("steady", ~drifting), ("drifting", drifting & ~already)):
             cols = mask & fc.valid
+            if not cols.any():
+                continue  # e.g. every drifter of the seed is over budget already
             t.mae[group].append(float(np.nanmean(np.abs(fc.value[:, cols] - actual[:, cols]))))
             t.mae_naive[group].append(float(np.nanmean(np.abs(naive[:, cols] - actual[:, cols]))))
             past = spend[lo:n, cols]
