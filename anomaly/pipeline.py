@@ -826,6 +826,8 @@ def run_once(
             plan.n_batches,
             max(plan.series.values(), default=0),
         )
+    retired: list[dict[str, str]] = []
+    sink.start_run()
     for result in _batch_results(
         config, plan, now=now, source=source, store=store, workers=workers
     ):
@@ -834,7 +836,9 @@ def run_once(
         report.findings.extend(result.findings)
         report.health.extend(result.health)
         t_push = time.perf_counter()
-        pushed.extend(sink.put(result.samples, group=group_of(result.index)).groups_pushed)
+        put = sink.put(result.samples, group=group_of(result.index))
+        pushed.extend(put.groups_pushed)
+        retired.extend(put.groups_deleted)
         report.push_seconds += time.perf_counter() - t_push
         if not single:
             log.info(
@@ -882,7 +886,7 @@ def run_once(
     report.push_seconds += time.perf_counter() - t_push
     report.push = PushReport(
         tuple(pushed) + push.groups_pushed,
-        push.groups_deleted,
+        tuple(retired) + push.groups_deleted,
         push.samples_pushed,
         push.samples_dropped,
         push.duplicates,

@@ -27,13 +27,21 @@ disappear from the Pushgateway too. If any PUT fails nothing is deleted: a faile
 previous results in place (``push_time_seconds`` shows their age). Pushing no samples at all
 therefore deletes all of the job's groups.
 
+A run pushed batch by batch into batch groups (:meth:`PushgatewaySink.start_run`, then
+:meth:`~PushgatewaySink.put` per batch) lists the groups once, at its first batch, and reuses
+that listing for the stale groups at the end. When the previous run grouped by tenant, each
+batch put also deletes the own groups of the tenants it just put: a tenant is never exported
+under two grouping keys for longer than one batch's PUT. This is the one deletion before the
+end of a run, and it never leaves a tenant without results.
+
 The Pushgateway has no transaction across groups, so "no mixed state" means, precisely:
 
 * each group is replaced whole by one PUT, so every group holds one run's results only;
 * the tenant groups go first, then stale groups are deleted, and the job group, which holds
   ``anomaly_job_last_success_timestamp_seconds``, goes last. A push that fails part-way
   therefore leaves some tenants with the new run's results and the rest with the previous
-  run's, deletes nothing, and does not advance the success timestamp: the run exits non-zero
+  run's, deletes nothing (but the replaced tenant groups above), and does not advance the
+  success timestamp: the run exits non-zero
   and the job's staleness alerts see it. The next successful run replaces every group.
 
 Labels
@@ -250,25 +258,72 @@ class PushgatewaySink:
         self._sleep = sleep
         self._transport = transport or self._default_transport()
         self._reserved = {"job"} | ({"shard"} if shard is not None else set())
+        self._in_run = False
+        self._listing: list[dict[str, str]] | None = None
+        """The job's groups as listed at the run's first batch put (see :meth:`start_run`)."""
 
     def __repr__(self) -> str:
         return f"PushgatewaySink(url={self._display_url!r}, job={self.config.job!r})"
 
     # ----------------------------------------------------------------------- public API
 
+    def start_run(self) -> None:
+        """Begin a run pushed batch by batch (:meth:`put`, then :meth:`push`).
+
+        Within a run, the first :meth:`put` into a batch group lists the job's groups once;
+        each batch group put then deletes its tenants' own groups left by a run that grouped
+        by tenant, so that no tenant is exported twice (under two grouping keys, with alerts
+        that would carry a new ``tenant_group`` label) while the rest of the run goes on.
+        :meth:`push` deletes the other stale groups from the same listing and ends the run.
+        """
+        self._in_run, self._listing = True, None
+
     def put(self, samples: Iterable[Sample], *, group: str | None = None) -> PushReport:
-        """Replace the groups ``samples`` fall into, and nothing else (no deletion).
+        """Replace the groups ``samples`` fall into; delete nothing else, except, in a run
+        (:meth:`start_run`), the own groups of the tenants just put into a batch group.
 
         For pushing batch by batch: each batch's groups are whole, :meth:`push` with
         ``keep=`` the groups already put then deletes the stale ones and pushes the job group.
         ``group`` puts all tenant samples in one group ``{tenant_group: group}``.
         """
+        samples = list(samples)
         groups, dropped, dups = self._group(samples, group)
+        if group is not None and self._in_run and self._listing is None:
+            self._listing = self.existing_groups()
         self._put_all([groups[k] for k in sorted(groups)])
+        retired: list[dict[str, str]] = []
+        if group is not None and self._listing and self.tenant_label is not None:
+            retired = self._retire_tenant_groups(
+                {s.labels[self.tenant_label] for s in samples if s.labels.get(self.tenant_label)}
+            )
         n_pushed = sum(len(g.samples) for g in groups.values())
         pushed = tuple(groups[k].key for k in sorted(groups))
-        log.debug("put %d samples in %d groups to %s", n_pushed, len(pushed), self._display_url)
-        return PushReport(pushed, (), n_pushed, dropped, dups)
+        log.debug(
+            "put %d samples in %d groups to %s, deleted %d tenant groups",
+            n_pushed,
+            len(pushed),
+            self._display_url,
+            len(retired),
+        )
+        return PushReport(pushed, tuple(retired), n_pushed, dropped, dups)
+
+    def _retire_tenant_groups(self, tenants: set[str]) -> list[dict[str, str]]:
+        """Delete the listed per-tenant groups of `tenants` (of our shard) and unlist them."""
+        assert self._listing is not None and self.tenant_label is not None
+        own = {self.tenant_label} | ({"shard"} if self.shard is not None else set())
+        retired, kept = [], []
+        for key in self._listing:
+            if (
+                set(key) == own
+                and key.get("shard") == self.shard
+                and key[self.tenant_label] in tenants
+            ):
+                self._delete(key, "delete tenant group now in a batch group")
+                retired.append(key)
+            else:
+                kept.append(key)
+        self._listing = kept
+        return retired
 
     def push(
         self, samples: Iterable[Sample], *, keep: Iterable[Mapping[str, str]] = ()
@@ -290,7 +345,8 @@ class PushgatewaySink:
         job_keys = sorted(k for k in groups if self._is_job_group(k))
         self._put_all([groups[k] for k in tenant_keys])
         kept = {tuple(sorted(k.items())) for k in keep}
-        deleted = self._delete_stale(set(groups) | kept)
+        listing, self._in_run, self._listing = self._listing, False, None
+        deleted = self._delete_stale(set(groups) | kept, listing)
         for gkey in job_keys:
             self._put(groups[gkey])
         pushed = [groups[k].key for k in [*tenant_keys, *job_keys]]
@@ -410,22 +466,29 @@ class PushgatewaySink:
 
     # ----------------------------------------------------------------------- deletion
 
-    def _delete_stale(self, current: set[GroupingKey]) -> list[dict[str, str]]:
+    def _delete_stale(
+        self, current: set[GroupingKey], listing: list[dict[str, str]] | None = None
+    ) -> list[dict[str, str]]:
+        """Delete our shard's groups not in `current`: of `listing` (the run's, taken at its
+        first batch put), else of a fresh listing."""
         deleted = []
-        for key in self.existing_groups():
+        for key in self.existing_groups() if listing is None else listing:
             if key.get("shard") != self.shard:
                 continue  # another shard's (or an unsharded) group: not ours to delete
             if tuple(sorted(key.items())) in current:
                 continue
-            delete_from_gateway(
-                self.url,
-                job=self.config.job,
-                grouping_key=key,
-                timeout=self.config.timeout_seconds,
-                handler=self._handler(f"delete stale group {self._describe(key)}"),
-            )
+            self._delete(key, "delete stale group")
             deleted.append(key)
         return deleted
+
+    def _delete(self, key: dict[str, str], what: str) -> None:
+        delete_from_gateway(
+            self.url,
+            job=self.config.job,
+            grouping_key=key,
+            timeout=self.config.timeout_seconds,
+            handler=self._handler(f"{what} {self._describe(key)}"),
+        )
 
     # ----------------------------------------------------------------------- HTTP
 

@@ -154,6 +154,42 @@ def test_a_batch_group_holds_all_of_a_put_s_tenants_and_is_replaced_whole() -> N
     assert K(tenant_group="1-of-2") in set(gw.keys())  # kept, not deleted as stale
 
 
+def test_a_run_into_batch_groups_retires_each_tenant_s_own_group_as_its_batch_lands() -> None:
+    """Switching from tenant to batch groups: right after a batch group is put, its tenants'
+    old groups go, so no tenant is exported twice while later batches run; one listing serves
+    the whole run, and the stale-group deletion at its end."""
+    sink, gw, _ = make_sink(shard="0")
+    sink.push(cycle(["a", "b", "c"]))  # a run grouped by tenant
+    other, _, _ = make_sink(shard="1")
+    other._transport = gw
+    other.push(cycle(["a"]))  # another shard's tenant group: never ours to delete
+    before = len(gw.requests)
+
+    sink.start_run()
+    first = sink.put(cycle(["a", "b"])[1:], group="1-of-2")
+    assert first.groups_deleted == ({ORG: "a", "shard": "0"}, {ORG: "b", "shard": "0"})
+    assert K(**{ORG: "a"}, shard="0") not in gw.groups
+    assert K(**{ORG: "c"}, shard="0") in gw.groups  # its batch has not landed yet
+    assert K(**{ORG: "a"}, shard="1") in gw.groups
+    sink.put(cycle(["c"])[1:], group="2-of-2")
+    assert K(**{ORG: "c"}, shard="0") not in gw.groups
+    sink.push(cycle([])[:1], keep=[{"tenant_group": g} for g in ("1-of-2", "2-of-2")])
+    assert gw.keys() == {
+        K(shard="0"),
+        K(tenant_group="1-of-2", shard="0"),
+        K(tenant_group="2-of-2", shard="0"),
+        K(shard="1"),
+        K(**{ORG: "a"}, shard="1"),
+    }
+    gets = [r for r in gw.requests[before:] if r.get_method() == "GET"]
+    assert len(gets) == 1  # listed once, at the first batch
+
+    # Outside a run, a put deletes nothing, and the next push lists afresh.
+    sink.push(cycle(["d"]))
+    sink.put(cycle(["d"])[1:], group="1-of-1")
+    assert K(**{ORG: "d"}, shard="0") in gw.groups
+
+
 def test_every_contract_series_has_help_text() -> None:
     contract = [
         "anomaly_score",
