@@ -53,7 +53,10 @@ entering)``. Only the rate is forecast, as its seasonal reference times
   creep at night or over a weekend - and a ramp that has ended is not extrapolated. That
   choice decides (the guard below is built from it); where it has a slope, the point forecast
   takes its level and slope from the same choice with the ramp's beginning searched over the
-  window's whole hours, so that a ramp a few hours old is timed at its own pace;
+  window's whole hours, so that a ramp a few hours old is timed at its own pace, and with the
+  hours weighted by the reference to a power between 0 and 1 chosen from the tenant's own
+  hour-to-hour noise (1 where a quiet hour's ratio is noisier, as with counts; 0 where every
+  hour's ratio is equally noisy, as with multiplicative noise);
 * the slope is held after ``trend_horizon_seconds`` (a ramp seldom runs on for a whole day).
 
 The band comes from the forecaster's own walk-forward errors: the same computation from every
@@ -95,6 +98,11 @@ CALIBRATION_STRIDE_SECONDS = 1800.0
 KINK_MARGIN_SECONDS = 4 * 3600.0
 """Rate mode: the timing fit places a ramp's beginning at whole hours at least this far from
 both ends of the trend window."""
+NOISE_EXPONENTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""Rate mode: the exponents ``p`` the timing fit chooses from, per series, for its block weights
+``sum(reference)**p`` (1: counting noise, 0: multiplicative noise)."""
+MIN_NOISE_PAIRS = 6
+"""Rate mode: adjacent block pairs needed to choose ``p``; with fewer the weights stay ``**1``."""
 DIRECTIONS = ("above", "below")
 
 
@@ -979,7 +987,12 @@ def _fit_trend(
     24 hours ago); it is used where both choices have a slope (a line or a ramp that began),
     elsewhere the decision is. The searched kink sharpens when a breach comes, never whether
     it is announced: with that many kinks to choose from, noise alone often finds a
-    significant one.
+    significant one. The timing fit also weights its blocks by ``sum(u)**p`` rather than
+    ``sum(u)``, with ``p`` chosen per origin and series from how the hour-to-hour changes of
+    the ratio scale with ``u`` (:func:`_noise_exponent`): ``sum(u)`` weights are right for
+    counting noise, equal weights for multiplicative noise, under which the quiet hours of a
+    young ramp would otherwise count too little. The decision keeps ``sum(u)``: given the chosen
+    weights as well, it warned more steady tenants and missed more breaches in the benchmark.
     """
     per_block = max(1, round(3600.0 / step))
     n_blocks = max(3, w // per_block)
@@ -1004,17 +1017,22 @@ def _fit_trend(
     wt = np.where(np.isfinite(wt), wt, 0.0)
     block_hours = per_block * step / 3600.0
     x = (-(i + 0.5) * block_hours)[:, None, None]  # block centres, hours before the origin
-
-    # Weighted moments over the newest k blocks, k = 0..n_blocks: every model below is a line
-    # in x over a run of blocks (its regressor is x - c there and 0 elsewhere).
-    moments = [
-        np.concatenate([np.zeros((1,) + wt.shape[1:]), np.cumsum(v, axis=0)])
-        for v in (wt, wt * x, wt * x * x, wt * q, wt * x * q)
-    ]
-    sw, sq = moments[0][-1], moments[3][-1]
-    sqq = (wt * q * q).sum(axis=0)
+    thirds = sorted({round(n_blocks / 3), round(2 * n_blocks / 3)} - {0, n_blocks})
+    edge = max(1, round(KINK_MARGIN_SECONDS / 3600.0 / block_hours))
+    hourly = list(range(edge, n_blocks - edge + 1))
     n_good = good.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
+
+    def candidates(wt: np.ndarray, kinks: list[int]) -> list[_Fits | None]:
+        """The constant, the line, ramps that began at ``kinks`` and ramps that ended at the
+        thirds, fitted with block weights ``wt``."""
+        # Weighted moments over the newest k blocks, k = 0..n_blocks: every model below is a
+        # line in x over a run of blocks (its regressor is x - c there and 0 elsewhere).
+        moments = [
+            np.concatenate([np.zeros((1,) + wt.shape[1:]), np.cumsum(v, axis=0)])
+            for v in (wt, wt * x, wt * x * x, wt * q, wt * x * q)
+        ]
+        sw, sq = moments[0][-1], moments[3][-1]
+        sqq = (wt * q * q).sum(axis=0)
         n_eff = sw**2 / (wt * wt).sum(axis=0)  # Kish's effective number of blocks
         level = np.where(sw > 0, sq / sw, 0.0)
         rss0 = np.maximum(sqq - level * sq, 0.0)
@@ -1061,16 +1079,16 @@ def _fit_trend(
                 chosen,
             )
 
-        thirds = sorted({round(n_blocks / 3), round(2 * n_blocks / 3)} - {0, n_blocks})
         line = fits([n_blocks], began=True, kinked=False)
         ended = fits(thirds, began=False, kinked=True)
         ended = ended._replace(ok=ended.ok & (line.rss - ended.rss > z * z * ended.s2))
-        began = fits(thirds, began=True, kinked=True)
-        edge = max(1, round(KINK_MARGIN_SECONDS / 3600.0 / block_hours))
-        hourly = list(range(edge, n_blocks - edge + 1))
-        began_hourly = fits(hourly, began=True, kinked=True) if hourly else None
-        decided, decided_sloped = _choose([constant, line, began, ended])
-        timed, timed_sloped = _choose([constant, line, began_hourly, ended])
+        began = fits(kinks, began=True, kinked=True) if kinks else None
+        return [constant, line, began, ended]
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        decided, decided_sloped = _choose(candidates(wt, thirds))
+        wt_timed = np.where(good, wt ** _noise_exponent(q, wt, good)[None], 0.0)
+        timed, timed_sloped = _choose(candidates(wt_timed, hourly))
     use = decided_sloped & timed_sloped
     a, b, sa, sb = decided.level, decided.slope, decided.se_level, decided.se_slope
     a_t = np.where(use, timed.level, a)
@@ -1083,6 +1101,40 @@ def _fit_trend(
         np.where(np.isfinite(sa), sa, np.inf),
         np.where(np.isfinite(sb), sb, np.inf),
     )
+
+
+def _noise_exponent(q: np.ndarray, wt: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """How a block's noise variance scales with its reference: ``var(q) ~ wt**-p``, per fit.
+
+    Parameters
+    ----------
+    q, wt, good : array, shape (n_blocks, n_o, n_s)
+        Hourly ratios, their weights (the reference's sum, scaled to mean 1) and which blocks
+        count; adjacent along axis 0.
+
+    Returns
+    -------
+    array, shape (n_o, n_s)
+        ``p`` in ``NOISE_EXPONENTS``: 1 for counting noise (a quiet hour's ratio is noisier),
+        0 for multiplicative noise (every hour's ratio equally noisy). It is the maximum
+        likelihood choice for the changes between adjacent blocks, whose variance is
+        ``s2 * (wt_i**-p + wt_j**-p)``: differences cancel the level and, nearly, the slope, so
+        a ramp does not pass for noise. With fewer than ``MIN_NOISE_PAIRS`` pairs, 1.
+    """
+    pair = good[1:] & good[:-1]
+    d2 = np.where(pair, q[1:] - q[:-1], 0.0) ** 2
+    inv = 1.0 / np.where(good & (wt > 0), wt, 1.0)
+    n = pair.sum(axis=0)
+    best_ll = np.full(q.shape[1:], -np.inf)
+    best_p = np.ones(q.shape[1:])
+    for p in NOISE_EXPONENTS:
+        v = np.where(pair, inv[1:] ** p + inv[:-1] ** p, 1.0)
+        s2 = (d2 / v).sum(axis=0) / np.maximum(n, 1)
+        ll = -n * np.log(np.maximum(s2, 1e-300)) - np.log(v).sum(axis=0)
+        better = ll > best_ll
+        best_p = np.where(better, p, best_p)
+        best_ll = np.where(better, ll, best_ll)
+    return np.where(n >= MIN_NOISE_PAIRS, best_p, 1.0)
 
 
 def _choose(candidates: list[_Fits | None]) -> tuple[_Fits, np.ndarray]:

@@ -15,6 +15,7 @@ from anomaly import synth
 from anomaly.forecast import (
     Forecast,
     _fit_trend,
+    _noise_exponent,
     _profile_reference,
     _shape_profile,
     _weekend_edges,
@@ -542,3 +543,28 @@ def test_rate_mode_reference_keeps_its_level_across_a_local_weekend_edge() -> No
         axis=1
     )
     assert np.max(np.abs(ratio - 1.0)) < 0.05, np.round(ratio, 2)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_noise_exponent_tells_counting_noise_from_multiplicative(seed: int) -> None:
+    """Hourly ratios over a day-and-a-half whose reference swings by +-60 %: equally noisy
+    hours (multiplicative noise) mostly get ``p = 0``, hours whose noise grows as the reference
+    falls (counting noise, variance ~ 1 / u) mostly ``p`` of 0.75 or 1 (36 blocks leave the
+    choice noisy); a slope does not change that, and too few blocks keep ``p = 1``."""
+    rng = np.random.default_rng(seed)
+    hours = np.arange(36.0)
+    u = 1.0 + 0.6 * np.sin(2 * np.pi * hours / 24.0)
+    wt = np.repeat((u / u.mean())[:, None, None], 1000, axis=2)
+    good = np.ones(wt.shape, dtype=bool)
+    ramp = 0.3 * (36.0 - hours)[:, None, None] / 24.0
+    noise = 0.03 * rng.standard_normal(wt.shape)
+    multiplicative = _noise_exponent(ramp + noise, wt, good)
+    counting = _noise_exponent(ramp + noise / np.sqrt(wt), wt, good)
+    assert np.median(multiplicative) == 0.0
+    assert np.median(counting) >= 0.75
+    assert np.mean(multiplicative) < 0.3 < 0.6 < np.mean(counting)
+    assert np.mean(multiplicative <= 0.25) > 0.7
+    assert np.mean(counting >= 0.75) > 0.6
+    few = good.copy()
+    few[5:] = False
+    assert np.all(_noise_exponent(ramp + noise, wt, few) == 1.0)
