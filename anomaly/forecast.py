@@ -93,6 +93,8 @@ LEVEL_HALF_SECONDS = 6 * 3600.0
 WEEKEND_MIN_CONTRAST = 0.3
 """Rate mode: the least weekend contrast (Monday's log step minus Saturday's) that marks a
 series' local weekend edges, which the week-ago level window then never reaches across."""
+RATE_CHUNK_SERIES = 32
+"""Rate mode: series forecast together; memory stays flat whatever the number of tenants."""
 CALIBRATION_STRIDE_SECONDS = 1800.0
 """Rate mode: spacing of the walk-forward origins whose errors calibrate the band."""
 KINK_MARGIN_SECONDS = 4 * 3600.0
@@ -319,33 +321,36 @@ def forecast(
         )
 
     cols = np.flatnonzero(valid)
-    yv = y[:, cols]
     z = NormalDist().inv_cdf(0.5 + interval / 2)
     value, lower, upper = empty, empty.copy(), empty.copy()
     if r is not None:
-        point, low, high, guard_v = _forecast_rolling(
-            t,
-            yv,
-            r[:, cols],
-            n_h,
-            step,
-            window_seconds=window_seconds,
-            rate_unit_seconds=rate_unit_seconds,
-            interval=interval,
-            season=season,
-            trend_seconds=trend_seconds,
-            trend_z=trend_z,
-            trend_horizon_seconds=trend_horizon_seconds,
-            calibration_seconds=calibration_seconds,
-            guard_z=guard_z,
-        )
-        value[:, cols], lower[:, cols], upper[:, cols] = point, low, high
         guard = empty.copy()
-        guard[:, cols] = guard_v
+        # A few series at a time: the walk-forward calibration holds (origins x leads) paths
+        # per series (~3.5 MB each at 5-minute steps), and every series' result is its own.
+        for first in range(0, cols.size, RATE_CHUNK_SERIES):
+            c = cols[first : first + RATE_CHUNK_SERIES]
+            point, low, high, guard_v = _forecast_rolling(
+                t,
+                y[:, c],
+                r[:, c],
+                n_h,
+                step,
+                window_seconds=window_seconds,
+                rate_unit_seconds=rate_unit_seconds,
+                interval=interval,
+                season=season,
+                trend_seconds=trend_seconds,
+                trend_z=trend_z,
+                trend_horizon_seconds=trend_horizon_seconds,
+                calibration_seconds=calibration_seconds,
+                guard_z=guard_z,
+            )
+            value[:, c], lower[:, c], upper[:, c], guard[:, c] = point, low, high, guard_v
         return Forecast(
             future_t, value, lower, upper, valid, reason, now, step, last_value, season, guard
         )
 
+    yv = y[:, cols]
     # The tail where the deviation d is needed: the last day plus margins for the smoothing,
     # and one more day for the day-over-day spread that sizes the interval.
     r0 = max(0, n_t - 2 * per_day - 2 * smooth)

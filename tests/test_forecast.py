@@ -313,6 +313,32 @@ def test_rate_mode_checks_its_arguments_and_keeps_columns_apart() -> None:
     np.testing.assert_array_equal(a.value[:, 1], c.value[:, 1])
 
 
+def test_rate_mode_forecasts_many_tenants_a_few_at_a_time_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Series go through rate mode in chunks (memory stays flat for thousands of tenants):
+    every series' forecast, band and guard are those it gets alone, invalid ones included."""
+    data = synth.generate(7, days=9.0, end=END, seed=4)
+    counter = data.matrix("ai_cost")
+    spend = np.full_like(counter, np.nan)
+    spend[288:] = counter[288:] - counter[:-288]
+    rate = np.full_like(counter, np.nan)
+    rate[3:] = (counter[3:] - counter[:-3]) / 900.0 * HOUR
+    spend[:, 2] = np.nan  # an invalid series among them
+    t = np.asarray(data.timestamps)
+    monkeypatch.setattr("anomaly.forecast.RATE_CHUNK_SERIES", 3)
+    chunked = forecast(t, spend, DAY, rate=rate)
+    assert chunked.valid.tolist() == [True, True, False, True, True, True, True]
+    for j in range(7):
+        alone = forecast(t, spend[:, j], DAY, rate=rate[:, j])
+        assert alone.valid[0] == chunked.valid[j] and alone.reason[0] == chunked.reason[j]
+        if not alone.valid[0]:
+            assert chunked.guard is not None and np.isnan(chunked.guard[:, j]).all()
+            continue
+        for name in ("value", "lower", "upper", "guard"):
+            np.testing.assert_array_equal(getattr(chunked, name)[:, j], getattr(alone, name)[:, 0])
+
+
 @settings(max_examples=20, deadline=None)
 @given(
     seed=st.integers(0, 2**16),
