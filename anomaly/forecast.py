@@ -137,8 +137,8 @@ class Forecast:
     """``weekly`` or ``daily``: the reference the forecast used."""
     guard: np.ndarray | None = None
     """Shape ``(n_h, n_series)`` or ``None``: the forecast with its deciding fit's trend shrunk
-    towards none by ``guard_z`` standard errors. :func:`breach_seconds` announces a crossing only if this
-    crosses too within the horizon: noise is not extrapolated into a breach."""
+    towards none by ``guard_z`` standard errors. :func:`breach_seconds` announces a crossing
+    only if this crosses too within the horizon: noise is not extrapolated into a breach."""
 
     def at(self, horizon_seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(value, lower, upper)`` at ``now + horizon_seconds``, each of shape ``(n_series,)``.

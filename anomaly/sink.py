@@ -41,8 +41,8 @@ The Pushgateway has no transaction across groups, so "no mixed state" means, pre
   ``anomaly_job_last_success_timestamp_seconds``, goes last. A push that fails part-way
   therefore leaves some tenants with the new run's results and the rest with the previous
   run's, deletes nothing (but the replaced tenant groups above), and does not advance the
-  success timestamp: the run exits non-zero
-  and the job's staleness alerts see it. The next successful run replaces every group.
+  success timestamp: the run exits non-zero and the job's staleness alerts see it. The next
+  successful run replaces every group.
 
 Labels
 ------

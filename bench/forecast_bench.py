@@ -80,9 +80,9 @@ class Tally:
     leads_hours: list[float] = field(default_factory=list)
     errors_hours: list[float] = field(default_factory=list)
     floor_hours: list[float] = field(default_factory=list)
+    """The same runs' errors of a forecaster that knows the expected spend rate (the floor)."""
     tenant_hours: list[tuple[float, float]] = field(default_factory=list)
     """Per crossing drifter: its mean error over those runs, and the floor's."""
-    """The same runs' errors of a forecaster that knows the expected spend rate (the floor)."""
     missed_runs: int = 0
     steady: int = 0
     false_steady: int = 0
