@@ -71,7 +71,12 @@ stays crossed for ``min_duration_seconds``, 0 if the newest value has crossed, `
 forecast does not cross within the horizon. When the forecast has a guard, the guard must
 cross within the horizon too: a breach is announced only when the trend carrying it is
 significant, so that a steady tenant whose normal swings come near the threshold stays silent;
-the intervals are only the bounds and decide nothing.
+the intervals are only the bounds and decide nothing. Once announced, a breach is held: the
+guards from the half-hourly origins of the last ``hold_seconds`` (:attr:`Forecast.held_guard`)
+count as well, so a warning does not drop out for a run or two where the fit is less sure -
+a ramp's newest hours briefly looking flat, a guard just short of the threshold - while the
+point forecast still crosses. The hold needs no state between runs: it refits the past
+origins from the same history.
 """
 
 from __future__ import annotations
@@ -139,6 +144,11 @@ class Forecast:
     """Shape ``(n_h, n_series)`` or ``None``: the forecast with its deciding fit's trend shrunk
     towards none by ``guard_z`` standard errors. :func:`breach_seconds` announces a crossing
     only if this crosses too within the horizon: noise is not extrapolated into a breach."""
+    held_guard: np.ndarray | None = None
+    """Shape ``(n_held, n_h, n_series)`` or ``None``: the guards of the same forecast made from
+    the half-hourly origins of the last ``hold_seconds`` (newest first, each over its own
+    horizon; NaN where the history was too short). A breach one of them announced stays
+    announced while the point forecast still crosses (:func:`breach_seconds`)."""
 
     def at(self, horizon_seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(value, lower, upper)`` at ``now + horizon_seconds``, each of shape ``(n_series,)``.
@@ -175,6 +185,7 @@ def forecast(
     trend_horizon_seconds: float = 8 * 3600.0,
     calibration_seconds: float = 4 * SECONDS_PER_DAY,
     guard_z: float = 1.0,
+    hold_seconds: float = 2 * 3600.0,
 ) -> Forecast:
     """Forecast every column of `values` to `horizon_seconds` past the newest time.
 
@@ -226,6 +237,10 @@ def forecast(
     guard_z : float
         The guard (see :attr:`Forecast.guard`) moves the fitted level and slope this many
         standard errors towards zero (rate mode).
+    hold_seconds : float
+        A breach announced from an origin this recent (the half-hourly origins before the
+        newest point) stays announced while the point forecast still crosses, even if the
+        newest guard no longer does (:attr:`Forecast.held_guard`; rate mode; 0 turns it off).
 
     Returns
     -------
@@ -270,8 +285,9 @@ def forecast(
         ):
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"`{name}` must be positive, got {v}")
-        if not (math.isfinite(guard_z) and guard_z >= 0):
-            raise ValueError(f"`guard_z` must be non-negative, got {guard_z}")
+        for name, v in (("guard_z", guard_z), ("hold_seconds", hold_seconds)):
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"`{name}` must be non-negative, got {v}")
         r[~np.isfinite(r)] = np.nan
 
     n_t, n_s = y.shape
@@ -325,11 +341,13 @@ def forecast(
     value, lower, upper = empty, empty.copy(), empty.copy()
     if r is not None:
         guard = empty.copy()
+        n_held = int(hold_seconds // CALIBRATION_STRIDE_SECONDS)
+        held = np.full((n_held, n_h, n_s), np.nan)
         # A few series at a time: the walk-forward calibration holds (origins x leads) paths
         # per series (~3.5 MB each at 5-minute steps), and every series' result is its own.
         for first in range(0, cols.size, RATE_CHUNK_SERIES):
             c = cols[first : first + RATE_CHUNK_SERIES]
-            point, low, high, guard_v = _forecast_rolling(
+            point, low, high, guard_v, held_v = _forecast_rolling(
                 t,
                 y[:, c],
                 r[:, c],
@@ -344,10 +362,23 @@ def forecast(
                 trend_horizon_seconds=trend_horizon_seconds,
                 calibration_seconds=calibration_seconds,
                 guard_z=guard_z,
+                n_held=n_held,
             )
             value[:, c], lower[:, c], upper[:, c], guard[:, c] = point, low, high, guard_v
+            held[:, :, c] = held_v
         return Forecast(
-            future_t, value, lower, upper, valid, reason, now, step, last_value, season, guard
+            future_t,
+            value,
+            lower,
+            upper,
+            valid,
+            reason,
+            now,
+            step,
+            last_value,
+            season,
+            guard,
+            held if n_held else None,
         )
 
     yv = y[:, cols]
@@ -452,7 +483,10 @@ def breach_seconds(
     """Seconds from `now` until the point forecast crosses `threshold`, per series.
 
     With a guard (:attr:`Forecast.guard`, rate mode), a crossing counts only if the guard
-    crosses too within the horizon; the countdown is still the point forecast's.
+    crosses too within the horizon, or one of the held guards (:attr:`Forecast.held_guard`,
+    from the origins of the last ``hold_seconds``) crossed within its own: a breach, once
+    announced, does not come and go with each run's fit while the point forecast still
+    crosses. The countdown is always the point forecast's.
 
     Parameters
     ----------
@@ -500,9 +534,13 @@ def breach_seconds(
     lasting = _lasting(crossed, need)
     has = lasting.any(axis=0)
     if fc.guard is not None:
-        with np.errstate(invalid="ignore"):
-            g = fc.guard >= threshold if direction == "above" else fc.guard <= threshold
-        has &= _lasting(g, need).any(axis=0)
+        guards = [fc.guard] + ([] if fc.held_guard is None else list(fc.held_guard))
+        announced = np.zeros(has.shape, dtype=bool)
+        for guard in guards:
+            with np.errstate(invalid="ignore"):
+                g = guard >= threshold if direction == "above" else guard <= threshold
+            announced |= _lasting(g, need).any(axis=0)
+        has &= announced
     first = np.argmax(lasting, axis=0)
     seconds = np.where(has, fc.times[first] - start, np.inf)
     seconds = np.where(already, 0.0, np.maximum(seconds, 0.0))
@@ -807,8 +845,11 @@ def _forecast_rolling(
     trend_horizon_seconds: float,
     calibration_seconds: float,
     guard_z: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Point forecast, calibrated band and guard of rolling sums `y` of `rate`; ``(n_h, n_s)`` each.
+    n_held: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Point forecast, calibrated band and guard of rolling sums `y` of `rate`, ``(n_h, n_s)``
+    each, and the guards from the `n_held` half-hourly origins before the newest,
+    ``(n_held, n_h, n_s)``.
 
     ``y[o + k] = y[o] - (inflow that leaves the window) + (forecast inflow)``: what leaves is
     known from the rate history; what enters is the rate's reference times
@@ -824,7 +865,8 @@ def _forecast_rolling(
     w = max(3, round(trend_seconds / step))
     n_calib = max(0, round(calibration_seconds / step))
     cap = max(1, round(trend_horizon_seconds / step))
-    lo = max(0, n_t - 1 - n_calib - w)
+    stride = max(1, round(CALIBRATION_STRIDE_SECONDS / step))
+    lo = max(0, n_t - 1 - max(n_calib, n_held * stride) - w)
     shape, typical = _shape_profile(t, rate, step, per_day)
     shape = np.where(np.isfinite(shape), shape, 1.0)  # a slot never seen: the day's mean
     half = max(1, round(LEVEL_HALF_SECONDS / step))
@@ -873,18 +915,28 @@ def _forecast_rolling(
         outflow = cc[leave_hi] - cc[leave_lo]
         return np.asarray(anchor[origins][:, None] + inflow - outflow)
 
+    def guards(origins: np.ndarray, trend: _Trend) -> np.ndarray:
+        """The guard from each origin: the decided level and slope `guard_z` standard errors
+        nearer none; shape ``(n_o, n_h, n_s)``."""
+        a_d, b_d = trend.decided_level, trend.decided_slope
+        a_g = np.sign(a_d) * np.maximum(np.abs(a_d) - guard_z * trend.se_level, 0.0)
+        b_g = np.sign(b_d) * np.maximum(np.abs(b_d) - guard_z * trend.se_slope, 0.0)
+        return paths(origins, a_g, b_g)
+
     newest = np.array([n_t - 1])
     trend = _fit_trend(rate_tail, u_tail, newest - lo, step, w, trend_z)
     point = paths(newest, trend.level, trend.slope)[0]
-    # The guard: the decided level and slope `guard_z` standard errors nearer none.
-    a_d, b_d = trend.decided_level, trend.decided_slope
-    a_g = np.sign(a_d) * np.maximum(np.abs(a_d) - guard_z * trend.se_level, 0.0)
-    b_g = np.sign(b_d) * np.maximum(np.abs(b_d) - guard_z * trend.se_slope, 0.0)
-    guard = paths(newest, a_g, b_g)[0]
+    guard = guards(newest, trend)[0]
+    first = lo + w
+    held = np.full((n_held, n_h, n_s), np.nan)
+    back = n_t - 1 - stride * np.arange(1, n_held + 1)
+    fit = back >= first
+    if fit.any():
+        held[fit] = guards(
+            back[fit], _fit_trend(rate_tail, u_tail, back[fit] - lo, step, w, trend_z)
+        )
 
     # Walk-forward errors: forecasts from past origins against what happened, as ratios.
-    first = lo + w
-    stride = max(1, round(CALIBRATION_STRIDE_SECONDS / step))
     origins = np.arange(n_t - 2, first - 1, -stride)[::-1]
     q_lo = np.full((n_h, n_s), np.nan)
     q_hi = np.full((n_h, n_s), np.nan)
@@ -917,7 +969,7 @@ def _forecast_rolling(
     q_hi = np.maximum.accumulate(q_hi, axis=0)
     lower = point * (1.0 + q_lo)
     upper = point * (1.0 + q_hi)
-    return point, np.minimum(lower, point), np.maximum(upper, point), guard
+    return point, np.minimum(lower, point), np.maximum(upper, point), guard, held
 
 
 class _Trend(NamedTuple):

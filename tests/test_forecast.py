@@ -337,6 +337,8 @@ def test_rate_mode_forecasts_many_tenants_a_few_at_a_time_with_the_same_result(
             continue
         for name in ("value", "lower", "upper", "guard"):
             np.testing.assert_array_equal(getattr(chunked, name)[:, j], getattr(alone, name)[:, 0])
+        assert chunked.held_guard is not None and alone.held_guard is not None
+        np.testing.assert_array_equal(chunked.held_guard[:, :, j], alone.held_guard[:, :, 0])
 
 
 @settings(max_examples=20, deadline=None)
@@ -391,6 +393,68 @@ def test_guard_silences_a_crossing_the_trend_cannot_carry() -> None:
     assert seconds[1] == point_only[1] < math.inf
     # Already over the threshold is a breach whatever the guard says.
     assert breach_seconds(fc, np.array([101.0, 0.0]), threshold=100.0)[0] == 0.0
+
+
+def test_a_breach_announced_from_a_recent_origin_holds_while_the_point_forecast_crosses() -> None:
+    """The newest guard falls short everywhere. Column 0: a held guard crossed and the point
+    forecast crosses - announced, on the point forecast's countdown. Column 1: a held guard
+    crossed, the point forecast no longer does - silent. Column 2: the held guards are NaN
+    (history too short for them) - silent, as without the hold."""
+    times = 1000.0 + STEP * np.arange(1, 25)
+    value = np.linspace(90.0, 110.0, 24)[:, None].repeat(3, axis=1)
+    value[:, 1] = 95.0
+    guard = np.full((24, 3), 95.0)
+    held = np.full((2, 24, 3), 95.0)
+    held[1, 10:, :2] = 101.0  # the origin an hour back announced a breach
+    held[:, :, 2] = np.nan
+    fc = Forecast(
+        times,
+        value,
+        value,
+        value,
+        np.ones(3, dtype=bool),
+        [None] * 3,
+        1000.0,
+        float(STEP),
+        np.full(3, 90.0),
+        "weekly",
+        guard,
+        held,
+    )
+    seconds = breach_seconds(fc, threshold=100.0)
+    point_only = breach_seconds(
+        dataclasses.replace(fc, guard=None, held_guard=None), threshold=100.0
+    )
+    assert seconds[0] == point_only[0] < math.inf
+    assert seconds[1] == math.inf and seconds[2] == math.inf
+    assert breach_seconds(dataclasses.replace(fc, held_guard=None), threshold=100.0)[0] == math.inf
+    # Downwards the same: the held guards are read with the direction.
+    down = dataclasses.replace(
+        fc, value=200.0 - value, guard=200.0 - guard, held_guard=200.0 - held
+    )
+    below = breach_seconds(down, np.full(3, 110.0), threshold=100.0, direction="below")
+    assert below[0] == seconds[0] and below[1] == below[2] == math.inf
+
+
+def test_rate_mode_held_guards_are_the_guards_of_the_recent_origins() -> None:
+    """No state between runs: the held guards refit the half-hourly origins of the last
+    `hold_seconds` from the same history, matching the guards those runs computed (up to the
+    time-of-day shape, which the newer run estimates from a little more data)."""
+    data = synth.generate(5, days=10.0, end=END, seed=4)
+    spend, rate = _spend_and_rate(data)
+    t = np.asarray(data.timestamps)
+    fc = forecast(t, spend, DAY, rate=rate, hold_seconds=2 * HOUR)
+    assert fc.guard is not None and fc.held_guard is not None
+    assert fc.held_guard.shape == (4,) + fc.guard.shape
+    half_hour = round(1800 / STEP)
+    for k in range(4):
+        n = t.size - half_hour * (k + 1)
+        then = forecast(t[:n], spend[:n], DAY, rate=rate[:n])
+        assert then.guard is not None
+        np.testing.assert_allclose(fc.held_guard[k], then.guard, rtol=2e-3)
+    assert forecast(t, spend, DAY, rate=rate, hold_seconds=0.0).held_guard is None
+    with pytest.raises(ValueError, match="`hold_seconds`"):
+        forecast(t, spend, DAY, rate=rate, hold_seconds=-1.0)
 
 
 def test_rate_mode_steady_tenants_just_under_their_budget_stay_silent() -> None:
