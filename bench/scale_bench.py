@@ -1,4 +1,8 @@
-"""Scale benchmark: N series (N/5 tenants x 5 metrics, 7 days at 5 m) in a real Prometheus.
+"""Scale benchmark: the shipped config's metrics for N/6 tenants in a real Prometheus.
+
+Each tenant has the shipped ``config.yaml``'s workload: six detected metrics (7 days at 5 m; N
+counts these series) and the rolling 24 h AI spend forecast against its budget from the AI
+cost rate (10 days at 5 m), so a run's cost includes its forecasts.
 
     python -m bench.scale_bench [--sizes 1000,5000,10000] [--seed 0] [--workers 2]
 
@@ -43,13 +47,29 @@ import yaml
 from anomaly import devstack, synth
 
 CACHE = Path(__file__).resolve().parent / ".cache"
-#: The five metrics of a tenant (the counter-based ai_cost is left out: 5 per tenant).
-METRICS = ("request_rate", "latency_p95", "error_ratio", "completion", "queue_depth")
-DAYS = 7.0
+#: The detected metrics of a tenant, as in the shipped config.
+METRICS = ("request_rate", "latency_p95", "error_ratio", "ai_cost", "completion", "queue_depth")
+#: History in the TSDB: the forecast's 10-day lookback plus its 1-day window and a margin.
+DAYS = 11.5
+#: The forecast metric of the shipped config, forecast from ``ai_cost`` (its rate in $/hour).
+SPEND = {
+    "name": "ai_spend_24h",
+    "query": "sum by (organization_id) (increase(processaudit_ai_cost_usd_total[1d]))",
+    "lookback": "10d",
+    "detect": False,
+    "forecast": {
+        "horizon": "24h",
+        "threshold": 100,
+        "direction": "above",
+        "rate": "ai_cost",
+        "window": "1d",
+        "rate_unit": "1h",
+    },
+}
 
 
 def dataset_for(n_series: int, seed: int, end: float) -> synth.Dataset:
-    """N/5 tenants x the five :data:`METRICS`, 7 days at 5 m ending at ``end``."""
+    """N/6 tenants x the six :data:`METRICS`, ``DAYS`` at 5 m ending at ``end``."""
     ds = synth.generate(n_series // len(METRICS), days=DAYS, end=end, seed=seed)
     keep = tuple(s for s in ds.series if s.metric in METRICS)
     return dataclasses.replace(ds, series=keep)
@@ -57,7 +77,7 @@ def dataset_for(n_series: int, seed: int, end: float) -> synth.Dataset:
 
 def prepare(n_series: int, seed: int) -> tuple[Path, dict[str, Any]]:
     """The cached TSDB directory for ``n_series`` and its description; backfills when missing."""
-    root = CACHE / f"tsdb-n{n_series}-seed{seed}"
+    root = CACHE / f"tsdb-v2-n{n_series}-seed{seed}"
     meta_path = root / "dataset.json"
     if meta_path.is_file():
         return root / "data", json.loads(meta_path.read_text())
@@ -92,9 +112,9 @@ def write_config(path: Path, prometheus_url: str, pushgateway_url: str, **scale:
         "prometheus": {"url": prometheus_url, "timeout_seconds": 300, "retries": 1},
         "pushgateway": {"url": pushgateway_url, "timeout_seconds": 120},
         "model_dir": str(path.parent / "models"),
-        "lookback": "7d",
+        "lookback": "7d",  # as shipped; the forecast metric reads 10d
         "step": "5m",
-        "metrics": [{"name": m, "query": synth.QUERIES[m]} for m in METRICS],
+        "metrics": [{"name": m, "query": synth.QUERIES[m]} for m in METRICS] + [SPEND],
         "scale": scale,
         "log_level": "WARNING",
     }
@@ -157,6 +177,8 @@ def _child(phase: str, config_path: str, now: float, workers: int) -> dict[str, 
             fetch=sum(o.fetch_seconds for o in report.outcomes),
             models=sum(o.model_seconds for o in report.outcomes),
             score=sum(o.score_seconds for o in report.outcomes),
+            forecast=sum(o.forecast_seconds for o in report.outcomes),
+            forecasts=sum(o.n_series for o in report.outcomes if o.metric.forecast is not None),
             push=report.push_seconds,
         )
     out["seconds"] = time.perf_counter() - t0
@@ -290,7 +312,8 @@ def bench_size(n_series: int, seed: int, workers: int, workdir: Path) -> dict[st
                 f"(RSS bound {r['total_peak_mib']:.0f})"
                 + (
                     f"  (fetch {r['fetch']:.1f}s, models {r['models']:.1f}s, "
-                    f"score {r['score']:.1f}s summed over workers; push {r['push']:.1f}s)"
+                    f"score {r['score']:.1f}s, {r['forecasts']} forecasts {r['forecast']:.1f}s "
+                    f"summed over workers; push {r['push']:.1f}s)"
                     if "fetch" in r
                     else ""
                 ),
@@ -327,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in sizes:
             print(f"  N={n} (workers={args.workers})", flush=True)
             rows.append(bench_size(n, args.seed, args.workers, Path(tmp)))
-    sample = synth.generate(max(1, args.sample), days=DAYS, seed=args.seed)
+    sample = synth.generate(max(1, args.sample), days=7.0, seed=args.seed)  # the 7d lookback
     values = sample.matrix("latency_p95")[:, : args.sample]
     plain = plain_loop_seconds(values, sample.step_seconds)
 
