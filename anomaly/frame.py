@@ -88,6 +88,20 @@ class Frame:
             self.skipped,
         )
 
+    def last_rows(self, n: int) -> Frame:
+        """The newest ``n`` rows, without the series that have no value in them (as a read
+        of that shorter window would return)."""
+        values = self.values[self.values.shape[0] - n :]
+        keep = np.flatnonzero(np.isfinite(values).any(axis=0))
+        return Frame(
+            self.metric,
+            self.times[self.times.size - n :],
+            values[:, keep],
+            tuple(self.keys[i] for i in keep),
+            self.step_seconds,
+            self.skipped,
+        )
+
     def to_dataframe(self) -> pd.DataFrame:
         """Wide DataFrame: UTC DatetimeIndex, one column per series (named by its key)."""
         index = pd.to_datetime(self.times, unit="s", utc=True)

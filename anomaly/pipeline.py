@@ -15,6 +15,7 @@ pushed only after every batch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -452,30 +453,74 @@ def _job_samples(config: Config, report: RunReport, finished_at: float) -> list[
     return samples
 
 
+def _fetch_lookback(config: Config, mc: MetricConfig) -> float:
+    """How far back a batch reads ``mc``: its own lookback, or that of a forecast metric it is
+    the rate of, if longer, so that one read serves both (:func:`_shared_frame`)."""
+    return max(
+        m.lookback_seconds or config.lookback_seconds
+        for m in config.metrics
+        if m.name == mc.name or (m.forecast is not None and m.forecast.rate == mc.name)
+    )
+
+
+def _shared_frame(
+    config: Config,
+    mc: MetricConfig,
+    times: np.ndarray,
+    *,
+    now: float,
+    source: PrometheusSource,
+    tenants: Collection[str] | None,
+    frames: dict[str, Frame],
+) -> Frame | None:
+    """``mc`` on the grid ``times`` (a suffix of its :func:`_fetch_lookback` window), read at
+    most once per batch: ``frames`` keeps each read. ``None`` if ``times`` is not such a
+    suffix. Raises :class:`QueryError`."""
+    if mc.name not in frames:
+        wide = dataclasses.replace(mc, lookback_seconds=_fetch_lookback(config, mc))
+        frames[mc.name] = fetch_frame(config, wide, now=now, source=source, tenants=tenants)
+    frame = frames[mc.name]
+    n = times.size
+    if n > frame.times.size or not np.array_equal(frame.times[frame.times.size - n :], times):
+        return None
+    return frame.last_rows(n)
+
+
 def _rate_for(
     config: Config,
     frame: Frame,
     rate_metric: MetricConfig,
     source: PrometheusSource,
     tenants: Collection[str] | None = None,
+    *,
+    now: float | None = None,
+    frames: dict[str, Frame] | None = None,
 ) -> np.ndarray | None:
     """The rate metric's values on ``frame``'s grid, columns matched to ``frame``'s series
-    (same labels, else same tenant); NaN where a series has no rate. None if the query fails."""
+    (same labels, else same tenant); NaN where a series has no rate. None if the query fails.
+
+    With ``frames`` (and ``now``, the run's time), the batch's one read of the rate metric is
+    reused (:func:`_shared_frame`): it also feeds the rate metric's own detection."""
     try:
-        raw = list(
-            _query_range(
+        rates = None
+        if frames is not None and now is not None:
+            rates = _shared_frame(
                 config,
-                source,
                 rate_metric,
-                float(frame.times[0]),
-                float(frame.times[-1]),
-                tenants,
+                frame.times,
+                now=now,
+                source=source,
+                tenants=tenants,
+                frames=frames,
             )
-        )
+        if rates is None:
+            raw = _query_range(
+                config, source, rate_metric, float(frame.times[0]), float(frame.times[-1]), tenants
+            )
+            rates = build_frame(rate_metric.name, list(raw), frame.times, config.tenant_label)
     except QueryError as e:
         log.error("metric %s: rate query %s failed: %s", frame.metric, rate_metric.name, e)
         return None
-    rates = build_frame(rate_metric.name, raw, frame.times, config.tenant_label)
     by_key = {k: j for j, k in enumerate(rates.keys)}
     by_tenant = {k.tenant: j for j, k in enumerate(rates.keys) if k.tenant is not None}
     out = np.full(frame.values.shape, np.nan)
@@ -517,13 +562,26 @@ def score_metric(
     store: ModelStore | None,
     tenants: Collection[str] | None = None,
     store_key: str | None = None,
+    frames: dict[str, Frame] | None = None,
 ) -> MetricOutcome:
     """Fetch, fit or reuse, and score one metric (``tenants``: only theirs, see
-    :func:`fetch_frame`). A broken query is reported, not raised."""
+    :func:`fetch_frame`). A broken query is reported, not raised.
+
+    ``frames`` is the batch's cache of reads shared between metrics: a metric that is the
+    rate of a forecast metric is read once over the longer of the two lookbacks, for its own
+    detection and for that forecast (in either order)."""
     t0 = time.perf_counter()
     outcome = MetricOutcome(mc)
     try:
-        frame = fetch_frame(config, mc, now=now, source=source, tenants=tenants)
+        frame = None
+        own = mc.lookback_seconds or config.lookback_seconds
+        if frames is not None and _fetch_lookback(config, mc) > own:
+            times = evaluation_window(config, now, mc)
+            frame = _shared_frame(
+                config, mc, times, now=now, source=source, tenants=tenants, frames=frames
+            )
+        if frame is None:
+            frame = fetch_frame(config, mc, now=now, source=source, tenants=tenants)
     except QueryError as e:
         outcome.error = str(e)
         outcome.query_failed = True
@@ -560,7 +618,9 @@ def score_metric(
         fcc = mc.forecast
         rate = None
         if fcc.rate is not None:
-            rate = _rate_for(config, frame, config.metric(fcc.rate), source, tenants)
+            rate = _rate_for(
+                config, frame, config.metric(fcc.rate), source, tenants, now=now, frames=frames
+            )
         fc = forecast(
             frame.times,
             frame.values,
@@ -609,8 +669,10 @@ def _metric_outcome(
     now: float,
     source: PrometheusSource,
     store: ModelStore | None,
+    frames: dict[str, Frame] | None = None,
 ) -> MetricOutcome:
-    """One metric of one batch: refused by the plan, empty, or scored."""
+    """One metric of one batch: refused by the plan, empty, or scored (``frames``: the
+    batch's shared reads, see :func:`score_metric`)."""
     tenants = None if plan.batches is None else plan.batches[index]
     if mc.name in plan.failed:
         return MetricOutcome(mc, error=plan.failed[mc.name], query_failed=True)
@@ -624,7 +686,22 @@ def _metric_outcome(
         store=store,
         tenants=tenants,
         store_key=plan.store_key(mc.name, index),
+        frames=frames,
     )
+
+
+def _metric_units(config: Config) -> list[list[int]]:
+    """The metrics' indices in groups that share reads: a forecast metric joins the metric that
+    is its rate; groups in order of their first metric, each in config order."""
+    unit_of = list(range(len(config.metrics)))
+    names = {mc.name: i for i, mc in enumerate(config.metrics)}
+    for i, mc in enumerate(config.metrics):
+        if mc.forecast is not None and mc.forecast.rate in names:
+            unit_of[i] = unit_of[names[mc.forecast.rate]]
+    units: dict[int, list[int]] = {}
+    for i, u in enumerate(unit_of):
+        units.setdefault(u, []).append(i)
+    return sorted(units.values())
 
 
 def process_batch(
@@ -642,10 +719,14 @@ def process_batch(
     (``outcomes``: the metrics already scored, e.g. in parallel), and assemble the samples."""
     t0 = time.perf_counter()
     if outcomes is None:
+        frames: dict[str, Frame] = {}
         outcomes = [
-            _metric_outcome(config, plan, index, mc, now=now, source=source, store=store)
+            _metric_outcome(
+                config, plan, index, mc, now=now, source=source, store=store, frames=frames
+            )
             for mc in config.metrics
         ]
+        del frames
     samples: list[Sample] = []
     findings: list[Finding] = []
     for mc, outcome in zip(config.metrics, outcomes, strict=True):
@@ -710,20 +791,27 @@ def _batch_in_worker(index: int) -> BatchResult:
     return result
 
 
-def _metric_in_worker(i: int) -> MetricOutcome:
+def _unit_in_worker(unit: list[int]) -> list[MetricOutcome]:
+    """The outcomes of one group of metrics (:func:`_metric_units`) of a run of one batch."""
     config: Config = _WORKER["config"]
+    frames: dict[str, Frame] = {}
     with PrometheusSource(config.prometheus) as source:
-        outcome = _metric_outcome(
-            config,
-            _WORKER["plan"],
-            0,
-            config.metrics[i],
-            now=_WORKER["now"],
-            source=source,
-            store=_WORKER["store"],
-        )
-    outcome.metric = None  # type: ignore[assignment]  # the parent puts it back
-    return outcome
+        outcomes = [
+            _metric_outcome(
+                config,
+                _WORKER["plan"],
+                0,
+                config.metrics[i],
+                now=_WORKER["now"],
+                source=source,
+                store=_WORKER["store"],
+                frames=frames,
+            )
+            for i in unit
+        ]
+    for o in outcomes:
+        o.metric = None  # type: ignore[assignment]  # the parent puts it back
+    return outcomes
 
 
 def _batch_results(
@@ -738,8 +826,8 @@ def _batch_results(
     """Every batch's result in batch order, from ``workers`` processes when more than one:
     batches side by side, or, for a run of one batch, its metrics side by side."""
     single = plan.n_batches == 1
-    n_metrics = len(config.metrics)
-    if workers <= 1 or (single and n_metrics == 1):
+    units = _metric_units(config)
+    if workers <= 1 or (single and len(units) == 1):
         for i in range(plan.n_batches):
             yield process_batch(
                 config, plan, i, now=now, source=source, store=store, keep_frames=single
@@ -751,11 +839,16 @@ def _batch_results(
     _WORKER.update(config=config, plan=plan, now=now, store=store)
     try:
         with ProcessPoolExecutor(
-            max_workers=min(workers, n_metrics if single else plan.n_batches),
+            max_workers=min(workers, len(units) if single else plan.n_batches),
             mp_context=multiprocessing.get_context("fork"),
         ) as pool:
             if single:
-                outcomes = list(pool.map(_metric_in_worker, range(n_metrics)))
+                by_index: dict[int, MetricOutcome] = {}
+                for unit, unit_outcomes in zip(
+                    units, pool.map(_unit_in_worker, units), strict=True
+                ):
+                    by_index.update(zip(unit, unit_outcomes, strict=True))
+                outcomes = [by_index[i] for i in range(len(config.metrics))]
                 for o, mc in zip(outcomes, config.metrics, strict=True):
                     o.metric = mc
                 yield process_batch(

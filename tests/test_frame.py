@@ -37,6 +37,22 @@ def test_build_frame_aligns_gaps_and_sorts_by_tenant() -> None:
     assert all("__name__" not in dict(k.labels) for k in f.keys)
 
 
+def test_last_rows_is_what_a_read_of_the_shorter_window_returns() -> None:
+    """The newest rows of a longer read: the same grid and values, without the series that
+    have no value in them (a read of that window would not return them)."""
+    series = [
+        ({"organization_id": "a"}, np.array([0.0, 900.0]), np.array([1.0, 2.0])),
+        ({"organization_id": "b"}, np.array([0.0, 300.0]), np.array([3.0, 4.0])),  # old only
+        ({"organization_id": "c"}, np.array([600.0]), np.array([5.0])),
+    ]
+    long = build_frame("m", series, time_grid(0, 900, 300), "organization_id")
+    short = build_frame("m", series, time_grid(600, 900, 300), "organization_id")
+    tail = long.last_rows(2)
+    np.testing.assert_array_equal(tail.times, short.times)
+    assert tail.keys == tuple(k for k in short.keys if k.tenant != "b")
+    np.testing.assert_array_equal(tail.values, short.values[:, [0, 2]])
+
+
 def test_series_key_keeps_all_labels() -> None:
     k = SeriesKey.from_labels({"organization_id": "o", "service": "api"}, "organization_id")
     assert k.tenant == "o" and k.label_dict == {"organization_id": "o", "service": "api"}

@@ -3,6 +3,7 @@ real Pushgateway (and Prometheus scraping it). Asserts what the servers then hol
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -10,11 +11,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import requests
 
 from anomaly import devstack, synth
+from anomaly.batching import plan_batches
+from anomaly.config import load_config
+from anomaly.pipeline import MetricOutcome, _batch_results, process_batch, score_metric
+from anomaly.source import PrometheusSource
 from tests.conftest import write_config
 
 pytestmark = pytest.mark.e2e
@@ -213,3 +220,58 @@ def test_forecasts_and_breach_countdowns_are_pushed(scenario: Scenario) -> None:
     assert all(v >= 0 and lab["metric"] == "ai_spend_24h" for lab, v in breach)
     thresholds = {v for _, v in pushed_samples(scenario.stack, "anomaly_forecast_threshold")}
     assert thresholds == {100.0}
+
+
+def test_a_rate_is_read_once_for_its_own_detection_and_the_forecast_it_feeds(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ai_cost (7d, detected) is the rate of the ai_spend_24h forecast (10d): one read of 10d
+    serves both, in either config order and in worker processes, with the same results as
+    reading each on its own."""
+    config = load_config(scenario.config)
+    now = scenario.dataset.end
+    queries: list[str] = []
+    real = PrometheusSource.query_range
+
+    def counting(self: PrometheusSource, query: str, *args: Any, **kwargs: Any) -> Any:
+        queries.append(query)
+        return real(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(PrometheusSource, "query_range", counting)
+    cost, spend = config.metric("ai_cost"), config.metric("ai_spend_24h")
+    with PrometheusSource(config.prometheus) as source:
+        plan = plan_batches(config, source, now)
+        alone = {
+            mc.name: score_metric(config, mc, now=now, source=source, store=None)
+            for mc in (cost, spend)
+        }
+        assert queries.count(cost.query) == 2  # its own read, and the forecast's
+        for order in ([cost, spend], [spend, cost]):
+            reordered = dataclasses.replace(config, metrics=tuple(order))
+            queries.clear()
+            result = process_batch(reordered, plan, 0, now=now, source=source, store=None)
+            assert queries.count(cost.query) == 1
+            shared = {o.metric.name: o for o in result.outcomes}
+            _assert_same_outcome(shared["ai_cost"], alone["ai_cost"])
+            _assert_same_outcome(shared["ai_spend_24h"], alone["ai_spend_24h"])
+        # A run of one batch with workers scores metrics side by side: the rate and the
+        # forecast it feeds go to the same worker.
+        results = list(_batch_results(config, plan, now=now, source=source, store=None, workers=2))
+    by_name = {o.metric.name: o for o in results[0].outcomes}
+    _assert_same_outcome(by_name["ai_cost"], alone["ai_cost"])
+    _assert_same_outcome(by_name["ai_spend_24h"], alone["ai_spend_24h"])
+
+
+def _assert_same_outcome(a: MetricOutcome, b: MetricOutcome) -> None:
+    assert a.error is None and b.error is None
+    assert a.frame is not None and b.frame is not None
+    assert a.frame.keys == b.frame.keys
+    np.testing.assert_array_equal(a.frame.times, b.frame.times)
+    np.testing.assert_array_equal(a.frame.values, b.frame.values)
+    if b.result is not None:
+        assert a.result is not None
+        np.testing.assert_array_equal(a.result.score, b.result.score)
+    if b.forecast is not None:
+        assert a.forecast is not None and a.breach_seconds is not None
+        np.testing.assert_array_equal(a.forecast.value, b.forecast.value)
+        np.testing.assert_array_equal(a.breach_seconds, b.breach_seconds)
