@@ -48,7 +48,8 @@ entering)``. Only the rate is forecast, as its seasonal reference times
   and a line, the fit tries a ramp that began a third or two thirds into the window and a ramp
   that ended there, and keeps the one with the lowest BIC among those whose slope is
   ``trend_z`` standard errors from zero (a ramp that ended must also beat the line by
-  ``trend_z`` standard errors): a ramp that began this morning is extrapolated at its own pace
+  ``trend_z`` standard errors, and have been the choice an hour and two hours earlier as
+  well, ``ENDED_PERSIST_SECONDS``): a ramp that began this morning is extrapolated at its own pace
   rather than averaged with the flat night before it - the seasonal profile no longer hides a
   creep at night or over a weekend - and a ramp that has ended is not extrapolated. That
   choice decides (the guard below is built from it); where it has a slope, the point forecast
@@ -103,6 +104,9 @@ RATE_CHUNK_SERIES = 32
 CALIBRATION_STRIDE_SECONDS = 1800.0
 """Rate mode: spacing of the walk-forward origins whose errors calibrate the band."""
 KINK_MARGIN_SECONDS = 4 * 3600.0
+#: A ramp is taken for ended only if the decision took it for ended at the origins this far
+#: back too, hour by hour (see :func:`_fit_trend`).
+ENDED_PERSIST_SECONDS = 2 * 3600.0
 """Rate mode: the timing fit places a ramp's beginning at whole hours at least this far from
 both ends of the trend window."""
 NOISE_EXPONENTS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -1050,6 +1054,12 @@ def _fit_trend(
     counting noise, equal weights for multiplicative noise, under which the quiet hours of a
     young ramp would otherwise count too little. The decision keeps ``sum(u)``: given the chosen
     weights as well, it warned more steady tenants and missed more breaches in the benchmark.
+
+    A ramp that ended is allowed at an origin only if the decision chose one at each of the
+    origins 1, 2, ... hours earlier, up to ``ENDED_PERSIST_SECONDS``: had the ramp ended a
+    third of the window ago, those fits would have seen it too. A decision that flips to
+    "ended" for one run rests on the newest hour or two - often an error of the reference
+    there - and would drop a warning in the middle of a ramp that runs on.
     """
     per_block = max(1, round(3600.0 / step))
     n_blocks = max(3, w // per_block)
@@ -1059,10 +1069,22 @@ def _fit_trend(
     cr = np.concatenate([zero, np.cumsum(np.where(ok, rate, 0.0), axis=0)])
     cu = np.concatenate([zero, np.cumsum(np.where(ok, u, 0.0), axis=0)])
     cn = np.concatenate([zero, np.cumsum(ok, axis=0)])
+    # The origins and the same an hour earlier, two hours earlier, ... (the decisions there
+    # tell whether an ended ramp persists), each fitted once: walk-forward origins half an
+    # hour apart are mostly each other's earlier origins.
+    n_o = origins.size
+    persist = max(0, round(ENDED_PERSIST_SECONDS / 3600.0))
+    every, where = np.unique(
+        np.concatenate(
+            [origins] + [np.maximum(origins - per_block * j, 0) for j in range(1, persist + 1)]
+        ),
+        return_inverse=True,
+    )
+    now_at = where[:n_o]
     # Blocks along axis 0 (n_blocks, n_o, n_s), newest first: sums over it add whole rows, so a
     # column's result does not depend on how many columns there are, to the last bit.
     i = np.arange(n_blocks)
-    hi = np.maximum(origins[None, :] + 1 - per_block * i[:, None], 0)
+    hi = np.maximum(every[None, :] + 1 - per_block * i[:, None], 0)
     lo = np.maximum(hi - per_block, 0)
     rs, us, ns = cr[hi] - cr[lo], cu[hi] - cu[lo], cn[hi] - cn[lo]
     good = (ns >= per_block / 2) & (us > 0)
@@ -1079,9 +1101,15 @@ def _fit_trend(
     hourly = list(range(edge, n_blocks - edge + 1))
     n_good = good.sum(axis=0)
 
-    def candidates(wt: np.ndarray, kinks: list[int]) -> list[_Fits | None]:
+    def candidates(
+        wt: np.ndarray,
+        q: np.ndarray,
+        n_good: np.ndarray,
+        kinks: list[int],
+        ended_allowed: np.ndarray | None = None,
+    ) -> list[_Fits | None]:
         """The constant, the line, ramps that began at ``kinks`` and ramps that ended at the
-        thirds, fitted with block weights ``wt``."""
+        thirds (where ``ended_allowed``), fitted to the ratios ``q`` with block weights ``wt``."""
         # Weighted moments over the newest k blocks, k = 0..n_blocks: every model below is a
         # line in x over a run of blocks (its regressor is x - c there and 0 elsewhere).
         moments = [
@@ -1139,13 +1167,27 @@ def _fit_trend(
         line = fits([n_blocks], began=True, kinked=False)
         ended = fits(thirds, began=False, kinked=True)
         ended = ended._replace(ok=ended.ok & (line.rss - ended.rss > z * z * ended.s2))
+        if ended_allowed is not None:
+            ended = ended._replace(ok=ended.ok & ended_allowed[None])
         began = fits(kinks, began=True, kinked=True) if kinks else None
         return [constant, line, began, ended]
 
     with np.errstate(invalid="ignore", divide="ignore"):
-        decided, decided_sloped = _choose(candidates(wt, thirds))
+        coarse = candidates(wt, q, n_good, thirds)
+        allowed: np.ndarray | None = None
+        if persist:
+            ended_then = _choose(coarse)[2][where[n_o:]]
+            allowed = np.asarray(
+                ended_then.reshape((persist, n_o) + ended_then.shape[1:]).all(axis=0)
+            )
+        coarse = [None if c is None else _Fits(*(f[:, now_at] for f in c)) for c in coarse]
+        last = coarse[-1]
+        if last is not None and allowed is not None:
+            coarse[-1] = last._replace(ok=last.ok & allowed[None])
+        q, wt, good, n_good = q[:, now_at], wt[:, now_at], good[:, now_at], n_good[now_at]
+        decided, decided_sloped, _ = _choose(coarse)
         wt_timed = np.where(good, wt ** _noise_exponent(q, wt, good)[None], 0.0)
-        timed, timed_sloped = _choose(candidates(wt_timed, hourly))
+        timed, timed_sloped, _ = _choose(candidates(wt_timed, q, n_good, hourly, allowed))
     use = decided_sloped & timed_sloped
     a, b, sa, sb = decided.level, decided.slope, decided.se_level, decided.se_slope
     a_t = np.where(use, timed.level, a)
@@ -1194,9 +1236,10 @@ def _noise_exponent(q: np.ndarray, wt: np.ndarray, good: np.ndarray) -> np.ndarr
     return np.where(n >= MIN_NOISE_PAIRS, best_p, 1.0)
 
 
-def _choose(candidates: list[_Fits | None]) -> tuple[_Fits, np.ndarray]:
-    """Per origin and series, the allowed candidate of lowest BIC (the first on ties), and
-    whether it has a slope (a line or a ramp that began); fields of shape ``(n_o, n_s)``.
+def _choose(candidates: list[_Fits | None]) -> tuple[_Fits, np.ndarray, np.ndarray]:
+    """Per origin and series, the allowed candidate of lowest BIC (the first on ties), whether
+    it has a slope (a line or a ramp that began) and whether it is of the last family (the
+    ramps that ended); fields and flags of shape ``(n_o, n_s)``.
 
     The first candidate is the constant, the fallback where nothing else is allowed; ``None``
     stands for a family without members (a window too short for kinks).
@@ -1207,7 +1250,9 @@ def _choose(candidates: list[_Fits | None]) -> tuple[_Fits, np.ndarray]:
     bic[0] = np.where(np.isfinite(bic[0]), bic[0], -np.inf)  # the constant is the fallback
     pick = np.argmin(bic, axis=0)[None]
     chosen = _Fits(*(np.take_along_axis(f, pick, axis=0)[0] for f in stacked))
-    return chosen, chosen.slope != 0.0
+    last = candidates[-1]
+    n_last = 0 if last is None else last.level.shape[0]
+    return chosen, chosen.slope != 0.0, pick[0] >= stacked.level.shape[0] - n_last
 
 
 def _quantiles_axis0(

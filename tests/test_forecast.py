@@ -534,6 +534,28 @@ def test_trend_fit_never_takes_a_ramp_over_the_whole_window_for_one_that_ended(s
     assert np.mean(trend.decided_slope == 0) >= 0.99
 
 
+def test_trend_fit_takes_a_ramp_for_ended_only_if_the_last_hours_fits_did_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ramp through the whole window whose newest 3 hours read 8 % low (as where the
+    reference is off): the fit at the newest origin alone often calls it ended, the fits 1 and 2
+    hours earlier do not, so it is not; the ramp that ended 18 h ago still is."""
+    ramp = (1.0 + 0.3 * (48.0 - HOURS_AGO) / 24.0) * np.where(HOURS_AGO < 3.0, 0.92, 1.0) - 1.0
+    rate, u, origins = _trended_rates(ramp, 0)
+    trend = _fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
+    assert np.mean(trend.decided_slope == 0) < 0.03
+    assert np.all((trend.slope == 0) == (trend.decided_slope == 0))
+    monkeypatch.setattr("anomaly.forecast.ENDED_PERSIST_SECONDS", 0.0)
+    alone = _fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
+    assert np.mean(alone.decided_slope == 0) > 0.2
+    monkeypatch.undo()
+
+    ended = 0.6 * np.clip(48.0 - HOURS_AGO, 0.0, 30.0) / 24.0
+    rate, u, origins = _trended_rates(ended, 0)
+    trend = _fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
+    assert np.mean(trend.decided_slope == 0) >= 0.99
+
+
 def test_trend_fit_times_a_young_ramp_by_its_own_start_but_decides_as_before() -> None:
     """A ramp that began 9 h ago, at 0.6 a day: the coarse kinks (12 h and 24 h ago) halve its
     pace; the hourly kink of the timing fit finds it. Without a trend, the timing fit adds no
