@@ -824,7 +824,8 @@ def _batch_results(
     workers: int,
 ) -> Iterator[BatchResult]:
     """Every batch's result in batch order, from ``workers`` processes when more than one:
-    batches side by side, or, for a run of one batch, its metrics side by side."""
+    batches side by side, or, for a run of one batch, its metrics side by side (a forecast
+    metric with its rate metric, :func:`_metric_units`)."""
     single = plan.n_batches == 1
     units = _metric_units(config)
     if workers <= 1 or (single and len(units) == 1):
