@@ -405,7 +405,7 @@ def expected_spend_rate(
     the data's law exactly would forecast: benchmarks use it for the error that only the
     future's noise causes.
     """
-    names = tenant_names(tenants) if isinstance(tenants, int) else tuple(tenants)
+    names = _names(tenants)
     ts = _grid(days, step_seconds, end)
     p = _draw_profiles(np.random.default_rng(seed), len(names))
     clean = _spend_rate(_load(ts, p), p)
@@ -415,6 +415,14 @@ def expected_spend_rate(
         if inj.metric == "ai_cost":
             _apply(rate[:, column[inj.tenant]], clean[:, column[inj.tenant]], ts, inj)
     return rate
+
+
+def _names(tenants: int | Sequence[str]) -> tuple[str, ...]:
+    """The tenant names ``tenants`` stands for: a count, or the names; non-empty and unique."""
+    names = tenant_names(tenants) if isinstance(tenants, int) else tuple(tenants)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"`tenants` must be non-empty and unique, got {names!r}")
+    return names
 
 
 def _grid(days: float, step_seconds: int, end: float | None) -> np.ndarray:
@@ -463,9 +471,7 @@ def generate(
     extra_labels : mapping, optional
         Added to every series' labels (e.g. ``{"service": "api"}``).
     """
-    names = tenant_names(tenants) if isinstance(tenants, int) else tuple(tenants)
-    if not names or len(set(names)) != len(names):
-        raise ValueError(f"`tenants` must be non-empty and unique, got {names!r}")
+    names = _names(tenants)
     ts = _grid(days, step_seconds, end)
     n_t, n = ts.size, len(names)
     rng = np.random.default_rng(seed)

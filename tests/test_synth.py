@@ -114,6 +114,9 @@ def test_expected_spend_rate_is_the_mean_of_the_drawn_rate() -> None:
     clean = synth.expected_spend_rate(4, days=6.0, end=END, seed=5)[1:]
     gain = expected[:, 1] / clean[:, 1]
     assert gain[0] == 1.0 and gain[-1] == pytest.approx(2.0)
+    for bad in (["org-01", "org-01"], []):
+        with pytest.raises(ValueError, match="`tenants` must be non-empty and unique"):
+            synth.expected_spend_rate(bad, days=6.0, end=END)
 
 
 def with_and_without(inj: Injection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
