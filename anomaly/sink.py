@@ -27,12 +27,15 @@ disappear from the Pushgateway too. If any PUT fails nothing is deleted: a faile
 previous results in place (``push_time_seconds`` shows their age). Pushing no samples at all
 therefore deletes all of the job's groups.
 
-A run pushed batch by batch into batch groups (:meth:`PushgatewaySink.start_run`, then
-:meth:`~PushgatewaySink.put` per batch) lists the groups once, at its first batch, and reuses
-that listing for the stale groups at the end. When the previous run grouped by tenant, each
-batch put also deletes the own groups of the tenants it just put: a tenant is never exported
-under two grouping keys for longer than one batch's PUT. This is the one deletion before the
-end of a run, and it never leaves a tenant without results.
+A run pushed batch by batch (:meth:`PushgatewaySink.start_run`, then
+:meth:`~PushgatewaySink.put` per batch) lists the groups once, after its first batch's PUTs, with the
+tenants each holds, and reuses that listing for the stale groups at the end. When the previous
+run grouped its tenants differently (by tenant, by batch, or in other batches), a listed group
+this run does not replace is deleted by the put after which all of its tenants have been put
+anew: a tenant is exported under two grouping keys only until the last tenant of its old
+group has been put (one PUT when moving into batch groups; when moving out of them, the
+batches that hold the old group's tenants). These are the only deletions before the end of a
+run, and they never leave a tenant without results.
 
 The Pushgateway has no transaction across groups, so "no mixed state" means, precisely:
 
@@ -260,7 +263,11 @@ class PushgatewaySink:
         self._reserved = {"job"} | ({"shard"} if shard is not None else set())
         self._in_run = False
         self._listing: list[dict[str, str]] | None = None
-        """The job's groups as listed at the run's first batch put (see :meth:`start_run`)."""
+        """The job's groups as listed at the run's first put (see :meth:`start_run`)."""
+        self._pending: dict[GroupingKey, set[str]] = {}
+        """Per listed group of our shard holding tenants: those this run has not put yet."""
+        self._put_keys: set[GroupingKey] = set()
+        """The groups this run has put."""
 
     def __repr__(self) -> str:
         return f"PushgatewaySink(url={self._display_url!r}, job={self.config.job!r})"
@@ -270,13 +277,14 @@ class PushgatewaySink:
     def start_run(self) -> None:
         """Begin a run pushed batch by batch (:meth:`put`, then :meth:`push`).
 
-        Within a run, the first :meth:`put` into a batch group lists the job's groups once;
-        each batch group put then deletes its tenants' own groups left by a run that grouped
-        by tenant, so that no tenant is exported twice (under two grouping keys, with alerts
-        that would carry a new ``tenant_group`` label) while the rest of the run goes on.
-        :meth:`push` deletes the other stale groups from the same listing and ends the run.
+        Within a run, the first :meth:`put` lists the job's groups once, after its PUTs, with
+        the tenants each holds. A listed group that the run does not replace (one of a run that
+        grouped otherwise: by tenant, by batch, or in other batches) is deleted by the put
+        that leaves none of its tenants unput, so no tenant is exported
+        twice, under two grouping keys, while the rest of the run goes on. :meth:`push`
+        deletes the other stale groups from the same listing and ends the run.
         """
-        self._in_run, self._listing = True, None
+        self._in_run, self._listing, self._pending, self._put_keys = True, None, {}, set()
 
     def put(self, samples: Iterable[Sample], *, group: str | None = None) -> PushReport:
         """Replace the groups ``samples`` fall into; delete nothing else, except, in a run
@@ -288,12 +296,14 @@ class PushgatewaySink:
         """
         samples = list(samples)
         groups, dropped, dups = self._group(samples, group)
-        if group is not None and self._in_run and self._listing is None:
-            self._listing = self.existing_groups()
         self._put_all([groups[k] for k in sorted(groups)])
+        if self._in_run:
+            self._put_keys |= set(groups)
+            if self._listing is None:  # after the first PUT: a dead Pushgateway fails there
+                self._listing = self._list_run_groups()
         retired: list[dict[str, str]] = []
-        if group is not None and self._listing and self.tenant_label is not None:
-            retired = self._retire_tenant_groups(
+        if self._in_run and self._pending and self.tenant_label is not None:
+            retired = self._retire(
                 {s.labels[self.tenant_label] for s in samples if s.labels.get(self.tenant_label)}
             )
         n_pushed = sum(len(g.samples) for g in groups.values())
@@ -307,21 +317,36 @@ class PushgatewaySink:
         )
         return PushReport(pushed, tuple(retired), n_pushed, dropped, dups)
 
-    def _retire_tenant_groups(self, tenants: set[str]) -> list[dict[str, str]]:
-        """Delete the listed per-tenant groups of `tenants` (of our shard) and unlist them."""
-        assert self._listing is not None and self.tenant_label is not None
-        own = {self.tenant_label} | ({"shard"} if self.shard is not None else set())
+    def _list_run_groups(self) -> list[dict[str, str]]:
+        """The run's listing (:meth:`start_run`); fills ``_pending`` with the tenants of each
+        tenant or batch group of our shard."""
+        self._pending = {}
+        listing = []
+        for key, tenants in self._groups_with_tenants():
+            listing.append(key)
+            hkey = tuple(sorted(key.items()))
+            if key.get("shard") == self.shard and tenants and hkey not in self._put_keys:
+                self._pending[hkey] = tenants
+        return listing
+
+    def _retire(self, tenants: set[str]) -> list[dict[str, str]]:
+        """After a put of `tenants`: delete and unlist the listed groups (not put by this run)
+        whose tenants have all been put in this run."""
+        assert self._listing is not None
         retired, kept = [], []
         for key in self._listing:
-            if (
-                set(key) == own
-                and key.get("shard") == self.shard
-                and key[self.tenant_label] in tenants
-            ):
-                self._delete(key, "delete tenant group now in a batch group")
-                retired.append(key)
-            else:
+            hkey = tuple(sorted(key.items()))
+            left = self._pending.get(hkey)
+            if left is None or hkey in self._put_keys:
                 kept.append(key)
+                continue
+            left -= tenants
+            if left:
+                kept.append(key)
+                continue
+            del self._pending[hkey]
+            self._delete(key, "delete group whose tenants this run has put elsewhere")
+            retired.append(key)
         self._listing = kept
         return retired
 
@@ -345,7 +370,9 @@ class PushgatewaySink:
         job_keys = sorted(k for k in groups if self._is_job_group(k))
         self._put_all([groups[k] for k in tenant_keys])
         kept = {tuple(sorted(k.items())) for k in keep}
-        listing, self._in_run, self._listing = self._listing, False, None
+        kept |= self._put_keys  # whatever `keep` says, this run's groups are not stale
+        listing, self._listing, self._pending, self._put_keys = self._listing, None, {}, set()
+        self._in_run = False
         deleted = self._delete_stale(set(groups) | kept, listing)
         for gkey in job_keys:
             self._put(groups[gkey])
@@ -382,17 +409,35 @@ class PushgatewaySink:
 
     def existing_groups(self) -> list[dict[str, str]]:
         """Grouping keys (without ``job``) of every group of our job on the Pushgateway."""
+        return [key for key, _ in self._groups_with_tenants()]
+
+    def _groups_with_tenants(self) -> list[tuple[dict[str, str], set[str]]]:
+        """:meth:`existing_groups`, each with the tenants it holds: the tenant label's value in
+        its key, else the values on its series (a batch group)."""
         body = self._request("GET", self.url + "/api/v1/metrics", b"", [], "list groups")
+        tl = self.tenant_label
         try:
             doc = json.loads(body)
             items = doc["data"]
             out = []
             for item in items:
                 labels = dict(item["labels"])
-                if labels.pop("job", None) == self.config.job:
-                    out.append({str(k): str(v) for k, v in labels.items()})
+                if labels.pop("job", None) != self.config.job:
+                    continue
+                key = {str(k): str(v) for k, v in labels.items()}
+                tenants: set[str] = set()
+                if tl is not None and tl in key:
+                    tenants = {key[tl]}
+                elif tl is not None and TENANT_GROUP in key:
+                    for family in item.values():
+                        if isinstance(family, dict):
+                            for m in family.get("metrics") or ():
+                                value = (m.get("labels") or {}).get(tl)
+                                if value:
+                                    tenants.add(str(value))
+                out.append((key, tenants))
             return out
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise SinkError(
                 f"Pushgateway at {self._display_url} answered GET /api/v1/metrics with "
                 f"something unexpected ({type(e).__name__}); is it a Pushgateway >= 0.10?"

@@ -60,9 +60,7 @@ class FakePushgateway:
         path = urlsplit(request.full_url).path
         method = request.get_method()
         if method == "GET" and path == "/api/v1/metrics":
-            return json.dumps(
-                {"status": "success", "data": [{"labels": dict(k)} for k in self.groups]}
-            ).encode()
+            return json.dumps({"status": "success", "data": self.listing()}).encode()
         key = frozenset(decode_grouping(path).items())
         if method == "PUT":
             self.groups[key] = (request.data or b"").decode()  # type: ignore[union-attr]
@@ -80,6 +78,24 @@ class FakePushgateway:
 
     def keys(self) -> set[frozenset[tuple[str, str]]]:
         return set(self.groups)
+
+    def listing(self) -> list[dict[str, Any]]:
+        """GET /api/v1/metrics as the Pushgateway answers it: per group its labels, then each
+        family with its series (labels include the grouping key's)."""
+        out = []
+        for key, text in self.groups.items():
+            item: dict[str, Any] = {"labels": dict(key)}
+            for f in text_string_to_metric_families(text):
+                item[f.name] = {
+                    "type": f.type.upper(),
+                    "help": f.documentation,
+                    "metrics": [
+                        {"labels": {**s.labels, **dict(key)}, "value": str(s.value)}
+                        for s in f.samples
+                    ],
+                }
+            out.append(item)
+        return out
 
 
 def http_error(code: int, body: bytes) -> urllib.error.HTTPError:
@@ -188,6 +204,31 @@ def test_a_run_into_batch_groups_retires_each_tenant_s_own_group_as_its_batch_la
     sink.push(cycle(["d"]))
     sink.put(cycle(["d"])[1:], group="1-of-1")
     assert K(**{ORG: "d"}, shard="0") in gw.groups
+
+
+def test_a_run_out_of_batch_groups_deletes_each_once_all_its_tenants_are_put_anew() -> None:
+    """Switching from batch groups back to tenant groups (or to other batches): an old batch
+    group goes right after the put that leaves none of its tenants unput, not at the end of
+    the run; one that still holds a tenant this run never puts goes at the end, as stale."""
+    sink, gw, _ = make_sink()
+    sink.start_run()
+    sink.put(cycle(["a", "b"])[1:], group="1-of-3")
+    sink.put(cycle(["c", "d"])[1:], group="2-of-3")
+    sink.put(cycle(["e"])[1:], group="3-of-3")
+    sink.push(cycle([])[:1], keep=[{"tenant_group": f"{i}-of-3"} for i in (1, 2, 3)])
+    before = len(gw.requests)
+
+    sink.start_run()
+    first = sink.put(cycle(["a", "c"])[1:])  # new batches, grouped by tenant
+    assert first.groups_deleted == ()  # 1-of-3 still holds b, 2-of-3 still holds d
+    second = sink.put(cycle(["b", "d"])[1:])
+    assert second.groups_deleted == ({"tenant_group": "1-of-3"}, {"tenant_group": "2-of-3"})
+    assert K(tenant_group="3-of-3") in gw.groups  # e is gone: its group waits for the end
+    report = sink.push(cycle([])[:1], keep=[{ORG: t} for t in "abcd"])
+    assert report.groups_deleted == ({"tenant_group": "3-of-3"},)
+    assert gw.keys() == {K()} | {K(**{ORG: t}) for t in "abcd"}
+    gets = [r for r in gw.requests[before:] if r.get_method() == "GET"]
+    assert len(gets) == 1  # one listing for the run, its first put
 
 
 def test_every_contract_series_has_help_text() -> None:

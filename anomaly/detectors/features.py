@@ -187,7 +187,7 @@ def is_repeat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     Values derived from a stuck source (a rate computed from a counter that stopped
     accruing evenly) differ from each other in the last bits only.
     """
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # a - b overflows: not a repeat
         return np.abs(a - b) <= 1e-9 * np.maximum(np.abs(a), np.abs(b))
 
 

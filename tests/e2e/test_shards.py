@@ -13,6 +13,8 @@ import requests
 import yaml
 
 from anomaly import devstack, synth
+from anomaly.config import PushgatewayConfig
+from anomaly.sink import PushgatewaySink, Sample
 from tests.conftest import write_config
 
 pytestmark = pytest.mark.e2e
@@ -179,3 +181,39 @@ def test_one_batch_with_workers_scores_its_metrics_side_by_side_alike(
     assert health("two-workers") == health("one-process") and len(health("one-process")) == 6
     assert out_one.splitlines()[0].split(" in ")[0] == out_two.splitlines()[0].split(" in ")[0]
     assert len(list((tmp_path / "two" / "models").glob("*.npz"))) == len(METRICS)
+
+
+def test_a_switch_of_grouping_retires_old_groups_as_their_tenants_are_put_anew(
+    stack: tuple[devstack.Stack, synth.Dataset],
+) -> None:
+    """On the real Pushgateway (its own listing format): moving from batch groups to tenant
+    groups deletes each batch group right after its last tenant is put, and back again each
+    tenant group right after its batch group is put; the listing is read once per run."""
+    s, _ = stack
+    sink = PushgatewaySink(PushgatewayConfig(url=s.pushgateway_url, job="switch"), TENANT)
+
+    def batch(tenants: str) -> list[Sample]:
+        return [Sample("anomaly_health_score", {TENANT: t}, 90.0) for t in tenants]
+
+    def keys() -> set[tuple[tuple[str, str], ...]]:
+        return {tuple(sorted(g["labels"].items())) for g in groups(s, "switch")}
+
+    sink.start_run()
+    sink.put(batch("ab"), group="1-of-2")
+    sink.put(batch("cd"), group="2-of-2")
+    sink.push([], keep=[{"tenant_group": "1-of-2"}, {"tenant_group": "2-of-2"}])
+
+    sink.start_run()
+    first = sink.put(batch("ab"))
+    assert first.groups_deleted == ({"tenant_group": "1-of-2"},)
+    assert (("job", "switch"), ("tenant_group", "2-of-2")) in keys()
+    second = sink.put(batch("cd"))
+    assert second.groups_deleted == ({"tenant_group": "2-of-2"},)
+    sink.push([], keep=[{TENANT: t} for t in "abcd"])
+    assert keys() == {(("job", "switch"), (TENANT, t)) for t in "abcd"}
+
+    sink.start_run()
+    back = sink.put(batch("abcd"), group="1-of-1")
+    assert sorted(k[TENANT] for k in back.groups_deleted) == list("abcd")
+    sink.push([], keep=[{"tenant_group": "1-of-1"}])
+    assert keys() == {(("job", "switch"), ("tenant_group", "1-of-1"))}
