@@ -104,11 +104,11 @@ RATE_CHUNK_SERIES = 32
 CALIBRATION_STRIDE_SECONDS = 1800.0
 """Rate mode: spacing of the walk-forward origins whose errors calibrate the band."""
 KINK_MARGIN_SECONDS = 4 * 3600.0
-#: A ramp is taken for ended only if the decision took it for ended at the origins this far
-#: back too, hour by hour (see :func:`_fit_trend`).
-ENDED_PERSIST_SECONDS = 2 * 3600.0
 """Rate mode: the timing fit places a ramp's beginning at whole hours at least this far from
 both ends of the trend window."""
+ENDED_PERSIST_SECONDS = 2 * 3600.0
+"""Rate mode: a ramp is taken for ended only if the decision took it for ended at the origins
+this far back too, hour by hour (see :func:`_fit_trend`)."""
 NOISE_EXPONENTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 """Rate mode: the exponents ``p`` the timing fit chooses from, per series, for its block weights
 ``sum(reference)**p`` (1: counting noise, 0: multiplicative noise)."""
@@ -1102,14 +1102,10 @@ def _fit_trend(
     n_good = good.sum(axis=0)
 
     def candidates(
-        wt: np.ndarray,
-        q: np.ndarray,
-        n_good: np.ndarray,
-        kinks: list[int],
-        ended_allowed: np.ndarray | None = None,
+        wt: np.ndarray, q: np.ndarray, n_good: np.ndarray, kinks: list[int]
     ) -> list[_Fits | None]:
         """The constant, the line, ramps that began at ``kinks`` and ramps that ended at the
-        thirds (where ``ended_allowed``), fitted to the ratios ``q`` with block weights ``wt``."""
+        thirds, fitted to the ratios ``q`` with block weights ``wt``."""
         # Weighted moments over the newest k blocks, k = 0..n_blocks: every model below is a
         # line in x over a run of blocks (its regressor is x - c there and 0 elsewhere).
         moments = [
@@ -1167,10 +1163,15 @@ def _fit_trend(
         line = fits([n_blocks], began=True, kinked=False)
         ended = fits(thirds, began=False, kinked=True)
         ended = ended._replace(ok=ended.ok & (line.rss - ended.rss > z * z * ended.s2))
-        if ended_allowed is not None:
-            ended = ended._replace(ok=ended.ok & ended_allowed[None])
         began = fits(kinks, began=True, kinked=True) if kinks else None
         return [constant, line, began, ended]
+
+    def persisting(fits: list[_Fits | None]) -> list[_Fits | None]:
+        """``fits`` with a ramp that ended allowed only where the earlier decisions chose one."""
+        ended = fits[-1]
+        if ended is None or allowed is None:
+            return fits
+        return fits[:-1] + [ended._replace(ok=ended.ok & allowed[None])]
 
     with np.errstate(invalid="ignore", divide="ignore"):
         coarse = candidates(wt, q, n_good, thirds)
@@ -1181,13 +1182,10 @@ def _fit_trend(
                 ended_then.reshape((persist, n_o) + ended_then.shape[1:]).all(axis=0)
             )
         coarse = [None if c is None else _Fits(*(f[:, now_at] for f in c)) for c in coarse]
-        last = coarse[-1]
-        if last is not None and allowed is not None:
-            coarse[-1] = last._replace(ok=last.ok & allowed[None])
         q, wt, good, n_good = q[:, now_at], wt[:, now_at], good[:, now_at], n_good[now_at]
-        decided, decided_sloped, _ = _choose(coarse)
+        decided, decided_sloped, _ = _choose(persisting(coarse))
         wt_timed = np.where(good, wt ** _noise_exponent(q, wt, good)[None], 0.0)
-        timed, timed_sloped, _ = _choose(candidates(wt_timed, q, n_good, hourly, allowed))
+        timed, timed_sloped, _ = _choose(persisting(candidates(wt_timed, q, n_good, hourly)))
     use = decided_sloped & timed_sloped
     a, b, sa, sb = decided.level, decided.slope, decided.se_level, decided.se_slope
     a_t = np.where(use, timed.level, a)
