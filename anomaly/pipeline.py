@@ -690,6 +690,34 @@ def _metric_outcome(
     )
 
 
+def _metric_outcomes(
+    config: Config,
+    plan: BatchPlan,
+    index: int,
+    metrics: Sequence[int],
+    *,
+    now: float,
+    source: PrometheusSource,
+    store: ModelStore | None,
+) -> list[MetricOutcome]:
+    """The outcomes of the metrics at ``metrics`` (indices, in order) for one batch, sharing
+    their reads (see :func:`score_metric`)."""
+    frames: dict[str, Frame] = {}
+    return [
+        _metric_outcome(
+            config,
+            plan,
+            index,
+            config.metrics[i],
+            now=now,
+            source=source,
+            store=store,
+            frames=frames,
+        )
+        for i in metrics
+    ]
+
+
 def _metric_units(config: Config) -> list[list[int]]:
     """The metrics' indices in groups that share reads: a forecast metric joins the metric that
     is its rate; groups in order of their first metric, each in config order."""
@@ -719,14 +747,9 @@ def process_batch(
     (``outcomes``: the metrics already scored, e.g. in parallel), and assemble the samples."""
     t0 = time.perf_counter()
     if outcomes is None:
-        frames: dict[str, Frame] = {}
-        outcomes = [
-            _metric_outcome(
-                config, plan, index, mc, now=now, source=source, store=store, frames=frames
-            )
-            for mc in config.metrics
-        ]
-        del frames
+        outcomes = _metric_outcomes(
+            config, plan, index, range(len(config.metrics)), now=now, source=source, store=store
+        )
     samples: list[Sample] = []
     findings: list[Finding] = []
     for mc, outcome in zip(config.metrics, outcomes, strict=True):
@@ -794,21 +817,16 @@ def _batch_in_worker(index: int) -> BatchResult:
 def _unit_in_worker(unit: list[int]) -> list[MetricOutcome]:
     """The outcomes of one group of metrics (:func:`_metric_units`) of a run of one batch."""
     config: Config = _WORKER["config"]
-    frames: dict[str, Frame] = {}
     with PrometheusSource(config.prometheus) as source:
-        outcomes = [
-            _metric_outcome(
-                config,
-                _WORKER["plan"],
-                0,
-                config.metrics[i],
-                now=_WORKER["now"],
-                source=source,
-                store=_WORKER["store"],
-                frames=frames,
-            )
-            for i in unit
-        ]
+        outcomes = _metric_outcomes(
+            config,
+            _WORKER["plan"],
+            0,
+            unit,
+            now=_WORKER["now"],
+            source=source,
+            store=_WORKER["store"],
+        )
     for o in outcomes:
         o.metric = None  # type: ignore[assignment]  # the parent puts it back
     return outcomes
