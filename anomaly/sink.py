@@ -28,8 +28,8 @@ previous results in place (``push_time_seconds`` shows their age). Pushing no sa
 therefore deletes all of the job's groups.
 
 A run pushed batch by batch (:meth:`PushgatewaySink.start_run`, then
-:meth:`~PushgatewaySink.put` per batch) lists the groups once, after its first batch's PUTs, with the
-tenants each holds, and reuses that listing for the stale groups at the end. When the previous
+:meth:`~PushgatewaySink.put` per batch) lists the groups once, after its first batch's PUTs,
+with the tenants each holds, and reuses that listing for the stale groups at the end. When the previous
 run grouped its tenants differently (by tenant, by batch, or in other batches), a listed group
 this run does not replace is deleted by the put after which all of its tenants have been put
 anew: a tenant is exported under two grouping keys only until the last tenant of its old
@@ -43,7 +43,7 @@ The Pushgateway has no transaction across groups, so "no mixed state" means, pre
 * the tenant groups go first, then stale groups are deleted, and the job group, which holds
   ``anomaly_job_last_success_timestamp_seconds``, goes last. A push that fails part-way
   therefore leaves some tenants with the new run's results and the rest with the previous
-  run's, deletes nothing (but the replaced tenant groups above), and does not advance the
+  run's, deletes nothing (but the old groups retired above), and does not advance the
   success timestamp: the run exits non-zero and the job's staleness alerts see it. The next
   successful run replaces every group.
 
@@ -280,15 +280,15 @@ class PushgatewaySink:
         Within a run, the first :meth:`put` lists the job's groups once, after its PUTs, with
         the tenants each holds. A listed group that the run does not replace (one of a run that
         grouped otherwise: by tenant, by batch, or in other batches) is deleted by the put
-        that leaves none of its tenants unput, so no tenant is exported
-        twice, under two grouping keys, while the rest of the run goes on. :meth:`push`
-        deletes the other stale groups from the same listing and ends the run.
+        that leaves none of its tenants unput, so no tenant is exported twice, under two
+        grouping keys, while the rest of the run goes on. :meth:`push` deletes the other stale
+        groups from the same listing and ends the run.
         """
         self._in_run, self._listing, self._pending, self._put_keys = True, None, {}, set()
 
     def put(self, samples: Iterable[Sample], *, group: str | None = None) -> PushReport:
         """Replace the groups ``samples`` fall into; delete nothing else, except, in a run
-        (:meth:`start_run`), the own groups of the tenants just put into a batch group.
+        (:meth:`start_run`), the old groups whose tenants have all been put anew.
 
         For pushing batch by batch: each batch's groups are whole, :meth:`push` with
         ``keep=`` the groups already put then deletes the stale ones and pushes the job group.
@@ -309,7 +309,7 @@ class PushgatewaySink:
         n_pushed = sum(len(g.samples) for g in groups.values())
         pushed = tuple(groups[k].key for k in sorted(groups))
         log.debug(
-            "put %d samples in %d groups to %s, deleted %d tenant groups",
+            "put %d samples in %d groups to %s, deleted %d old groups",
             n_pushed,
             len(pushed),
             self._display_url,
@@ -515,7 +515,7 @@ class PushgatewaySink:
         self, current: set[GroupingKey], listing: list[dict[str, str]] | None = None
     ) -> list[dict[str, str]]:
         """Delete our shard's groups not in `current`: of `listing` (the run's, taken at its
-        first batch put), else of a fresh listing."""
+        first put), else of a fresh listing."""
         deleted = []
         for key in self.existing_groups() if listing is None else listing:
             if key.get("shard") != self.shard:
