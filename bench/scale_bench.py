@@ -51,21 +51,13 @@ CACHE = Path(__file__).resolve().parent / ".cache"
 METRICS = ("request_rate", "latency_p95", "error_ratio", "ai_cost", "completion", "queue_depth")
 #: History in the TSDB: the forecast's 10-day lookback plus its 1-day window and a margin.
 DAYS = 11.5
-#: The forecast metric of the shipped config, forecast from ``ai_cost`` (its rate in $/hour).
-SPEND = {
-    "name": "ai_spend_24h",
-    "query": "sum by (organization_id) (increase(processaudit_ai_cost_usd_total[1d]))",
-    "lookback": "10d",
-    "detect": False,
-    "forecast": {
-        "horizon": "24h",
-        "threshold": 100,
-        "direction": "above",
-        "rate": "ai_cost",
-        "window": "1d",
-        "rate_unit": "1h",
-    },
-}
+#: The forecast metric of the shipped config, forecast from ``ai_cost`` (its rate in $/hour),
+#: read from that config so that the two cannot drift apart.
+SPEND = next(
+    m
+    for m in yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text())["metrics"]
+    if m["name"] == "ai_spend_24h"
+)
 
 
 def dataset_for(n_series: int, seed: int, end: float) -> synth.Dataset:
