@@ -20,19 +20,19 @@ servers:
 	    prometheus prometheus-pushgateway prometheus-alertmanager >/dev/null; \
 	fi
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml lab/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
-	$(PY) -m pip install -q -e '.[dev,notebooks]'
+	$(PY) -m pip install -q -e '.[dev,notebooks]' -e ./lab
 	@touch $@
 
 venv: $(VENV)/.installed
 
 lint: venv
-	$(VENV)/bin/ruff check anomaly tests
-	$(VENV)/bin/ruff format --check anomaly tests
-	$(VENV)/bin/mypy anomaly
+	$(VENV)/bin/ruff check anomaly lab tests bench
+	$(VENV)/bin/ruff format --check anomaly lab tests bench
+	$(VENV)/bin/mypy anomaly lab/anomaly_lab
 
 test: servers venv lint
 	$(VENV)/bin/pytest -q
@@ -41,7 +41,7 @@ test-unit: venv
 	$(VENV)/bin/pytest -q -m "not e2e"
 
 demo: servers venv
-	$(PY) -m anomaly.demo
+	$(PY) -m anomaly_lab.demo
 
 bench: servers venv
 	$(PY) -m bench

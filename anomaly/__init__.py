@@ -27,20 +27,20 @@ __all__ = [
 
 _LAZY = {
     "load_config": "anomaly.config",
-    "fetch_frame": "anomaly.pipeline",
-    "detect": "anomaly.pipeline",
-    "run_once": "anomaly.pipeline",
+    "fetch_frame": "anomaly.job.run",
+    "detect": "anomaly.job.run",
+    "run_once": "anomaly.job.run",
     "score_frame": "anomaly.notebook",
     "frame_from_dataframe": "anomaly.frame",
-    "AnomalyModel": "anomaly.scoring",
+    "AnomalyModel": "anomaly.models.scoring",
 }
 
 if TYPE_CHECKING:
     from anomaly.config import load_config
     from anomaly.frame import frame_from_dataframe
+    from anomaly.job.run import detect, fetch_frame, run_once
+    from anomaly.models.scoring import AnomalyModel
     from anomaly.notebook import score_frame
-    from anomaly.pipeline import detect, fetch_frame, run_once
-    from anomaly.scoring import AnomalyModel
 
 
 def __getattr__(name: str) -> Any:

@@ -24,14 +24,14 @@ from anomaly.config import Config, load_config
 from anomaly.errors import AnomalyError, ConfigError, DataError
 
 if TYPE_CHECKING:
-    from anomaly.batching import Shard
-    from anomaly.offline import OfflineOptions
+    from anomaly.job.plan import Shard
+    from anomaly.offline.replay import OfflineOptions
 
 log = logging.getLogger("anomaly")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-#: `--decision` of score-csv and evaluate (anomaly.offline.OfflineOptions.decision).
+#: `--decision` of score-csv and evaluate (anomaly.offline.replay.OfflineOptions.decision).
 DECISION: dict[str, Any] = {
     "choices": ["alert", "job"],
     "default": "alert",
@@ -82,7 +82,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def _shard(text: str | None, environ: Mapping[str, str]) -> Shard:
     """``--shard INDEX/COUNT``, else a Kubernetes Indexed Job's ``JOB_COMPLETION_INDEX`` with
     ``ANOMALY_SHARDS`` as COUNT, else unsharded."""
-    from anomaly.batching import Shard
+    from anomaly.job.plan import Shard
 
     try:
         if text:
@@ -103,7 +103,7 @@ def _shard(text: str | None, environ: Mapping[str, str]) -> Shard:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from anomaly.pipeline import format_summary, run_once
+    from anomaly.job.run import format_summary, run_once
 
     config = _load(args.config, args.log_level)
     if not args.once:
@@ -121,7 +121,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.triggers.cron import CronTrigger
 
-    from anomaly.pipeline import format_summary, run_once
+    from anomaly.job.run import format_summary, run_once
 
     config = _load(args.config, args.log_level)
     stop = threading.Event()
@@ -168,13 +168,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _offline_options(config: Config | None, decision: str) -> OfflineOptions:
-    from anomaly.offline import OfflineOptions
+    from anomaly.offline.replay import OfflineOptions
 
     return dataclasses.replace(OfflineOptions.from_config(config), decision=decision)
 
 
 def cmd_score_csv(args: argparse.Namespace) -> int:
-    from anomaly.offline import score_csv
+    from anomaly.offline.replay import score_csv
 
     _setup_logging(args.log_level or "WARNING")
     config = load_config(args.config) if args.config else None
@@ -189,7 +189,7 @@ def cmd_score_csv(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from anomaly.evaluate import evaluate, format_table
+    from anomaly.offline.evaluate import evaluate, format_table
 
     _setup_logging(args.log_level or "WARNING")
     config = load_config(args.config) if args.config else None

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from anomaly.frame import Frame
-from anomaly.scoring import AnomalyModel
+from anomaly.models.scoring import AnomalyModel
 
 
 def score_frame(

@@ -16,9 +16,9 @@ import time
 from collections import Counter
 
 import numpy as np
+from anomaly_lab import synth
 
-from anomaly import synth
-from anomaly.scoring import AnomalyModel
+from anomaly.models.scoring import AnomalyModel
 
 LOOKBACK_POINTS = 7 * 288 + 1
 

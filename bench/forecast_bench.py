@@ -2,7 +2,7 @@
 
 Run: ``python -m bench.forecast_bench [--seeds 1 2 3 4 5 6 7] [--tenants 30] [--mode rate]``
 
-For every seed, :func:`anomaly.synth.generate` draws ``--tenants`` tenants. Each tenant's
+For every seed, :func:`anomaly_lab.synth.generate` draws ``--tenants`` tenants. Each tenant's
 rolling 24-hour spend, ``increase(processaudit_ai_cost_usd_total[1d])``, and its spend rate,
 ``rate(processaudit_ai_cost_usd_total[15m]) * 3600`` in $/hour, are computed here from the
 counter exactly as Prometheus would serve them. The tenants fall in three groups:
@@ -23,7 +23,7 @@ preceding ``--lookback-days`` only (what the scheduled job sees).
 Definitions (the issue's targets in brackets):
 
 * breach time ``T``: the first time the actual rolling spend reaches $100 and stays there for
-  30 minutes - the event :func:`anomaly.forecast.breach_seconds` counts down to (a crossing
+  30 minutes - the event :func:`anomaly.models.forecast.breach_seconds` counts down to (a crossing
   must last ``min_duration_seconds``); ``--truth touch`` takes the first point over $100 instead;
 * detected: a warning (a finite breach countdown) at least ``--lead`` hours before ``T`` that
   persists at every hourly run until ``T`` [every crossing drifter];
@@ -31,7 +31,7 @@ Definitions (the issue's targets in brackets):
   ``|run time + breach countdown - T|``; a run without a warning there counts as a miss and
   makes the maximum infinite [mean, p90 and max under one hour];
 * floor: the breach-time error, on the same runs, of a forecaster that knows each tenant's
-  expected spend rate (:func:`anomaly.synth.expected_spend_rate`, the drift included) and so
+  expected spend rate (:func:`anomaly_lab.synth.expected_spend_rate`, the drift included) and so
   errs only by the future's noise. Where the rolling spend barely climbs (at night, when the
   rate is close to the rate a day earlier), that noise alone moves the crossing by an hour: no
   forecaster can time every run within an hour, and the floor shows how close this one gets;
@@ -55,9 +55,9 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from anomaly_lab import synth
 
-from anomaly import synth
-from anomaly.forecast import breach_seconds, forecast
+from anomaly.models.forecast import breach_seconds, forecast
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -208,7 +208,7 @@ def first_crossing(
     """Epoch seconds of the first point at or after `after` with ``series >= BUDGET``.
 
     With `lasting_seconds`, the crossing must hold that long (the rule of
-    :func:`anomaly.forecast.breach_seconds`, whose countdown is compared with this time).
+    :func:`anomaly.models.forecast.breach_seconds`, whose countdown is compared with this time).
     """
     over = (times >= after) & (series >= BUDGET)
     need = max(1, math.ceil(lasting_seconds / STEP - 1e-9) + 1) if lasting_seconds > 0 else 1
@@ -226,7 +226,7 @@ def floor_crossing(
 ) -> float:
     """The breach time forecast at a run that sees ``counter[:n]`` by one that knows the law.
 
-    `expected` is the spend rate's mean in $/s (:func:`anomaly.synth.expected_spend_rate`): the
+    `expected` is the spend rate's mean in $/s (:func:`anomaly_lab.synth.expected_spend_rate`): the
     forecast rolling spend is the spend now, plus the expected inflow, minus the known spend that
     leaves the window. Its error is what the future's noise alone causes - the floor of any
     forecaster's error.

@@ -2,13 +2,13 @@
 
 Run: ``python -m bench.health_bench [--seeds 1 2 3 4 5] [--tenants 24] [--config config.yaml]``
 
-For every seed, :func:`anomaly.synth.generate` draws ``--tenants`` tenants over eight days
+For every seed, :func:`anomaly_lab.synth.generate` draws ``--tenants`` tenants over eight days
 and gives each a graded amount of trouble, live at the newest point: none; one or two anomalous
 metrics that break no objective (a traffic spike or outage, a queue backlog, an AI cost spike,
 a latency rise); one, two or three breached objectives (error ratio up sevenfold, completion
 down 20 points, latency up fivefold, the rolling 24 h AI spend pushed over budget), alone or
 with further anomalies. Scores come from the job's real path: one
-:class:`~anomaly.scoring.AnomalyModel` per metric fitted on the last seven days and scoring the
+:class:`~anomaly.models.scoring.AnomalyModel` per metric fitted on the last seven days and scoring the
 newest point as the job does; the flagged series' scores and the newest values go through
 :func:`anomaly.health.tenant_health` with the ``health`` section of `--config` (objectives
 latency_p95 max 2.0, error_ratio max 0.005, completion min 0.8, ai_spend_24h max 100).
@@ -33,12 +33,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from anomaly_lab import synth
 
-from anomaly import synth
 from anomaly.config import HealthConfig, load_config
 from anomaly.health import TenantHealth, tenant_health
-from anomaly.pipeline import newest_value
-from anomaly.scoring import AnomalyModel
+from anomaly.job.run import newest_value
+from anomaly.models.scoring import AnomalyModel
 
 HOUR = 3600.0
 DAY = 86400.0

@@ -1,11 +1,11 @@
 """NAB figures on the development part of the benchmark (``python -m bench.nab_bench``).
 
-Runs :func:`anomaly.evaluate.evaluate` over ``../shared/data/nab-dev`` (relative to the
+Runs :func:`anomaly.offline.evaluate.evaluate` over ``../shared/data/nab-dev`` (relative to the
 repository; never copied into it) and prints the NAB score of the tuned threshold and of the
 shipped decision, overall and per category, with the time taken. Skips with a message when
 the data is absent.
 
-``--generated`` judges a NAB-style corpus drawn from :mod:`anomaly.synth` instead (written to a
+``--generated`` judges a NAB-style corpus drawn from :mod:`anomaly_lab.synth` instead (written to a
 temporary directory): two weeks of 5-minute data per series, one anomaly per series of one of
 the generator's kinds (or none, a quarter of them), starting between day 2.5 and day 13, with
 NAB's window (a tenth of the file, centred on the anomaly's start). Tuning that helps nab-dev
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from anomaly_lab import synth
 
-from anomaly import synth
-from anomaly.evaluate import PROFILES, evaluate, format_table
-from anomaly.offline import DECISIONS, OfflineOptions
+from anomaly.offline.evaluate import PROFILES, evaluate, format_table
+from anomaly.offline.replay import DECISIONS, OfflineOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "nab-dev"

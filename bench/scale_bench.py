@@ -43,8 +43,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-
-from anomaly import devstack, synth
+from anomaly_lab import devstack, synth
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 #: The detected metrics of a tenant, as in the shipped config.
@@ -122,8 +121,8 @@ _FLOOR: dict[str, Any] = {}
 
 def _read_batch(index: int) -> int:
     """Fetch and decode every metric of one batch (the floor's unit of work)."""
-    from anomaly.pipeline import fetch_frame
-    from anomaly.source import PrometheusSource
+    from anomaly.io.prometheus import PrometheusSource
+    from anomaly.job.run import fetch_frame
 
     config, plan, now = _FLOOR["config"], _FLOOR["plan"], _FLOOR["now"]
     tenants = None if plan.batches is None else plan.batches[index]
@@ -136,10 +135,10 @@ def _read_batch(index: int) -> int:
 
 def _child(phase: str, config_path: str, now: float, workers: int) -> dict[str, Any]:
     """Run one phase in this (fresh) process; return its figures."""
-    from anomaly.batching import plan_batches
     from anomaly.config import load_config
-    from anomaly.pipeline import run_once
-    from anomaly.source import PrometheusSource
+    from anomaly.io.prometheus import PrometheusSource
+    from anomaly.job.plan import plan_batches
+    from anomaly.job.run import run_once
 
     config = load_config(config_path)
     t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Shared fixtures. End-to-end fixtures start real servers via :mod:`anomaly.devstack`."""
+"""Shared fixtures. End-to-end fixtures start real servers via :mod:`anomaly_lab.devstack`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from anomaly import devstack
+from anomaly_lab import devstack
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from anomaly_lab import synth
 
 import anomaly
-from anomaly import synth
 
 
 def _dataset() -> synth.Dataset:

@@ -1,5 +1,5 @@
 """deploy/alertmanager/alertmanager.yml: the escalation matrix, checked with amtool, and the
-local webhook receiver (anomaly.webhook) the live tests use."""
+local webhook receiver (anomaly_lab.webhook) the live tests use."""
 
 from __future__ import annotations
 
@@ -20,9 +20,8 @@ from typing import Any
 import pytest
 import requests
 import yaml
-
-from anomaly import devstack
-from anomaly.webhook import has_alert, run_webhook_receiver
+from anomaly_lab import devstack
+from anomaly_lab.webhook import has_alert, run_webhook_receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
+from anomaly_lab import devstack
 
-from anomaly import devstack
 from anomaly.cli import build_parser
 from anomaly.config import Config, config_from_dict
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from anomaly import devstack
+from anomaly_lab import devstack
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 RULES = RULES_DIR / "anomaly-rules.yml"

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+from anomaly_lab import devstack, synth
+from anomaly_lab.webhook import has_alert, run_webhook_receiver
 
-from anomaly import devstack, synth
-from anomaly.webhook import has_alert, run_webhook_receiver
 from tests.conftest import write_config
 
 pytestmark = pytest.mark.e2e

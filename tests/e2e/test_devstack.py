@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from anomaly_lab import devstack, synth
 
-from anomaly import devstack, source, synth
+from anomaly.io import prometheus as source
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from anomaly_lab import devstack, synth
 
-from anomaly import devstack, synth
 from tests.conftest import write_config
 from tests.test_cli import closed_port
 

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
+from anomaly_lab import devstack, synth
 
-from anomaly import devstack, synth
-from anomaly.batching import plan_batches
 from anomaly.config import load_config
-from anomaly.pipeline import MetricOutcome, _batch_results, process_batch, score_metric
-from anomaly.source import PrometheusSource
+from anomaly.io.prometheus import PrometheusSource
+from anomaly.job.plan import plan_batches
+from anomaly.job.run import MetricOutcome, _batch_results, process_batch, score_metric
 from tests.conftest import write_config
 
 pytestmark = pytest.mark.e2e

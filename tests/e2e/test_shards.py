@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from anomaly_lab import devstack, synth
 
-from anomaly import devstack, synth
 from anomaly.config import PushgatewayConfig
-from anomaly.sink import PushgatewaySink, Sample
+from anomaly.io.pushgateway import PushgatewaySink, Sample
 from tests.conftest import write_config
 
 pytestmark = pytest.mark.e2e

@@ -1,7 +1,7 @@
 """The Pushgateway unreachable or rejecting, through ``anomaly run --once`` against a real
 Prometheus and a real Pushgateway behind :class:`~tests.faults.proxy.FaultProxy`: bounded
 retries with backoff, the timeout holds, one line naming the URL, exit 1, and no mixed state
-(see :mod:`anomaly.sink`, "Replace semantics").
+(see :mod:`anomaly.io.pushgateway`, "Replace semantics").
 
 The refused-connection case with default settings is also in tests/e2e/test_failures.py.
 """

@@ -1,4 +1,4 @@
-"""Hypothesis fuzzes the score-csv reader (:func:`anomaly.offline.read_series_csv`): any bytes,
+"""Hypothesis fuzzes the score-csv reader (:func:`anomaly.offline.replay.read_series_csv`): any bytes,
 and any rows under a ``timestamp,value`` header, give a table or a DataError (one line, exit 2
 from the CLI), never another exception."""
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anomaly.errors import DataError
-from anomaly.offline import read_series_csv
+from anomaly.offline.replay import read_series_csv
 
 _cell = (
     st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)

@@ -24,7 +24,7 @@ RUN_SECONDS = 1.5
 WRAPPER = """
 import sys, time
 from apscheduler.triggers.cron import CronTrigger
-import anomaly.pipeline as pipeline
+import anomaly.job.run as pipeline
 from anomaly import cli
 
 events, seconds = sys.argv[1], float(sys.argv[2])

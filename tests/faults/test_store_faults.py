@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anomaly.store import ModelStore
+from anomaly.io.store import ModelStore
 from tests.faults.conftest import Result, samples, snapshot
 from tests.faults.world import TENANT, World, config_for
 
@@ -182,7 +182,7 @@ def test_enospc_while_writing_is_one_clear_error(
     def full(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("anomaly.store._write_npz", full)
+    monkeypatch.setattr("anomaly.io.store._write_npz", full)
     job = "faults_store_enospc"
     config = config_for(tmp_path / "c.yaml", world, job=job)
     result = anomaly("run", "--once", "--config", str(config), "--at", str(world.end))

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 import yaml
+from anomaly_lab import devstack, synth
 
-from anomaly import devstack, synth
 from tests.conftest import write_config
 
 STEP = 300

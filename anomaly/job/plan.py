@@ -1,0 +1,183 @@
+"""How a run splits its work: the time window, shards of tenants and batches within a shard.
+
+A run first plans (:func:`plan_batches`): per metric an instant ``count by (<tenant>)
+(<query>)`` at the newest point (one evaluation step, cheap) gives the series per tenant; a
+metric above ``scale.max_series`` fails alone, before any range query, with an error naming
+it and the count (the other metrics still run; ``anomaly_job_metric_failed`` shows it). The
+tenants come from that count plus the label-values API over the metrics' selectors and window
+(tenants whose series stopped before the newest point). When the largest metric has more than
+``scale.batch_series`` series, the tenants are split into a power-of-two number of stable hash
+buckets; each batch reads every metric with ``<tenant>=~"t1|t2|..."`` (escaped) added to each
+selector of its query, so Prometheus reads only those series from its index — cost per batch
+proportional to the batch, unlike wrapping the query in ``and on (<tenant>)``, which evaluates
+the whole query once per batch. A metric with ``split: false`` (a query that mixes tenants) is
+read whole and filtered by tenant afterwards.
+
+``--shard INDEX/COUNT`` keeps the tenants whose SHA-1 hash is INDEX mod COUNT, pushes under
+``shard=INDEX`` and keys stored models by shard and batch, so shards share nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from anomaly.config import Config, MetricConfig
+from anomaly.errors import ConfigError, QueryError
+from anomaly.frame import time_grid
+from anomaly.io.prometheus import PrometheusSource, series_selectors
+
+__all__ = ["BatchPlan", "Shard", "evaluation_window", "plan_batches", "tenant_hash"]
+
+log = logging.getLogger(__name__)
+
+
+def evaluation_window(
+    config: Config, now: float | None = None, metric: MetricConfig | None = None
+) -> np.ndarray:
+    """The grid a run reads: ``lookback`` (the metric's own, if set) back from ``now`` rounded
+    down to ``step``."""
+    now = time.time() if now is None else now
+    end = math.floor(now / config.step_seconds) * config.step_seconds
+    lookback = (metric.lookback_seconds if metric else None) or config.lookback_seconds
+    return time_grid(end - lookback, end, config.step_seconds)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of the tenants: those whose stable hash is ``index`` mod ``count``."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ValueError(
+                f"`shard` must be INDEX/COUNT with 0 <= INDEX < COUNT, got {self.index}/{self.count}"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"INDEX/COUNT"`` (e.g. ``"0/4"``)."""
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise ValueError(f"`shard` must be INDEX/COUNT such as 0/4, got {text!r}") from None
+        return cls(index, count)
+
+    def owns(self, tenant: str) -> bool:
+        return tenant_hash(tenant) % self.count == self.index
+
+    @property
+    def grouping(self) -> str | None:
+        """The sink's ``shard`` grouping-key value (``None`` when unsharded)."""
+        return None if self.count == 1 else str(self.index)
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def tenant_hash(tenant: str) -> int:
+    """A hash of ``tenant`` that is the same in every process and every version (SHA-1, not
+    Python's salted ``hash()``): it decides the tenant's shard and batch."""
+    digest = hashlib.sha1(tenant.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How one run splits its tenants.
+
+    ``batches`` holds each batch's tenants, or is ``None`` for one unrestricted batch (the
+    metrics' queries as configured: an unsharded run small enough for one batch). A tenant's
+    batch is a stable hash bucket, so its stored model is found again next run; the number of
+    batches is a power of two, so it changes rarely as tenants come and go.
+    """
+
+    shard: Shard
+    batches: tuple[tuple[str, ...], ...] | None
+    series: Mapping[str, int]
+    """Series per metric in this shard at the newest point (``count by (tenant)``)."""
+    failed: Mapping[str, str]
+    """Metrics refused before fetching (``scale.max_series``), with the reason."""
+
+    @property
+    def n_batches(self) -> int:
+        return 1 if self.batches is None else len(self.batches)
+
+    def store_key(self, metric: str, batch: int) -> str:
+        """The model store key of ``metric`` in one batch of this shard."""
+        if self.shard.count == 1 and self.n_batches == 1:
+            return metric
+        return (
+            f"{metric}@shard{self.shard.index}of{self.shard.count}-batch{batch}of{self.n_batches}"
+        )
+
+
+def plan_batches(
+    config: Config, source: PrometheusSource, now: float, shard: Shard | None = None
+) -> BatchPlan:
+    """Count each metric's series (an instant ``count by (<tenant>) (<query>)``, cheap), refuse
+    metrics above ``scale.max_series``, list this shard's tenants (label-values API over the
+    metrics' selectors and window) and bucket them so that no batch holds much more than
+    ``scale.batch_series`` series of any metric."""
+    shard = shard or Shard()
+    tl = config.tenant_label
+    if tl is None:
+        if shard.count > 1:
+            raise ConfigError("--shard", "sharding needs a `tenant_label` to shard by")
+        return BatchPlan(shard, None, {}, {})
+    tenants: set[str] = set()
+    series: dict[str, int] = {}
+    failed: dict[str, str] = {}
+    selectors: list[str] = []
+    start = end = now
+    for mc in config.metrics:
+        times = evaluation_window(config, now, mc)
+        start, end = min(start, float(times[0])), float(times[-1])
+        try:
+            counts = source.query(f"count by ({tl}) ({mc.query})", end)
+        except QueryError as e:
+            # The range query will fail (or work) on its own and say so; no count here.
+            log.debug("metric %s: cannot count series: %s", mc.name, e)
+            continue
+        n = 0
+        for labels, value in counts:
+            tenant = labels.get(tl)
+            if tenant is None or shard.owns(tenant):
+                n += int(value)
+                if tenant is not None:
+                    tenants.add(tenant)
+        series[mc.name] = n
+        limit = config.scale.max_series
+        if limit is not None and n > limit:
+            failed[mc.name] = (
+                f"metric {mc.name}: its query returns {n} series"
+                + (f" in shard {shard}" if shard.count > 1 else "")
+                + f", above scale.max_series ({limit}); not fetched. Raise the limit, "
+                "narrow the query or shard the job (--shard)"
+            )
+            log.error("%s", failed[mc.name])
+        selectors += series_selectors(mc.query) if mc.split else []
+    if selectors:
+        # Tenants whose series ended before the newest point still get their window scored.
+        tenants |= {
+            t
+            for t in source.label_values(tl, sorted(set(selectors)), start=start, end=end)
+            if shard.owns(t)
+        }
+    biggest = max((n for name, n in series.items() if name not in failed), default=0)
+    wanted = max(1, math.ceil(biggest / config.scale.batch_series))
+    n_batches = 1 << (wanted - 1).bit_length()
+    if shard.count == 1 and n_batches == 1:
+        return BatchPlan(shard, None, series, failed)
+    buckets: list[list[str]] = [[] for _ in range(n_batches)]
+    for t in sorted(tenants):
+        buckets[(tenant_hash(t) // shard.count) % n_batches].append(t)
+    return BatchPlan(shard, tuple(tuple(b) for b in buckets), series, failed)

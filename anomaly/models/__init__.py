@@ -1,0 +1,1 @@
+"""The models: seasonal baseline, isolation forest, their combined score, and forecasts."""

@@ -1,0 +1,350 @@
+"""The public anomaly model: combines detector evidence into one score, a decision, and bands.
+
+Each detector gives *evidence* per row and series, scaled so that 1 means "at the decision
+threshold" on its own. The model takes the strongest evidence ``e`` and maps it to
+
+    ``score = e ** 2 / (1 + e ** 2)``     (e = 0 -> 0, e = 1 -> 0.5, e = 2 -> 0.8, e = 10 -> 0.99)
+
+which approaches 1 only asymptotically (``1 - score = 1 / (1 + e ** 2)`` stays above float
+resolution up to e ~ 1e8), so a threshold near 1 still separates strong anomalies from the
+strongest. The shipped rule ``is_anomaly = score >= threshold`` with ``threshold = 0.5`` fires
+exactly when one detector reaches its own threshold. Bands are the seasonal baseline's point band in
+the source unit: a value outside them alone makes the point anomalous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from anomaly.errors import DataError
+from anomaly.models.features import SECONDS_PER_DAY, scalar
+from anomaly.models.iforest import IsolationForestDetector
+from anomaly.models.seasonal import (
+    FEATURE_NAMES,
+    SeasonalDetector,
+    baseline_mask,
+    check_input,
+)
+
+_CHUNK_SERIES = 256
+_HISTORY_ROWS = 48
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Scores of the newest ``n_eval`` rows of ``n_series`` series.
+
+    Attributes
+    ----------
+    score : ndarray of float, shape (n_eval, n_series)
+        In [0, 1], higher = more anomalous; never NaN (0 for invalid series).
+    is_anomaly : ndarray of bool, shape (n_eval, n_series)
+        ``score >= threshold``.
+    expected, lower, upper : ndarray of float, shape (n_eval, n_series)
+        Baseline and band in the source unit; NaN for invalid series.
+    valid : ndarray of bool, shape (n_series,)
+    reason : list of (str or None), length n_series
+        Why a series is invalid (None when valid).
+    """
+
+    score: np.ndarray
+    is_anomaly: np.ndarray
+    expected: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    valid: np.ndarray
+    reason: list[str | None]
+
+
+def evidence_to_score(evidence: np.ndarray) -> np.ndarray:
+    """Map evidence (>= 0, 1 = at threshold) to a score in [0, 1]; NaN -> 0."""
+    e = np.where(np.isnan(evidence), 0.0, np.maximum(evidence, 0.0))
+    e2 = np.minimum(e, 1e150) ** 2
+    return np.clip(e2 / (1.0 + e2), 0.0, 1.0)
+
+
+class AnomalyModel:
+    """Seasonal baseline plus isolation forest, per series, with one score and a decision rule.
+
+    Parameters
+    ----------
+    step_seconds : float
+        Grid step of the series.
+    threshold : float
+        Decision threshold on the score, in (0, 1].
+    random_state : int
+        Seed of the isolation forests (the same for every series).
+    use_iforest : bool
+        Whether the isolation forest contributes evidence.
+    n_estimators, max_samples : int
+        Isolation forest size.
+    holdout_seconds : float
+        Newest part of the training window left out of the baseline (see
+        :class:`~anomaly.models.seasonal.SeasonalDetector`).
+    """
+
+    def __init__(
+        self,
+        step_seconds: float = 300.0,
+        threshold: float = 0.5,
+        random_state: int = 0,
+        use_iforest: bool = True,
+        n_estimators: int = 50,
+        max_samples: int = 128,
+        holdout_seconds: float = SECONDS_PER_DAY,
+    ) -> None:
+        self.step_seconds = step_seconds
+        self.threshold = threshold
+        self.random_state = random_state
+        self.use_iforest = use_iforest
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self.holdout_seconds = holdout_seconds
+
+    def fit(self, times: np.ndarray, values: np.ndarray) -> AnomalyModel:
+        """Fit the detectors on a training window.
+
+        Parameters
+        ----------
+        times : ndarray of shape (n_t,)
+            Epoch seconds on a regular grid of ``step_seconds``.
+        values : ndarray of shape (n_t, n_series)
+            One column per series; NaN/±Inf = missing.
+
+        Returns
+        -------
+        self
+        """
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"`threshold` must be in (0, 1], got {self.threshold}")
+        t, v = check_input(times, values)
+        seasonal_parts, forest_parts = [], []
+        for start in range(0, max(v.shape[1], 1), _CHUNK_SERIES):
+            chunk = v[:, start : start + _CHUNK_SERIES]
+            seasonal = SeasonalDetector(
+                step_seconds=self.step_seconds, holdout_seconds=self.holdout_seconds
+            ).fit(t, chunk)
+            forest = IsolationForestDetector(
+                n_estimators=self.n_estimators,
+                max_samples=self.max_samples,
+                random_state=self.random_state,
+            )
+            if self.use_iforest:  # trained on the baseline's rows (the newest day held out)
+                mask = baseline_mask(t, chunk, self.holdout_seconds, self.step_seconds)
+                feats = np.where(mask[:, None, :], seasonal.features(t, chunk), np.nan)
+                forest.fit(feats[mask.any(axis=1) | (chunk.shape[1] == 0)], valid=seasonal.valid_)
+            else:  # an all-skipped forest: no evidence, same state layout
+                forest.fit(
+                    np.full((1, len(FEATURE_NAMES), chunk.shape[1]), np.nan),
+                    valid=np.zeros(chunk.shape[1], bool),
+                )
+            seasonal_parts.append(seasonal)
+            forest_parts.append(forest)
+        self.seasonal_ = (
+            SeasonalDetector.concat(seasonal_parts)
+            if len(seasonal_parts) > 1
+            else seasonal_parts[0]
+        )
+        self.iforest_ = (
+            IsolationForestDetector.concat(forest_parts)
+            if len(forest_parts) > 1
+            else forest_parts[0]
+        )
+        return self
+
+    @property
+    def n_series_(self) -> int:
+        """Number of series the model was fitted on."""
+        return int(self.seasonal_.valid_.shape[0])
+
+    def _evidence(self, t: np.ndarray, v: np.ndarray, n_eval: int | None = None) -> np.ndarray:
+        """Evidence of the newest ``n_eval`` rows (all when None); older rows are history."""
+        feats = self.seasonal_.features(t, v)
+        if n_eval is not None:
+            feats = feats[-n_eval:]
+        ev = self.seasonal_.evidence(feats)
+        if self.use_iforest:
+            ev = np.maximum(ev, self.iforest_.evidence(feats))
+        return ev
+
+    def score(self, times: np.ndarray, values: np.ndarray, n_eval: int = 1) -> ScoreResult:
+        """Score the LAST ``n_eval`` rows of a window (earlier rows are history for features).
+
+        Parameters
+        ----------
+        times : ndarray of shape (n_t,)
+        values : ndarray of shape (n_t, n_series)
+            Same series, in the same order, as at fit time. 48 rows of history suffice.
+        n_eval : int
+            Rows to score, ``1 <= n_eval <= n_t``.
+
+        Returns
+        -------
+        ScoreResult
+        """
+        self._check_fitted()
+        t, v = check_input(times, values)
+        if not 1 <= n_eval <= t.shape[0]:
+            raise ValueError(f"`n_eval` must be within [1, {t.shape[0]}], got {n_eval}")
+        if v.shape[1] != self.n_series_:
+            raise ValueError(
+                f"`values` has {v.shape[1]} series, the model was fitted on {self.n_series_}"
+            )
+        start = max(0, t.shape[0] - n_eval - _HISTORY_ROWS)
+        t, v = t[start:], v[start:]
+        ev = self._evidence(t, v, n_eval)
+        expected, lower, upper = self.seasonal_.bands(t[-n_eval:])
+        return self._result(ev, expected, lower, upper)
+
+    def score_history(self, times: np.ndarray, values: np.ndarray) -> ScoreResult:
+        """Score every row of a window (notebooks, offline backtests); rows see their past only.
+
+        Returns
+        -------
+        ScoreResult
+            Arrays of shape (n_t, n_series).
+        """
+        self._check_fitted()
+        t, v = check_input(times, values)
+        if v.shape[1] != self.n_series_:
+            raise ValueError(
+                f"`values` has {v.shape[1]} series, the model was fitted on {self.n_series_}"
+            )
+        ev = self._evidence(t, v)
+        expected, lower, upper = self.seasonal_.bands(t)
+        return self._result(ev, expected, lower, upper)
+
+    def _result(
+        self, ev: np.ndarray, expected: np.ndarray, lower: np.ndarray, upper: np.ndarray
+    ) -> ScoreResult:
+        valid = self.seasonal_.valid_.copy()
+        score = evidence_to_score(ev)
+        score[:, ~valid] = 0.0
+        reasons: list[str | None] = [
+            None if ok else str(r) for ok, r in zip(valid, self.seasonal_.reason_, strict=True)
+        ]
+        return ScoreResult(
+            score=score,
+            is_anomaly=score >= self.threshold,
+            expected=expected,
+            lower=lower,
+            upper=upper,
+            valid=valid,
+            reason=reasons,
+        )
+
+    # ------------------------------------------------------------------ state
+    def get_state(self, copy: bool = True) -> dict[str, np.ndarray]:
+        """All fitted state as numpy arrays (no objects); per-series arrays have the series last.
+
+        ``copy=False`` shares the forests' arrays instead of copying them (for saving)."""
+        self._check_fitted()
+        state = {
+            "model.threshold": np.array(float(self.threshold)),
+            "model.use_iforest": np.array(bool(self.use_iforest)),
+            "model.random_state": np.array(int(self.random_state)),
+            "model.holdout_seconds": np.array(float(self.holdout_seconds)),
+        }
+        state.update({f"seasonal.{k}": a for k, a in self.seasonal_.get_state().items()})
+        state.update({f"iforest.{k}": a for k, a in self.iforest_.get_state(copy).items()})
+        return state
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, np.ndarray]) -> AnomalyModel:
+        """Rebuild a fitted model from :meth:`get_state`.
+
+        Raises
+        ------
+        DataError
+            Anything missing or inconsistent (a corrupt or foreign file).
+        """
+        if not isinstance(state, Mapping):
+            raise DataError(f"state must be a mapping of arrays, got {type(state).__name__}")
+        for key in (
+            "model.threshold",
+            "model.use_iforest",
+            "model.random_state",
+            "model.holdout_seconds",
+        ):
+            if not isinstance(state.get(key), np.ndarray) or state[key].shape != ():
+                raise DataError(f"state `{key}` must be a scalar array")
+        try:
+            use_iforest = bool(state["model.use_iforest"])
+            random_state = int(state["model.random_state"])
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"state model parameters unreadable: {exc}") from exc
+        holdout = scalar(
+            {"model.holdout_seconds": state["model.holdout_seconds"]},
+            "model.holdout_seconds",
+            0.0,
+            1e9,
+        )
+        threshold = scalar(
+            {"model.threshold": state["model.threshold"]}, "model.threshold", 1e-9, 1.0
+        )
+        seasonal = SeasonalDetector.from_state(state, prefix="seasonal.")
+        forest = IsolationForestDetector.from_state(state, prefix="iforest.")
+        if forest.valid_.shape != seasonal.valid_.shape:
+            raise DataError(
+                f"state has {seasonal.valid_.shape[0]} seasonal series but {forest.valid_.shape[0]} forests"
+            )
+        forest.check_n_features(len(FEATURE_NAMES))
+        model = cls(
+            step_seconds=seasonal.step_seconds,
+            threshold=threshold,
+            random_state=random_state,
+            use_iforest=use_iforest,
+            n_estimators=int(forest.feature_.shape[0]),
+            max_samples=int(forest.max_samples_.max(initial=0)) or 128,
+            holdout_seconds=holdout,
+        )
+        model.seasonal_ = seasonal
+        model.iforest_ = forest
+        return model
+
+    def select(self, columns: np.ndarray) -> AnomalyModel:
+        """The model restricted to ``columns`` (indices or boolean mask), in that order."""
+        self._check_fitted()
+        out = self._empty_like()
+        out.seasonal_ = self.seasonal_.select(columns)
+        out.iforest_ = self.iforest_.select(columns)
+        return out
+
+    @classmethod
+    def concat(cls, models: list[AnomalyModel]) -> AnomalyModel:
+        """Models side by side, series in order; their parameters must agree."""
+        if not models:
+            raise ValueError("`models` must not be empty")
+        first = models[0]
+        for m in models:
+            m._check_fitted()
+            if (m.threshold, m.use_iforest, m.step_seconds) != (
+                first.threshold,
+                first.use_iforest,
+                first.step_seconds,
+            ):
+                raise ValueError(
+                    "cannot concat models with different threshold, use_iforest or step_seconds"
+                )
+        out = first._empty_like()
+        out.seasonal_ = SeasonalDetector.concat([m.seasonal_ for m in models])
+        out.iforest_ = IsolationForestDetector.concat([m.iforest_ for m in models])
+        return out
+
+    def _empty_like(self) -> AnomalyModel:
+        return type(self)(
+            step_seconds=self.step_seconds,
+            threshold=self.threshold,
+            random_state=self.random_state,
+            use_iforest=self.use_iforest,
+            n_estimators=self.n_estimators,
+            max_samples=self.max_samples,
+            holdout_seconds=self.holdout_seconds,
+        )
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "seasonal_"):
+            raise AttributeError("AnomalyModel is not fitted; call fit() first")

@@ -1,0 +1,715 @@
+"""Robust seasonal baseline and the rule-based anomaly evidence built on it.
+
+The baseline works in a level-adaptive space ``y = asinh(x / c)`` (``c`` per series): there,
+multiplicative noise (request rates, costs) is roughly constant while zeros and tiny ratios
+stay finite. In that space it learns, per series and vectorised over all series:
+
+* a time-of-day slot profile per *day type*: with about a week of history, weekdays and
+  weekend days get separate profiles; with two weeks or more, each weekday gets its own,
+  shrunk towards its day type. Days are UTC calendar days shifted by whole hours per series
+  when the series' weekend visibly starts elsewhere (a tenant in UTC+10);
+* a per-slot robust noise scale (MAD over neighbouring slots of all days; for sparse counts
+  with many exact zeros, at least the 95th percentile of the deviations / 1.96);
+* per slot, how surprising a repeated value is (for stuck series).
+
+Profiles are medians over days and neighbouring slots, refitted once with points beyond
+``outlier_z`` scales masked, so a past outage or level shift neither becomes normal nor
+inflates the scale much. The newest day of the training window is held out of all of this
+(for each series with three days of values before it), so an anomaly in progress at fit
+time is not learned.
+
+From the standardised residual ``z`` the detector derives normalised features (point ``z``,
+trailing means of ``z`` over 6/12/36 rows, a variance ratio over 12 rows, the surprise of a
+run of repeated values, the local change, and calendar position) and the evidence
+
+    ``evidence = max_k |f_k| / (threshold_k * calibration_k)``
+
+where 1 means "at the decision threshold". ``calibration_k >= 1`` widens a feature's threshold
+for a series whose training distribution of that feature has heavier tails than a Gaussian
+(its 95th percentile of ``|f_k|`` over 1.96).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from anomaly.errors import DataError
+from anomaly.models.features import (
+    SECONDS_PER_DAY,
+    Field,
+    asinh_scale,
+    calendar_index,
+    check_state,
+    concat_columns,
+    from_model_space,
+    is_repeat,
+    median_sorted,
+    n_slots_per_day,
+    nanmedian0,
+    nanquantile0,
+    quantile_sorted,
+    rolling_nanmean,
+    run_surprise,
+    sanitize,
+    scalar,
+    select_columns,
+    sliding_stack,
+    sorted_last,
+    to_model_space,
+)
+
+#: Names of the feature axis returned by :meth:`SeasonalDetector.features`.
+FEATURE_NAMES: tuple[str, ...] = (
+    "z",
+    "mean_6",
+    "mean_12",
+    "mean_36",
+    "var_12",
+    "stuck",
+    "change",
+    "tod_sin",
+    "tod_cos",
+    "weekend",
+)
+_MEAN_WINDOWS = {1: 6, 2: 12, 3: 36}
+_VAR_WINDOW = 12
+#: Features learned with a median/MAD normalisation.
+_LEARNED = (1, 2, 3, 4, 6)
+#: Features whose tails are calibrated (two-sided q95 against a Gaussian's 1.96).
+_CALIBRATED = (0, 1, 2, 3, 4)
+_MAD_TO_SIGMA = 1.4826
+_Z_CLIP = 10.0
+_WEEKDAY_TO_DAY_TYPE = np.array([0, 0, 0, 0, 0, 1, 1], dtype=np.int64)
+
+_FIELDS: dict[str, Field] = {
+    "step_seconds": Field("f", 0, per_series=False),
+    "point_threshold": Field("f", 0, per_series=False),
+    "mean_threshold": Field("f", 0, per_series=False),
+    "var_threshold": Field("f", 0, per_series=False),
+    "stuck_threshold_nats": Field("f", 0, per_series=False),
+    "day_type": Field("i", 1, per_series=False),
+    "day_offset": Field("f", 1, finite=True),
+    "profile": Field("f", 3, finite=True),
+    "scale": Field("f", 2, finite=True),
+    "stuck_cost": Field("f", 2, finite=True),
+    "c": Field("f", 1, finite=True),
+    "nonneg": Field("b", 1),
+    "center": Field("f", 2, finite=True),
+    "spread": Field("f", 2, finite=True),
+    "calibration": Field("f", 2, finite=True),
+    "valid": Field("b", 1),
+    "reason": Field("U", 1),
+}
+
+
+class SeasonalDetector:
+    """Seasonal baseline with robust bands, and rule-based evidence of anomalies.
+
+    Parameters
+    ----------
+    step_seconds : float
+        Grid step of the series (seconds).
+    min_points : int or None
+        Fewest finite points a series needs; default one day of slots.
+    profile_half_width : int
+        Neighbouring slots on each side pooled into a profile median.
+    scale_half_width : int
+        Neighbouring slots on each side pooled into a noise-scale estimate.
+    outlier_z : float
+        Training points beyond this many scales are masked before the final fit.
+    holdout_seconds : float
+        The newest part of the training window left out of the baseline and of the feature
+        statistics when at least three days of older history remain (0 = use everything).
+    estimate_day_offset : bool
+        Find each series' own day boundary (whole hours from UTC) from where its weekend
+        level change falls, so a tenant in UTC+10 gets its weekend on its local Saturday and
+        Sunday. Off (or no visible weekend): UTC calendar days.
+    point_threshold, mean_threshold, var_threshold : float
+        Normalised feature values (about "sigmas") at which a point / a trailing mean / the
+        variance ratio alone reaches the decision threshold.
+    stuck_threshold_nats : float
+        Surprise (nats) of a run of repeated values that alone reaches the threshold.
+    """
+
+    feature_names = FEATURE_NAMES
+
+    def __init__(
+        self,
+        step_seconds: float = 300.0,
+        min_points: int | None = None,
+        profile_half_width: int = 2,
+        scale_half_width: int = 6,
+        outlier_z: float = 4.0,
+        holdout_seconds: float = SECONDS_PER_DAY,
+        estimate_day_offset: bool = True,
+        point_threshold: float = 5.0,
+        mean_threshold: float = 5.5,
+        var_threshold: float = 4.0,
+        stuck_threshold_nats: float = 25.0,
+    ) -> None:
+        self.step_seconds = step_seconds
+        self.min_points = min_points
+        self.profile_half_width = profile_half_width
+        self.scale_half_width = scale_half_width
+        self.outlier_z = outlier_z
+        self.holdout_seconds = holdout_seconds
+        self.estimate_day_offset = estimate_day_offset
+        self.point_threshold = point_threshold
+        self.mean_threshold = mean_threshold
+        self.var_threshold = var_threshold
+        self.stuck_threshold_nats = stuck_threshold_nats
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, times: np.ndarray, values: np.ndarray) -> SeasonalDetector:
+        """Learn profiles, scales and feature normalisation from a training window.
+
+        Parameters
+        ----------
+        times : ndarray of shape (n_t,)
+            Epoch seconds, increasing.
+        values : ndarray of shape (n_t, n_series)
+            NaN or non-finite = missing.
+
+        Returns
+        -------
+        self
+        """
+        if not (np.isfinite(self.step_seconds) and self.step_seconds > 0):
+            raise ValueError(f"`step_seconds` must be positive, got {self.step_seconds}")
+        t, v = check_input(times, values)
+        n_t, n_s = v.shape
+        n_slots = n_slots_per_day(self.step_seconds)
+        min_points = n_slots if self.min_points is None else int(self.min_points)
+
+        # The newest rows are held out of the baseline and the feature statistics (when enough
+        # older history remains), so an anomaly in progress at fit time is judged against the
+        # past instead of being learned as normal.
+        mask = baseline_mask(t, v, self.holdout_seconds, self.step_seconds)
+        base = mask.any(axis=1) | (n_s == 0)  # rows some series learns from
+        t_base, v_base = t[base], np.where(mask, v, np.nan)[base]
+        valid, reason = _validity(v, min_points)
+        c = asinh_scale(v)
+        with np.errstate(invalid="ignore"):
+            sparse = np.sum(v == 0, axis=0) >= 0.05 * np.maximum(np.sum(np.isfinite(v), axis=0), 1)
+        y = to_model_space(v_base, c)
+        y[:, ~valid] = np.nan
+
+        day, slot, _ = calendar_index(t_base, self.step_seconds, n_slots)
+        d0 = int(day.min())
+        n_days = int(day.max()) - d0 + 1
+        flat = (day - d0) * n_slots + slot
+        grid = np.full((n_days * n_slots, n_s), np.nan)
+        grid[flat] = y
+        if self.estimate_day_offset:
+            # The whole window, held-out rows included: where a weekend ends is a fact of the
+            # calendar, and with a week of history the held-out day is often the only one
+            # that shows a weekend's edge.
+            day_all, slot_all, _ = calendar_index(t, self.step_seconds, n_slots)
+            a0 = int(day_all.min())
+            n_days_all = int(day_all.max()) - a0 + 1
+            grid_all = np.full((n_days_all * n_slots, n_s), np.nan)
+            y_all = to_model_space(v, c)
+            y_all[:, ~valid] = np.nan
+            grid_all[(day_all - a0) * n_slots + slot_all] = y_all
+            day_offset = _estimate_day_offset(grid_all, n_days_all, n_slots, a0)
+        else:
+            day_offset = np.zeros(n_s)
+        cell_time = d0 * SECONDS_PER_DAY + np.arange(n_days * n_slots) * (SECONDS_PER_DAY / n_slots)
+        wd_grid = _weekday(cell_time, day_offset)
+
+        weekly = n_days >= 14
+        day_type = np.arange(7, dtype=np.int64) if weekly else _WEEKDAY_TO_DAY_TYPE.copy()
+        k, ks = self.profile_half_width, self.scale_half_width
+        type_grid = day_type[wd_grid]
+
+        profile = _fit_profiles(grid, n_days, n_slots, wd_grid, weekly, k)
+        scale = _fit_scale(grid, profile, type_grid, n_days, n_slots, ks, sparse)
+        resid = grid - _grid_expected(profile, type_grid, n_slots)
+        outlier = np.abs(resid) > self.outlier_z * np.tile(scale, (n_days, 1))
+        masked = np.where(outlier, np.nan, grid)
+        profile = _fit_profiles(masked, n_days, n_slots, wd_grid, weekly, k)
+        scale = _fit_scale(masked, profile, type_grid, n_days, n_slots, ks, sparse)
+
+        fallback = nanmedian0(grid)
+        profile = np.where(np.isfinite(profile), profile, fallback)
+        profile = np.where(np.isfinite(profile), profile, 0.0)
+        scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+
+        self.n_slots_ = n_slots
+        self.day_type_ = day_type
+        self.day_offset_ = day_offset
+        self.profile_ = profile
+        self.scale_ = scale
+        self.stuck_cost_ = _fit_stuck_cost(grid, n_days, n_slots, ks)
+        self.c_ = c
+        with np.errstate(invalid="ignore"):
+            self.nonneg_ = ~np.any(v < 0, axis=0)
+        self.valid_ = valid
+        self.reason_ = reason
+        n_feat = len(FEATURE_NAMES)
+        self.center_ = np.zeros((n_feat, n_s))
+        self.spread_ = np.ones((n_feat, n_s))
+        self.calibration_ = np.ones((n_feat, n_s))
+
+        raw = self._raw_features(t_base, v_base)
+        center = nanmedian0(raw[:, _LEARNED, :])
+        spread = _MAD_TO_SIGMA * nanmedian0(np.abs(raw[:, _LEARNED, :] - center))
+        self.center_[_LEARNED, :] = np.where(np.isfinite(center), center, 0.0)
+        self.spread_[_LEARNED, :] = np.where(np.isfinite(spread) & (spread > 1e-9), spread, 1.0)
+        normed = self._normalise(raw)
+        q95 = nanquantile0(np.abs(normed[:, _CALIBRATED, :]), 0.95)
+        self.calibration_[_CALIBRATED, :] = np.where(
+            np.isfinite(q95), np.maximum(1.0, q95 / 1.96), 1.0
+        )
+        return self
+
+    # ------------------------------------------------------------------ baseline
+    def expected_model(self, times: np.ndarray) -> np.ndarray:
+        """Expected value in model space (``asinh(x / c)``), shape (n_t, n_series)."""
+        self._check_fitted()
+        t = np.asarray(times, dtype=np.float64)
+        _, slot, _ = calendar_index(t, self.step_seconds, self.n_slots_)
+        types = self.day_type_[_weekday(t, self.day_offset_)]
+        n_s = self.profile_.shape[-1]
+        return self.profile_[types, slot[:, None], np.arange(n_s)[None, :]]
+
+    def scale_at(self, times: np.ndarray) -> np.ndarray:
+        """Noise scale in model space at ``times``, shape (n_t, n_series)."""
+        self._check_fitted()
+        _, slot, _ = calendar_index(times, self.step_seconds, self.n_slots_)
+        return self.scale_[slot]
+
+    def bands(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Expected value and the point band in the source unit.
+
+        A finite value outside ``[lower, upper]`` alone reaches the decision threshold.
+
+        Parameters
+        ----------
+        times : ndarray of shape (n_t,)
+
+        Returns
+        -------
+        expected, lower, upper : ndarray of shape (n_t, n_series)
+            NaN for invalid series.
+        """
+        e = self.expected_model(times)
+        half = self.point_threshold * self.calibration_[0] * self.scale_at(times)
+        expected = from_model_space(e, self.c_)
+        lower = from_model_space(e - half, self.c_)
+        upper = from_model_space(e + half, self.c_)
+        lower = np.where(self.nonneg_, np.maximum(lower, 0.0), lower)
+        invalid = ~self.valid_
+        for a in (expected, lower, upper):
+            a[:, invalid] = np.nan
+        return expected, lower, upper
+
+    # ------------------------------------------------------------------ features
+    def residual_z(self, times: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Standardised residual in model space, shape (n_t, n_series); NaN where missing."""
+        t, v = check_input(times, values)
+        self._check_series(v)
+        y = to_model_space(v, self.c_)
+        return (y - self.expected_model(t)) / self.scale_at(t)
+
+    def features(self, times: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Normalised features of every row; see :data:`FEATURE_NAMES`.
+
+        Parameters
+        ----------
+        times : ndarray of shape (n_t,)
+        values : ndarray of shape (n_t, n_series)
+            The rows to describe plus the history their trailing windows need (36 rows).
+
+        Returns
+        -------
+        ndarray of shape (n_t, n_features, n_series)
+            NaN where a feature is undefined (missing value, too little history).
+        """
+        t, v = check_input(times, values)
+        return self._normalise(self._raw_features(t, v))
+
+    def evidence(self, features: np.ndarray) -> np.ndarray:
+        """Rule-based evidence from :meth:`features`; 1 = at the decision threshold.
+
+        Parameters
+        ----------
+        features : ndarray of shape (n_t, n_features, n_series)
+
+        Returns
+        -------
+        ndarray of shape (n_t, n_series)
+            Finite, non-negative; 0 for invalid series.
+        """
+        self._check_fitted()
+        cal = self.calibration_
+        parts = [
+            np.abs(features[:, 0]) / (self.point_threshold * cal[0]),
+            np.abs(features[:, 1]) / (self.mean_threshold * cal[1]),
+            np.abs(features[:, 2]) / (self.mean_threshold * cal[2]),
+            np.abs(features[:, 3]) / (self.mean_threshold * cal[3]),
+            np.maximum(features[:, 4], 0.0) / (self.var_threshold * cal[4]),
+            features[:, 5] / self.stuck_threshold_nats,
+        ]
+        stacked = np.stack(parts, axis=0)
+        stacked = np.where(np.isnan(stacked), 0.0, stacked)
+        out = np.max(stacked, axis=0)
+        out = np.where(np.isfinite(out), out, np.where(np.isnan(out), 0.0, np.inf))
+        out[:, ~self.valid_] = 0.0
+        return out
+
+    def anomaly_score(self, times: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Evidence of every row (1 = at the decision threshold), shape (n_t, n_series)."""
+        return self.evidence(self.features(times, values))
+
+    def _raw_features(self, t: np.ndarray, v: np.ndarray) -> np.ndarray:
+        self._check_series(v)
+        n_t, n_s = v.shape
+        y = to_model_space(v, self.c_)
+        z = (y - self.expected_model(t)) / self.scale_at(t)
+        zc = np.clip(z, -_Z_CLIP, _Z_CLIP)
+        out = np.full((n_t, len(FEATURE_NAMES), n_s), np.nan)
+        out[:, 0] = z
+        for i, w in _MEAN_WINDOWS.items():
+            out[:, i] = rolling_nanmean(zc, w, min_count=max(1, w // 2))
+        var = rolling_nanmean(np.minimum(zc * zc, 36.0), _VAR_WINDOW, min_count=_VAR_WINDOW // 2)
+        out[:, 4] = np.log(var + 0.1)
+        _, slot, _ = calendar_index(t, self.step_seconds, self.n_slots_)
+        out[:, 5] = run_surprise(v, self.stuck_cost_[slot])
+        if n_t > 1:
+            out[1:, 6] = zc[1:] - zc[:-1]
+        phase = 2.0 * np.pi * (np.mod(t, SECONDS_PER_DAY) / SECONDS_PER_DAY)
+        out[:, 7] = np.sin(phase)[:, None]
+        out[:, 8] = np.cos(phase)[:, None]
+        out[:, 9] = (_weekday(t, self.day_offset_) >= 5).astype(np.float64)
+        return out
+
+    def _normalise(self, raw: np.ndarray) -> np.ndarray:
+        return (raw - self.center_) / self.spread_
+
+    # ------------------------------------------------------------------ state
+    def get_state(self) -> dict[str, np.ndarray]:
+        """All fitted state as numpy arrays; per-series arrays have the series last."""
+        self._check_fitted()
+        return {
+            "step_seconds": np.array(float(self.step_seconds)),
+            "point_threshold": np.array(float(self.point_threshold)),
+            "mean_threshold": np.array(float(self.mean_threshold)),
+            "var_threshold": np.array(float(self.var_threshold)),
+            "stuck_threshold_nats": np.array(float(self.stuck_threshold_nats)),
+            "day_type": self.day_type_.copy(),
+            "day_offset": self.day_offset_.copy(),
+            "profile": self.profile_.copy(),
+            "scale": self.scale_.copy(),
+            "stuck_cost": self.stuck_cost_.copy(),
+            "c": self.c_.copy(),
+            "nonneg": self.nonneg_.copy(),
+            "center": self.center_.copy(),
+            "spread": self.spread_.copy(),
+            "calibration": self.calibration_.copy(),
+            "valid": self.valid_.copy(),
+            "reason": self.reason_.copy(),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, np.ndarray], prefix: str = "") -> SeasonalDetector:
+        """Rebuild a fitted detector from :meth:`get_state`.
+
+        Raises
+        ------
+        DataError
+            Missing keys, wrong dtypes or shapes, inconsistent sizes, non-finite parameters.
+        """
+        a = check_state(state, prefix, _FIELDS)
+        step = scalar(a, "step_seconds", 1e-3, SECONDS_PER_DAY)
+        det = cls(
+            step_seconds=step,
+            point_threshold=scalar(a, "point_threshold", 1e-6, 1e6),
+            mean_threshold=scalar(a, "mean_threshold", 1e-6, 1e6),
+            var_threshold=scalar(a, "var_threshold", 1e-6, 1e6),
+            stuck_threshold_nats=scalar(a, "stuck_threshold_nats", 1e-6, 1e9),
+        )
+        n_slots = n_slots_per_day(step)
+        n_s = a["valid"].shape[-1]
+        n_feat = len(FEATURE_NAMES)
+        day_type = a["day_type"]
+        n_types = a["profile"].shape[0]
+        if day_type.shape != (7,) or day_type.min() < 0 or day_type.max() >= n_types:
+            raise DataError(f"state `{prefix}day_type` is inconsistent with {n_types} profiles")
+        expected = {
+            "profile": (n_types, n_slots, n_s),
+            "scale": (n_slots, n_s),
+            "stuck_cost": (n_slots, n_s),
+            "c": (n_s,),
+            "day_offset": (n_s,),
+            "nonneg": (n_s,),
+            "center": (n_feat, n_s),
+            "spread": (n_feat, n_s),
+            "calibration": (n_feat, n_s),
+            "reason": (n_s,),
+        }
+        for name, shape in expected.items():
+            if a[name].shape != shape:
+                raise DataError(
+                    f"state `{prefix}{name}` has shape {a[name].shape}, expected {shape}"
+                )
+        if np.any(a["scale"] <= 0) or np.any(a["spread"] <= 0) or np.any(a["c"] <= 0):
+            raise DataError(f"state `{prefix}scale`, `spread` and `c` must be positive")
+        if np.any(a["calibration"] < 1) or np.any(a["stuck_cost"] < 0):
+            raise DataError(f"state `{prefix}calibration` or `stuck_cost` out of range")
+        det.n_slots_ = n_slots
+        det.day_type_ = day_type.astype(np.int64)
+        det.day_offset_ = a["day_offset"].astype(np.float64)
+        if np.any(np.abs(det.day_offset_) > SECONDS_PER_DAY):
+            raise DataError(f"state `{prefix}day_offset` must be within one day")
+        det.profile_ = a["profile"].astype(np.float64)
+        det.scale_ = a["scale"].astype(np.float64)
+        det.stuck_cost_ = a["stuck_cost"].astype(np.float64)
+        det.c_ = a["c"].astype(np.float64)
+        det.nonneg_ = a["nonneg"].astype(bool)
+        det.center_ = a["center"].astype(np.float64)
+        det.spread_ = a["spread"].astype(np.float64)
+        det.calibration_ = a["calibration"].astype(np.float64)
+        det.valid_ = a["valid"].astype(bool)
+        det.reason_ = a["reason"].astype(str)
+        return det
+
+    def select(self, columns: np.ndarray) -> SeasonalDetector:
+        """A fitted detector restricted to ``columns`` (indices or boolean mask)."""
+        state = select_columns(self.get_state(), _FIELDS, columns)
+        return type(self).from_state(state)
+
+    @classmethod
+    def concat(cls, detectors: list[SeasonalDetector]) -> SeasonalDetector:
+        """Fitted detectors side by side, series in order."""
+        if not detectors:
+            raise ValueError("`detectors` must not be empty")
+        states = [d.get_state() for d in detectors]
+        if any(not np.array_equal(s["day_type"], states[0]["day_type"]) for s in states):
+            for s in states:  # mixed weekly / day-type models: expand to one profile per weekday
+                s["profile"] = s["profile"][s["day_type"]]
+                s["day_type"] = np.arange(7, dtype=np.int64)
+        return cls.from_state(concat_columns(states, _FIELDS))
+
+    # ------------------------------------------------------------------ helpers
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "profile_"):
+            raise AttributeError(f"{type(self).__name__} is not fitted; call fit() first")
+
+    def _check_series(self, v: np.ndarray) -> None:
+        self._check_fitted()
+        if v.shape[1] != self.c_.shape[0]:
+            raise ValueError(
+                f"`values` has {v.shape[1]} series, the model was fitted on {self.c_.shape[0]}"
+            )
+
+    def __repr__(self) -> str:
+        params: dict[str, Any] = {
+            k: getattr(self, k) for k in ("step_seconds", "point_threshold", "mean_threshold")
+        }
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
+
+
+def baseline_mask(
+    times: np.ndarray, values: np.ndarray, holdout_seconds: float, step_seconds: float
+) -> np.ndarray:
+    """Cells a model learns from: per series, all but the newest ``holdout_seconds``, when the
+    series has three days of finite values before them (else all of its cells).
+
+    Counting finite values per series (not rows) matters for a series that started recently
+    in a long window: its only day of data is not held out, leaving it nothing to learn from.
+
+    Parameters
+    ----------
+    times : ndarray of shape (n_t,)
+    values : ndarray of shape (n_t, n_series)
+
+    Returns
+    -------
+    ndarray of bool, shape (n_t, n_series)
+    """
+    t = np.asarray(times, dtype=np.float64)
+    finite = np.isfinite(values)
+    older = t <= t[-1] - holdout_seconds
+    enough = np.count_nonzero(finite & older[:, None], axis=0) >= 3 * n_slots_per_day(step_seconds)
+    hold = (holdout_seconds > 0) & enough
+    return np.where(hold[None, :], older[:, None], True)
+
+
+def check_input(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a ``(times, values)`` pair; return float64 copies with non-finite as NaN.
+
+    Raises
+    ------
+    ValueError
+        Wrong ranks, mismatched lengths, no rows, or non-finite times.
+    """
+    t = np.asarray(times, dtype=np.float64)
+    v = np.asarray(values)
+    if t.ndim != 1:
+        raise ValueError(f"`times` must be 1-D, got shape {t.shape}")
+    if v.ndim != 2:
+        raise ValueError(f"`values` must be 2-D (n_t, n_series), got shape {v.shape}")
+    if v.shape[0] != t.shape[0]:
+        raise ValueError(f"`values` has {v.shape[0]} rows but `times` has {t.shape[0]}")
+    if t.shape[0] == 0:
+        raise ValueError("`times` must not be empty")
+    if not np.all(np.isfinite(t)):
+        raise ValueError("`times` must be finite")
+    return t, sanitize(v)
+
+
+def _validity(v: np.ndarray, min_points: int) -> tuple[np.ndarray, np.ndarray]:
+    n_finite = np.sum(np.isfinite(v), axis=0)
+    with np.errstate(invalid="ignore"):
+        vmax = np.nanmax(np.where(np.isfinite(v), v, -np.inf), axis=0)
+        vmin = np.nanmin(np.where(np.isfinite(v), v, np.inf), axis=0)
+    reason = np.full(v.shape[1], "", dtype="<U64")
+    too_short = (n_finite > 0) & (n_finite < min_points)
+    constant = (n_finite >= min_points) & (vmax == vmin)
+    reason[n_finite == 0] = "all values missing"
+    for j in np.flatnonzero(too_short):
+        reason[j] = f"too short: {int(n_finite[j])} finite points, need {min_points}"
+    reason[constant] = "constant"
+    return reason == "", reason
+
+
+def _weekday(times: np.ndarray, day_offset: np.ndarray) -> np.ndarray:
+    """Weekday (Monday = 0) of each time in each series' day, shape (n_t, n_series)."""
+    local = np.asarray(times, dtype=np.float64)[:, None] + day_offset[None, :]
+    return ((np.floor(local / SECONDS_PER_DAY).astype(np.int64) + 3) % 7).astype(np.int64)
+
+
+def _estimate_day_offset(grid: np.ndarray, n_days: int, n_slots: int, d0: int) -> np.ndarray:
+    """Whole-hour shift of each series' day from UTC, in seconds, shape (n_series,).
+
+    Hourly medians minus the median of the same hour over all days leave the weekly effect;
+    the shift whose 48-hour weekend windows contrast most with the rest wins (the one
+    closest to UTC among those within 1 % of the best).
+    """
+    n_s = grid.shape[1]
+    if n_slots % 24 or n_days < 3:
+        return np.zeros(n_s)
+    per_hour = n_slots // 24
+    hourly = nanmedian0(grid.reshape(n_days * 24, per_hour, n_s).transpose(1, 0, 2))
+    ref = nanmedian0(hourly.reshape(n_days, 24, n_s))
+    dev = hourly - np.tile(ref, (n_days, 1))
+    finite = np.isfinite(dev)
+    dev = np.where(finite, dev, 0.0)
+    candidates = np.arange(-12, 12)
+    hours = d0 * 24 + np.arange(n_days * 24)
+    weekend = ((np.floor((hours[None, :] + candidates[:, None]) / 24) + 3) % 7 >= 5).astype(float)
+    sum_in = weekend @ dev
+    n_in = weekend @ finite.astype(float)
+    n_all = finite.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        contrast = np.abs(sum_in / n_in - (dev.sum(axis=0) - sum_in) / (n_all - n_in))
+    contrast = np.where(np.isfinite(contrast), contrast, 0.0)
+    # Among near-ties (a weekend effect confined to business hours fits many shifts), the
+    # shift closest to UTC.
+    near_best = contrast >= 0.99 * contrast.max(axis=0)
+    closeness = np.where(near_best, -np.abs(candidates)[:, None], -np.inf)
+    return candidates[np.argmax(closeness, axis=0)] * 3600.0
+
+
+def _fit_profiles(
+    grid: np.ndarray,
+    n_days: int,
+    n_slots: int,
+    wd_grid: np.ndarray,
+    weekly: bool,
+    k: int,
+) -> np.ndarray:
+    """Profiles (n_types, n_slots, n_series) from a grid and its weekdays (n_days * n_slots, n_series)."""
+    n_s = grid.shape[1]
+    n_samples = (2 * k + 1) * n_days
+
+    def pooled(mask: np.ndarray | None, prior: np.ndarray | None, weight: int) -> np.ndarray:
+        part = grid if mask is None else np.where(mask, grid, np.nan)
+        samples = sliding_stack(part, k).reshape(n_samples, n_slots, n_s)
+        if prior is not None:  # the prior counts as `weight` more samples
+            samples = np.concatenate([samples, np.repeat(prior[None], weight, axis=0)])
+        return nanmedian0(samples)
+
+    all_days = pooled(None, None, 0)
+    type_grid = _WEEKDAY_TO_DAY_TYPE[wd_grid]
+    by_type = np.empty((2, n_slots, n_s))
+    for g in range(2):
+        mask = type_grid == g
+        offset = nanmedian0(np.where(mask, grid - np.tile(all_days, (n_days, 1)), np.nan))
+        # The weekday shape shifted to the day type's level only breaks ties (one sample):
+        # it is a poor guess of a weekend's shape, but it sides with the normal one of two
+        # disagreeing days.
+        prof = pooled(mask, all_days + offset, 1)
+        by_type[g] = np.where(np.isfinite(prof), prof, all_days)
+    if not weekly:
+        return by_type
+    by_weekday = np.empty((7, n_slots, n_s))
+    for w in range(7):
+        prior = by_type[_WEEKDAY_TO_DAY_TYPE[w]]
+        prof = pooled(wd_grid == w, prior, 2 * k + 1)
+        by_weekday[w] = np.where(np.isfinite(prof), prof, prior)
+    return by_weekday
+
+
+def _grid_expected(profile: np.ndarray, type_grid: np.ndarray, n_slots: int) -> np.ndarray:
+    """Profile value of each grid cell, shape (n_days * n_slots, n_series)."""
+    n_cells, n_s = type_grid.shape
+    slot = np.arange(n_cells) % n_slots
+    return profile[type_grid, slot[:, None], np.arange(n_s)[None, :]]
+
+
+def _fit_scale(
+    grid: np.ndarray,
+    profile: np.ndarray,
+    type_grid: np.ndarray,
+    n_days: int,
+    n_slots: int,
+    ks: int,
+    sparse: np.ndarray,
+) -> np.ndarray:
+    """Per-slot robust scale, shape (n_slots, n_series), floored at 0.3 x the global scale."""
+    n_s = grid.shape[1]
+    absres = np.abs(grid - _grid_expected(profile, type_grid, n_slots))
+    stack = sliding_stack(absres, ks).reshape(2 * ks + 1, n_days, n_slots, n_s)
+    pooled = stack.reshape((2 * ks + 1) * n_days, n_slots, n_s)
+    ordered = sorted_last(pooled)  # one sort for the median and the 95th percentile
+    local = _MAD_TO_SIGMA * median_sorted(ordered)
+    # Sparse counts (many exact zeros): the median deviation collapses at quiet hours while
+    # single events are routine there; the 95th percentile of |r| keeps that spread.
+    local = np.where(sparse, np.maximum(local, quantile_sorted(ordered, 0.95) / 1.96), local)
+    glob = _MAD_TO_SIGMA * nanmedian0(absres)
+    count = np.sum(np.isfinite(absres), axis=0)
+    mean_abs = np.nansum(absres, axis=0) / np.maximum(count, 1) * 1.2533
+    glob = np.where(np.isfinite(glob) & (glob > 0), glob, mean_abs)
+    glob = np.where(np.isfinite(glob) & (glob > 0), glob, 1e-6)
+    local = np.where(np.isfinite(local), local, glob)
+    return np.maximum(np.maximum(local, 0.3 * glob), 1e-6)
+
+
+def _fit_stuck_cost(grid: np.ndarray, n_days: int, n_slots: int, ks: int) -> np.ndarray:
+    """Surprise (nats) of one more repeated value per slot, shape (n_slots, n_series).
+
+    The repeat rate is the median over days of each day's rate around the slot, so one
+    stuck period in training does not make repeats look normal.
+    """
+    n_s = grid.shape[1]
+    pair = np.zeros(grid.shape, dtype=bool)
+    rep = np.zeros(grid.shape)
+    pair[1:] = np.isfinite(grid[1:]) & np.isfinite(grid[:-1])
+    with np.errstate(invalid="ignore"):
+        rep[1:] = is_repeat(grid[1:], grid[:-1])
+    rep = np.where(pair, rep, np.nan)
+    stack = sliding_stack(rep, ks).reshape(2 * ks + 1, n_days, n_slots, n_s)
+    n_pairs = np.sum(np.isfinite(stack), axis=0)  # (n_days, n_slots, n_s)
+    n_rep = np.nansum(stack, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(n_pairs > 0, n_rep / n_pairs, np.nan)
+    typical = nanmedian0(rate)
+    total = np.sum(n_pairs, axis=0)
+    typical = np.where(np.isfinite(typical), typical, 0.0)
+    p = np.clip((typical * total + 0.5) / (total + 1.0), 1e-6, 0.999)
+    return -np.log(p)

@@ -1,0 +1,225 @@
+"""Scale: PromQL restriction to a tenant batch, stable sharding, batch planning, the
+`scale` config section and the --shard option."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+
+from anomaly.cli import _shard
+from anomaly.config import ScaleConfig, config_from_dict
+from anomaly.errors import ConfigError
+from anomaly.io.prometheus import (
+    regex_escape_label_value,
+    restrict_query,
+    series_selectors,
+    tenant_matcher,
+)
+from anomaly.job.plan import Shard, plan_batches, tenant_hash
+
+M = 'organization_id=~"a|b"'
+
+
+@pytest.mark.parametrize(
+    ("query", "restricted"),
+    [
+        ("up", 'up{organization_id=~"a|b"}'),
+        (
+            "max by (organization_id) (processaudit_error_ratio)",
+            'max by (organization_id) (processaudit_error_ratio{organization_id=~"a|b"})',
+        ),
+        (
+            "sum by (organization_id) (rate(c_total[15m])) * 3600",
+            'sum by (organization_id) (rate(c_total{organization_id=~"a|b"}[15m])) * 3600',
+        ),
+        ('x{job="a}b",}', 'x{job="a}b",organization_id=~"a|b"}'),
+        ("x{}", 'x{organization_id=~"a|b"}'),
+        ('{__name__=~"x|y"}', '{__name__=~"x|y",organization_id=~"a|b"}'),
+        (
+            "sum(x offset 1h) BY (org) / ON(org) group_left y",
+            'sum(x{organization_id=~"a|b"} offset 1h) BY (org) / ON(org) group_left '
+            'y{organization_id=~"a|b"}',
+        ),
+        (
+            'label_replace(x, "dst", "$1", "src", "(.*)") > bool 1e-3',
+            'label_replace(x{organization_id=~"a|b"}, "dst", "$1", "src", "(.*)") > bool 1e-3',
+        ),
+        (
+            "histogram_quantile(0.9, sum without (pod) (rate(h_bucket[5m])))",
+            'histogram_quantile(0.9, sum without (pod) (rate(h_bucket{organization_id=~"a|b"}'
+            "[5m])))",
+        ),
+        ("x # a comment with y\n", 'x{organization_id=~"a|b"} # a comment with y\n'),
+    ],
+)
+def test_every_selector_gets_the_tenant_matcher(query: str, restricted: str) -> None:
+    assert restrict_query(query, M) == restricted
+
+
+@pytest.mark.parametrize("query", ["vector(1)", "time() - 3", "sum(rate(x[5m)", 'x{a="b'])
+def test_queries_without_readable_selectors_are_not_restricted(query: str) -> None:
+    assert restrict_query(query, M) is None
+    assert series_selectors(query) == []
+
+
+def test_selectors_for_the_label_values_api() -> None:
+    q = 'sum by (organization_id) (a{x="1"}) / on (organization_id) sum(b:rate5m)'
+    assert series_selectors(q) == ['a{x="1"}', "b:rate5m"]
+
+
+def test_tenant_matcher_escapes_hostile_values() -> None:
+    hostile = ["a.b", 'x"} or vector(1) #', "back\\slash", "p|q"]
+    m = tenant_matcher("organization_id", hostile)
+    assert (
+        m
+        == 'organization_id=~"'
+        + "|".join(regex_escape_label_value(v) for v in sorted(hostile))
+        + '"'
+    )
+    # The escaped alternation cannot close the string or the braces early.
+    assert restrict_query("x", m) == "x{" + m + "}"
+    assert series_selectors("x{" + m + "}") == ["x{" + m + "}"]
+
+
+def test_tenant_hash_is_sha1_and_stable() -> None:
+    expected = int.from_bytes(hashlib.sha1(b"org-01").digest()[:8], "big")
+    assert tenant_hash("org-01") == expected
+
+
+def test_shards_partition_the_tenants() -> None:
+    tenants = [f"org-{i:04d}" for i in range(1000)]
+    owned = [{t for t in tenants if Shard(i, 3).owns(t)} for i in range(3)]
+    assert set().union(*owned) == set(tenants)
+    assert sum(len(o) for o in owned) == len(tenants)
+    assert all(250 < len(o) < 420 for o in owned)  # roughly even
+
+
+@pytest.mark.parametrize("text", ["1", "2/2", "-1/3", "a/b", "0/0", "1/2/3"])
+def test_bad_shards_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="INDEX/COUNT"):
+        Shard.parse(text)
+
+
+def test_shard_from_flag_or_indexed_job_environment() -> None:
+    assert _shard("1/4", {}) == Shard(1, 4)
+    assert _shard(None, {}) == Shard(0, 1)
+    assert _shard(None, {"JOB_COMPLETION_INDEX": "2", "ANOMALY_SHARDS": "3"}) == Shard(2, 3)
+    assert _shard("0/2", {"JOB_COMPLETION_INDEX": "1", "ANOMALY_SHARDS": "3"}) == Shard(0, 2)
+    with pytest.raises(ConfigError, match="ANOMALY_SHARDS"):
+        _shard(None, {"JOB_COMPLETION_INDEX": "2"})
+    with pytest.raises(ConfigError, match="--shard"):
+        _shard(None, {"JOB_COMPLETION_INDEX": "3", "ANOMALY_SHARDS": "3"})
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _raw(**extra: Any) -> dict[str, Any]:
+    return {
+        "prometheus": {"url": "http://127.0.0.1:9"},
+        "pushgateway": {"url": "http://127.0.0.1:9"},
+        "metrics": [
+            {"name": "a", "query": "max by (organization_id) (a)"},
+            {"name": "b", "query": "max by (organization_id) (b)"},
+        ],
+        **extra,
+    }
+
+
+def test_scale_defaults() -> None:
+    assert config_from_dict(_raw()).scale == ScaleConfig(500, 100_000, 1)
+    cfg = config_from_dict(_raw(scale={"batch_series": 10, "max_series": None, "workers": 2}))
+    assert cfg.scale == ScaleConfig(10, None, 2)
+
+
+@pytest.mark.parametrize(
+    ("scale", "key", "message"),
+    [
+        ({"batch_series": 0}, "scale.batch_series", "at least 1"),
+        ({"batch_series": 2.5}, "scale.batch_series", "integer"),
+        ({"max_series": -1}, "scale.max_series", "at least 1"),
+        ({"workers": 0}, "scale.workers", "at least 1"),
+        ({"workers": 1000}, "scale.workers", "at most 64"),
+        ({"batch_size": 3}, "scale.batch_size", "did you mean 'batch_series'"),
+        ([1], "scale", "expected a mapping"),
+    ],
+)
+def test_bad_scale_keys_are_named(scale: Any, key: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as e:
+        config_from_dict(_raw(scale=scale))
+    assert e.value.key == key
+
+
+def test_split_is_a_boolean() -> None:
+    raw = _raw()
+    raw["metrics"][0]["split"] = "no"
+    with pytest.raises(ConfigError, match="true or false") as e:
+        config_from_dict(raw)
+    assert e.value.key == "metrics[0].split"
+
+
+# --------------------------------------------------------------------------- planning
+
+
+class CountingSource:
+    """Answers the planner's two calls: per-tenant counts and the label-values list."""
+
+    def __init__(self, per_tenant: dict[str, int], extra_tenants: tuple[str, ...] = ()) -> None:
+        self.per_tenant = per_tenant
+        self.extra = extra_tenants
+        self.calls: list[tuple[str, Any]] = []
+
+    def query(self, query: str, time: float) -> list[tuple[dict[str, str], float]]:
+        self.calls.append(("query", query))
+        return [({"organization_id": t}, float(n)) for t, n in self.per_tenant.items()]
+
+    def label_values(self, label: str, match: Any = None, **kw: Any) -> list[str]:
+        self.calls.append(("label_values", match))
+        return sorted([*self.per_tenant, *self.extra])
+
+
+def test_small_unsharded_runs_read_whole_queries() -> None:
+    config = config_from_dict(_raw())
+    plan = plan_batches(config, CountingSource({"x": 1, "y": 1}), 1e9)  # type: ignore[arg-type]
+    assert plan.batches is None and plan.n_batches == 1
+    assert plan.store_key("a", 0) == "a"
+
+
+def test_batches_are_stable_hash_buckets_within_the_limit() -> None:
+    tenants = {f"org-{i:03d}": 1 for i in range(300)}
+    config = config_from_dict(_raw(scale={"batch_series": 50}))
+    source = CountingSource(tenants, extra_tenants=("gone-before-now",))
+    plan = plan_batches(config, source, 1e9)  # type: ignore[arg-type]
+    assert plan.n_batches == 8  # ceil(300 / 50) = 6, rounded up to a power of two
+    batches = plan.batches or ()
+    flat = [t for b in batches for t in b]
+    assert sorted(flat) == sorted([*tenants, "gone-before-now"])
+    assert all(len(b) < 80 for b in batches)
+    assert ("query", "count by (organization_id) (max by (organization_id) (a))") in source.calls
+    assert ("label_values", ["a", "b"]) in source.calls
+    again = plan_batches(config, CountingSource(tenants), 1e9)  # type: ignore[arg-type]
+    assert [set(b) - {"gone-before-now"} for b in batches] == [set(b) for b in again.batches or ()]
+    assert plan.store_key("a", 3) == "a@shard0of1-batch3of8"
+
+
+def test_a_shard_plans_only_its_tenants() -> None:
+    tenants = {f"org-{i}": 1 for i in range(40)}
+    config = config_from_dict(_raw())
+    plans = [
+        plan_batches(config, CountingSource(tenants), 1e9, Shard(i, 2))  # type: ignore[arg-type]
+        for i in range(2)
+    ]
+    mine = [set(p.batches[0]) for p in plans if p.batches]
+    assert len(mine) == 2 and not mine[0] & mine[1] and mine[0] | mine[1] == set(tenants)
+    assert plans[1].store_key("a", 0) == "a@shard1of2-batch0of1"
+
+
+def test_max_series_refuses_the_metric_with_its_count() -> None:
+    config = config_from_dict(_raw(scale={"max_series": 100}))
+    plan = plan_batches(config, CountingSource({"big": 150}), 1e9)  # type: ignore[arg-type]
+    assert set(plan.failed) == {"a", "b"}
+    assert (
+        "metric a: its query returns 150 series, above scale.max_series (100)" in plan.failed["a"]
+    )

@@ -1,0 +1,102 @@
+"""The seasonal baseline: robust profiles, level-dependent bands, day types."""
+
+from __future__ import annotations
+
+import numpy as np
+from _synthetic import make_panel
+from hypothesis import given
+from hypothesis import strategies as st
+
+from anomaly.models.features import (
+    median_sorted,
+    nanmedian0,
+    nanquantile0,
+    quantile_sorted,
+    sorted_last,
+)
+from anomaly.models.scoring import AnomalyModel
+from anomaly.models.seasonal import SeasonalDetector
+
+_MONDAY = 1767571200.0
+
+
+def _weekly_rate(n_days: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    times = _MONDAY + 300.0 * np.arange(n_days * 288)
+    hours = np.mod(times / 3600.0, 24.0)
+    weekday = (np.floor(times / 86400).astype(np.int64) + 3) % 7
+    level = 100.0 * (0.2 + np.exp(-0.5 * ((hours - 13.0) / 3.0) ** 2))
+    level = np.where(weekday >= 5, 0.4 * level, level)
+    values = level * np.exp(0.07 * rng.standard_normal(times.size))
+    return times, values[:, None]
+
+
+def test_past_outage_neither_becomes_normal_nor_inflates_the_scale() -> None:
+    times, clean = _weekly_rate()
+    broken = clean.copy()
+    tuesday_noon = np.flatnonzero(times >= _MONDAY + 86400 + 11 * 3600)[:24]
+    broken[tuesday_noon] = 0.0
+    a = SeasonalDetector(holdout_seconds=0).fit(times, clean)
+    b = SeasonalDetector(holdout_seconds=0).fit(times, broken)
+    probe = times[tuesday_noon] + 7 * 86400
+    exp_a, low_a, up_a = a.bands(probe)
+    exp_b, low_b, up_b = b.bands(probe)
+    np.testing.assert_allclose(exp_b, exp_a, rtol=0.05)
+    assert np.all((up_b - low_b) <= 1.3 * (up_a - low_a))
+
+
+def test_bands_follow_the_level_for_multiplicative_noise() -> None:
+    times, values = _weekly_rate()
+    det = SeasonalDetector().fit(times, values)
+    day = _MONDAY + 2 * 86400
+    peak, night = np.array([day + 13 * 3600]), np.array([day + 3 * 3600])
+    (e_peak, lo_peak, up_peak), (e_night, lo_night, up_night) = det.bands(peak), det.bands(night)
+    assert e_peak[0, 0] > 3 * e_night[0, 0]
+    width_peak, width_night = up_peak - lo_peak, up_night - lo_night
+    ratio = (width_peak / e_peak)[0, 0] / (width_night / e_night)[0, 0]
+    assert 0.5 < ratio < 2.0  # relative width about constant: the band scales with the level
+    assert lo_peak[0, 0] < e_peak[0, 0] < up_peak[0, 0]
+
+
+def test_saturday_has_its_own_profile() -> None:
+    times, values = _weekly_rate(n_days=8)
+    det = SeasonalDetector().fit(times, values)
+    saturday_noon = np.array([_MONDAY + 5 * 86400 + 13 * 3600])
+    tuesday_noon = np.array([_MONDAY + 1 * 86400 + 13 * 3600])
+    assert det.bands(saturday_noon)[0][0, 0] < 0.6 * det.bands(tuesday_noon)[0][0, 0]
+
+
+def test_value_outside_the_band_is_an_anomaly() -> None:
+    times, values, _ = make_panel(2, 6, None)
+    model = AnomalyModel(use_iforest=False).fit(times, values)
+    res = model.score(times, values)
+    pushed = values.copy()
+    pushed[-1] = res.upper[-1] * 1.05 + 1e-9
+    assert model.score(times, pushed).is_anomaly[-1].all()
+
+
+def test_score_history_is_causal() -> None:
+    times, values, _ = make_panel(6, 4, "level_shift")
+    model = AnomalyModel(n_estimators=10).fit(times, values)
+    full = model.score_history(times, values).score
+    cut = 1500
+    part = model.score_history(times[:cut], values[:cut]).score
+    np.testing.assert_allclose(full[:cut], part, rtol=1e-9, atol=1e-12)
+
+
+@given(
+    st.integers(1, 9),
+    st.integers(1, 4),
+    st.floats(0, 1),
+    st.integers(0, 2**32 - 1),
+)
+def test_sorted_median_and_quantile_equal_the_unsorted_ones(
+    n: int, cols: int, q: float, seed: int
+) -> None:
+    """One sort serves median and quantile (the noise scale's fit) with the same results."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(n, 3, cols))
+    a[rng.random(a.shape) < 0.3] = np.nan
+    s = sorted_last(a)
+    np.testing.assert_array_equal(median_sorted(s), nanmedian0(a))
+    np.testing.assert_array_equal(quantile_sorted(s, q), nanquantile0(a, q))
