@@ -75,7 +75,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -87,39 +87,10 @@ from prometheus_client.registry import Collector
 from anomaly.config import PushgatewayConfig
 from anomaly.errors import SinkError
 
-__all__ = ["HELP", "PushReport", "PushgatewaySink", "Sample", "grouping_key_for"]
+__all__ = ["PushReport", "PushgatewaySink", "Sample", "grouping_key_for"]
 
 log = logging.getLogger(__name__)
 
-#: Help text of every series this package pushes; other names get a generic one.
-HELP: Mapping[str, str] = {
-    "anomaly_score": "Anomaly score in [0, 1] of the newest evaluated points; higher is more anomalous.",
-    "anomaly_detected": "1 when the shipped decision rule flags the series as anomalous, else 0.",
-    "anomaly_expected_value": "Model expectation at the newest point, in the source metric's unit.",
-    "anomaly_lower_bound": "Lower edge of the expected band at the newest point, in the source unit.",
-    "anomaly_upper_bound": "Upper edge of the expected band at the newest point, in the source unit.",
-    "anomaly_forecast_value": "Forecast at now + horizon, in the source metric's unit.",
-    "anomaly_forecast_lower_bound": "Lower edge of the forecast band at now + horizon.",
-    "anomaly_forecast_upper_bound": "Upper edge of the forecast band at now + horizon.",
-    "anomaly_forecast_breach_seconds": (
-        "Seconds until the forecast first crosses the threshold; 0 if already crossed, "
-        "+Inf if not within the horizon."
-    ),
-    "anomaly_health_score": "Health score 0..100 per tenant from objectives and anomalies.",
-    "anomaly_tenant_last_run_timestamp_seconds": (
-        "Unix time the job last pushed this tenant's results; alert freshness guard."
-    ),
-    "anomaly_health_component_score": "One component (0..100) of a tenant's health score.",
-    "anomaly_global_health_score": "Health score 0..100 across all tenants.",
-    "anomaly_job_last_success_timestamp_seconds": "Unix time the last successful run finished.",
-    "anomaly_job_duration_seconds": "Duration of the last run in seconds.",
-    "anomaly_job_series": "Number of series scored by the last run.",
-    "anomaly_job_series_failed": "Number of series the last run could not score.",
-    "anomaly_job_anomalies": "Number of anomalous series found by the last run.",
-    "anomaly_job_metric_failed": "1 when the last run could not score a configured metric, else 0.",
-}
-
-_ALLOW_POS_INF = frozenset({"anomaly_forecast_breach_seconds"})
 _NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -240,6 +211,11 @@ class PushgatewaySink:
         ``(urllib.request.Request, timeout) -> bytes``; replaces the HTTP(S) opener in tests.
     sleep : callable, optional
         Used between retries (``time.sleep`` by default).
+    help_text : mapping, optional
+        ``# HELP`` text by series name (the job passes :data:`anomaly.job.export.HELP`); other
+        names get a generic one.
+    pos_inf : collection of str, optional
+        Series names whose value may be +Inf; every other non-finite value is dropped.
     """
 
     def __init__(
@@ -250,6 +226,8 @@ class PushgatewaySink:
         shard: str | None = None,
         transport: Transport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        help_text: Mapping[str, str] | None = None,
+        pos_inf: Collection[str] = (),
     ) -> None:
         if shard is not None and not shard:
             raise ValueError("`shard` must be a non-empty string or None")
@@ -259,6 +237,8 @@ class PushgatewaySink:
         self.url = config.url.rstrip("/")
         self._display_url = _redact_url(self.url)
         self._sleep = sleep
+        self._help: Mapping[str, str] = help_text or {}
+        self._pos_inf = frozenset(pos_inf)
         self._transport = transport or self._default_transport()
         self._reserved = {"job"} | ({"shard"} if shard is not None else set())
         self._in_run = False
@@ -459,7 +439,7 @@ class PushgatewaySink:
         for s in samples:
             value = float(s.value)
             if math.isnan(value) or (
-                math.isinf(value) and not (value > 0 and s.name in _ALLOW_POS_INF)
+                math.isinf(value) and not (value > 0 and s.name in self._pos_inf)
             ):
                 dropped += 1
                 continue
@@ -500,7 +480,7 @@ class PushgatewaySink:
         for (name, labels), value in group.samples.items():
             fam = families.get(name)
             if fam is None:
-                help_text = HELP.get(name, f"{name} (pushed by the anomaly job)")
+                help_text = self._help.get(name) or f"{name} (pushed by the anomaly job)"
                 fam = families[name] = GaugeMetricFamily(name, help_text)
             fam.add_sample(name, dict(labels), value)
         return [families[n] for n in sorted(families)]

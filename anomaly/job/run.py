@@ -34,6 +34,7 @@ from anomaly.health import TenantHealth, global_health, tenant_health
 from anomaly.io.prometheus import PrometheusSource, restrict_query, tenant_matcher
 from anomaly.io.pushgateway import PushgatewaySink, PushReport, Sample
 from anomaly.io.store import ModelStore
+from anomaly.job import export
 from anomaly.job.plan import BatchPlan, Shard, evaluation_window, plan_batches
 from anomaly.models.forecast import Forecast, breach_seconds, forecast
 from anomaly.models.scoring import AnomalyModel, ScoreResult
@@ -920,7 +921,13 @@ def run_once(
     now = started if now is None else now
     shard = shard or Shard()
     source = source or PrometheusSource(config.prometheus)
-    sink = sink or PushgatewaySink(config.pushgateway, config.tenant_label, shard=shard.grouping)
+    sink = sink or PushgatewaySink(
+        config.pushgateway,
+        config.tenant_label,
+        shard=shard.grouping,
+        help_text=export.HELP,
+        pos_inf=export.POS_INF,
+    )
     store = store if store is not None else ModelStore(config.model_dir)
     workers = config.scale.workers if workers is None else workers
     source.check()
