@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml lab/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
-	$(PY) -m pip install -q -e '.[dev,notebooks]' -e ./lab
+	$(PY) -m pip install -q -e '.[dev,notebooks,reference]' -e ./lab
 	@touch $@
 
 venv: $(VENV)/.installed

@@ -27,8 +27,8 @@ __all__ = [
 
 _LAZY = {
     "load_config": "anomaly.config",
-    "fetch_frame": "anomaly.job.run",
-    "detect": "anomaly.job.run",
+    "fetch_frame": "anomaly.notebook",
+    "detect": "anomaly.notebook",
     "run_once": "anomaly.job.run",
     "score_frame": "anomaly.notebook",
     "frame_from_dataframe": "anomaly.frame",
@@ -38,9 +38,9 @@ _LAZY = {
 if TYPE_CHECKING:
     from anomaly.config import load_config
     from anomaly.frame import frame_from_dataframe
-    from anomaly.job.run import detect, fetch_frame, run_once
+    from anomaly.job.run import run_once
     from anomaly.models.scoring import AnomalyModel
-    from anomaly.notebook import score_frame
+    from anomaly.notebook import detect, fetch_frame, score_frame
 
 
 def __getattr__(name: str) -> Any:

@@ -103,7 +103,8 @@ def _shard(text: str | None, environ: Mapping[str, str]) -> Shard:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from anomaly.job.run import format_summary, run_once
+    from anomaly.job.report import format_summary
+    from anomaly.job.run import run_once
 
     config = _load(args.config, args.log_level)
     if not args.once:
@@ -118,28 +119,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from apscheduler.schedulers.background import BackgroundScheduler
-    from apscheduler.triggers.cron import CronTrigger
-
-    from anomaly.job.run import format_summary, run_once
+    from anomaly.job.serve import serve
 
     config = _load(args.config, args.log_level)
     stop = threading.Event()
-    lock = threading.Lock()
-
-    def cycle() -> None:
-        if not lock.acquire(blocking=False):
-            log.warning("previous run still going; skipping this one")
-            return
-        try:
-            report = run_once(config)
-            log.info("run finished\n%s", format_summary(report, limit=20))
-        except AnomalyError as e:
-            log.error("run failed: %s", e)
-        except Exception:  # noqa: BLE001 - a scheduled job must survive one bad cycle
-            log.exception("run crashed")
-        finally:
-            lock.release()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info(
@@ -149,21 +132,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    scheduler = BackgroundScheduler(timezone="UTC")
-    trigger = CronTrigger.from_crontab(config.schedule, timezone="UTC")
-    job = scheduler.add_job(
-        cycle, trigger, id="anomaly-cycle", max_instances=1, coalesce=True, misfire_grace_time=None
-    )
-    if not args.no_initial_run:
-        job.modify(next_run_time=datetime.now(timezone.utc))
-    scheduler.start()
-    log.info("serving: schedule '%s' (UTC)", config.schedule)
-    while not stop.wait(0.5):
-        pass
-    scheduler.shutdown(wait=True)
-    with lock:  # a run started just before shutdown finishes before we exit
-        pass
-    log.info("stopped")
+    serve(config, stop, initial_run=not args.no_initial_run)
     return EXIT_OK
 
 

@@ -11,10 +11,9 @@ import difflib
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlparse
 
@@ -26,6 +25,35 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604
 _DURATION_RE = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _METRIC_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+class FrozenMap(Mapping[str, str]):
+    """An immutable ``str -> str`` mapping that hashes and pickles (the config's header and
+    label maps; ``types.MappingProxyType`` does neither, which kept the config out of worker
+    processes)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+        self._items = dict(items)
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._items!r})"
+
+    def __reduce__(self) -> tuple[type[FrozenMap], tuple[dict[str, str]]]:
+        return FrozenMap, (self._items,)
 
 
 def parse_duration(text: Any, key: str = "duration") -> float:
@@ -81,7 +109,7 @@ class AuthConfig:
 @dataclass(frozen=True)
 class PrometheusConfig:
     url: str
-    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    headers: Mapping[str, str] = field(default_factory=FrozenMap)
     timeout_seconds: float = 30.0
     retries: int = 3
     retry_backoff_seconds: float = 0.5
@@ -97,7 +125,7 @@ class PushgatewayConfig:
     timeout_seconds: float = 30.0
     retries: int = 3
     retry_backoff_seconds: float = 0.5
-    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    headers: Mapping[str, str] = field(default_factory=FrozenMap)
     auth: AuthConfig = field(default_factory=AuthConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
     # How tenants' series are grouped: "tenant" (one group per tenant), "batch" (one group per
@@ -124,7 +152,7 @@ class ForecastConfig:
 class MetricConfig:
     name: str
     query: str
-    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    labels: Mapping[str, str] = field(default_factory=FrozenMap)
     forecast: ForecastConfig | None = None
     detect: bool = True
     lookback_seconds: float | None = None  # overrides the global lookback for this metric
@@ -266,7 +294,7 @@ def _str_map(raw: Any, key: str, *, label_names: bool = False) -> Mapping[str, s
         if isinstance(v, bool) or not isinstance(v, str | int | float):
             raise ConfigError(f"{key}.{k}", f"expected a string value, got {v!r}")
         out[k] = str(v)
-    return MappingProxyType(out)
+    return FrozenMap(out)
 
 
 def _secret(raw: Mapping[str, Any], name: str, where: str, base: Path) -> str | None:

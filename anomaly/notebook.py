@@ -1,12 +1,56 @@
-"""Notebook helpers: scores and bands over a whole frame as one tidy DataFrame."""
+"""The notebook API: a configured metric's frame from Prometheus (:func:`fetch_frame`), a
+model fitted and scored on it (:func:`detect`), and scores and bands over a whole frame as one
+tidy DataFrame (:func:`score_frame`). The job reads and scores with the same functions
+(:mod:`anomaly.job.metric`)."""
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
 
+from anomaly.config import Config, MetricConfig
 from anomaly.frame import Frame
-from anomaly.models.scoring import AnomalyModel
+from anomaly.io.prometheus import PrometheusSource
+from anomaly.job.metric import read_frame
+from anomaly.models.scoring import AnomalyModel, ScoreResult
+
+
+def fetch_frame(
+    config: Config,
+    metric: str | MetricConfig,
+    *,
+    now: float | None = None,
+    source: PrometheusSource | None = None,
+    tenants: Collection[str] | None = None,
+) -> Frame:
+    """Query one configured metric (by name) over the lookback and align it on the run's grid.
+
+    ``now`` defaults to the current time; ``source`` to a connection to ``config.prometheus``.
+    With ``tenants``, only their series (see :func:`anomaly.job.metric.read_frame`).
+    """
+    mc = config.metric(metric) if isinstance(metric, str) else metric
+    if source is not None:
+        return read_frame(config, mc, now=now, source=source, tenants=tenants)
+    with PrometheusSource(config.prometheus) as own:
+        return read_frame(config, mc, now=now, source=own, tenants=tenants)
+
+
+def detect(
+    frame: Frame,
+    model: AnomalyModel | None = None,
+    *,
+    threshold: float = 0.5,
+    n_eval: int = 1,
+    random_state: int = 0,
+) -> tuple[AnomalyModel, ScoreResult]:
+    """Fit a model on ``frame`` unless one is given, and score the newest ``n_eval`` rows."""
+    if model is None:
+        model = AnomalyModel(
+            step_seconds=frame.step_seconds, threshold=threshold, random_state=random_state
+        ).fit(frame.times, frame.values)
+    return model, model.score(frame.times, frame.values, n_eval=n_eval)
 
 
 def score_frame(

@@ -45,6 +45,10 @@ Definitions (the issue's targets in brackets):
 
 ``--cases`` lists every crossing drifter warned late or timed off by an hour or more, and every
 tenant warned falsely.
+
+A second section sets recognised forecasters beside the product: statsmodels' ETS and Theta
+(:mod:`bench.reference`, installed by the ``bench`` extra), fitted per tenant on the same
+history at a sample of the runs; ``--no-reference`` skips it.
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from anomaly_lab import synth
 
-from anomaly.models.forecast import breach_seconds, forecast
+from anomaly.models.forecast import ForecastParams, breach_seconds, forecast
+from bench import reference
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -105,6 +110,8 @@ class Tally:
     n_forecasts: int = 0
     cases: list[str] = field(default_factory=list)
     """One line per missed or mistimed crossing and per false warning (``--cases``)."""
+    comparison: reference.Comparison | None = None
+    """The statsmodels reference forecasters beside the product (None with ``--no-reference``)."""
 
 
 def rolling_day(counter: np.ndarray, step: int = STEP) -> np.ndarray:
@@ -293,7 +300,7 @@ def run_seed(seed: int, args: argparse.Namespace, t: Tally) -> None:
         fc = forecast(
             times[lo:n],
             spend[lo:n],
-            HORIZON,
+            ForecastParams(HORIZON),
             step_seconds=STEP,
             rate=rate[lo:n] if args.mode == "rate" else None,
         )
@@ -301,6 +308,8 @@ def run_seed(seed: int, args: argparse.Namespace, t: Tally) -> None:
         t.seconds += time.perf_counter() - started
         t.n_forecasts += 1
         warned[te] = breach
+        if t.comparison is not None:
+            t.comparison.record_run(te, fc)
         actual = spend[n : n + per_day]
         naive = spend[n - per_day : n]
         for group, mask in (("steady", ~drifting), ("drifting", drifting & ~already)):
@@ -398,6 +407,19 @@ def run_seed(seed: int, args: argparse.Namespace, t: Tally) -> None:
             seed_false,
         )
     )
+    if t.comparison is not None:
+        t.comparison.add_seed(
+            seed,
+            times,
+            spend,
+            rate if args.mode == "rate" else None,
+            groups,
+            crossing,
+            already,
+            eval_times,
+            history,
+            warned,
+        )
 
 
 def report(t: Tally, args: argparse.Namespace) -> str:
@@ -523,8 +545,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cases", action="store_true", help="list missed or mistimed crossings and false warnings"
     )
+    parser.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="skip the statsmodels reference forecasters (ETS, Theta) for a quicker run",
+    )
+    parser.add_argument(
+        "--reference-every",
+        type=int,
+        default=10,
+        help="fit the references on every tenant at every Nth hourly run (default 10: the "
+        "sampled runs fall at varied hours of the day)",
+    )
     args = parser.parse_args(argv)
     tally = Tally()
+    if not args.no_reference:
+        tally.comparison = reference.Comparison(
+            budget=BUDGET,
+            lead_hours=args.lead,
+            error_hours=args.error_window,
+            every_hours=args.reference_every,
+            min_duration_seconds=MIN_DURATION,
+            horizon_seconds=HORIZON,
+            coverage_leads_hours=COVERAGE_LEADS_HOURS,
+        )
     started = time.perf_counter()
     for seed in args.seeds:
         run_seed(seed, args, tally)
@@ -534,6 +578,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\ncases (UTC):")
         print("\n".join(f"  {c}" for c in tally.cases) or "  none")
     print(f"({time.perf_counter() - started:.0f} s)")
+    if tally.comparison is not None:
+        print()
+        print(tally.comparison.report(tally.seconds / max(tally.n_forecasts, 1) / args.tenants))
     return 0
 
 

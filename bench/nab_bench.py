@@ -26,8 +26,9 @@ import numpy as np
 import pandas as pd
 from anomaly_lab import synth
 
+from anomaly.offline.decision import DECISIONS
 from anomaly.offline.evaluate import PROFILES, evaluate, format_table
-from anomaly.offline.replay import DECISIONS, OfflineOptions
+from anomaly.offline.replay import OfflineOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "nab-dev"

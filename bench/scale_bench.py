@@ -122,13 +122,13 @@ _FLOOR: dict[str, Any] = {}
 def _read_batch(index: int) -> int:
     """Fetch and decode every metric of one batch (the floor's unit of work)."""
     from anomaly.io.prometheus import PrometheusSource
-    from anomaly.job.run import fetch_frame
+    from anomaly.job.metric import read_frame
 
     config, plan, now = _FLOOR["config"], _FLOOR["plan"], _FLOOR["now"]
     tenants = None if plan.batches is None else plan.batches[index]
     with PrometheusSource(config.prometheus) as source:
         return sum(
-            fetch_frame(config, mc, now=now, source=source, tenants=tenants).n_series
+            read_frame(config, mc, now=now, source=source, tenants=tenants).n_series
             for mc in config.metrics
         )
 

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+from anomaly_lab import devstack
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -40,7 +34,7 @@ def config_file(tmp_path: Path, prometheus_url: str, pushgateway_url: str) -> Pa
 
 
 def test_unreachable_prometheus_is_one_line_naming_the_url(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{devstack.free_port()}"  # nothing listens there
     result = cli("run", "--once", "--config", str(config_file(tmp_path, url, "http://127.0.0.1:9")))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr

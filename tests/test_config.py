@@ -60,6 +60,18 @@ def test_config_is_frozen() -> None:
         c.metrics[0].labels["x"] = "y"  # type: ignore[index]
 
 
+def test_a_loaded_config_pickles_round_trip_and_stays_frozen_and_hashable() -> None:
+    """Worker processes get the config by pickle (``anomaly.job.run``)."""
+    import pickle
+
+    c = load_config(ROOT / "config.yaml")
+    back = pickle.loads(pickle.dumps(c))
+    assert back == c and hash(back) == hash(c)
+    assert dict(back.metrics[0].labels) == {"team": "platform", "severity": "warning"}
+    with pytest.raises(TypeError):
+        back.metrics[0].labels["x"] = "y"  # type: ignore[index]
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("30s", 30), ("5m", 300), ("1h", 3600), ("7d", 604800), ("1w", 604800), ("1h30m", 5400)],

@@ -60,32 +60,33 @@ Values
 ------
 NaN is never pushed, nor ±Inf, except ``+Inf`` for ``anomaly_forecast_breach_seconds`` (defined
 as +Inf when no breach is within the horizon). Dropped samples are counted in the report.
+
+HTTP
+----
+prometheus_client's ``push_to_gateway``/``delete_from_gateway`` build each request (the group's
+URL, the text format); their ``handler=`` hands the call to :class:`anomaly.io.http.Endpoint`,
+the HTTP layer the source uses too: auth, TLS, timeout, bounded retries on connection errors and
+429/5xx, and one-line :class:`~anomaly.errors.SinkError` messages naming the URL.
 """
 
 from __future__ import annotations
 
-import base64
-import http.client
 import json
 import logging
 import math
 import re
-import socket
-import ssl
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+import requests
 from prometheus_client import CollectorRegistry, delete_from_gateway, push_to_gateway
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from anomaly.config import PushgatewayConfig
 from anomaly.errors import SinkError
+from anomaly.io.http import Endpoint, answer_text
 
 __all__ = ["PushReport", "PushgatewaySink", "Sample", "grouping_key_for"]
 
@@ -93,13 +94,8 @@ log = logging.getLogger(__name__)
 
 _NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-#: Group PUTs in flight at once.
 
 GroupingKey = tuple[tuple[str, str], ...]
-#: Performs one HTTP request: (request, timeout seconds) → response body. Raises
-#: ``urllib.error.HTTPError`` for HTTP errors and ``OSError``/``URLError`` for transport errors.
-Transport = Callable[[urllib.request.Request, float], bytes]
 
 
 @dataclass(frozen=True)
@@ -149,38 +145,6 @@ def grouping_key_for(
     return key
 
 
-def _redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url.rstrip("/")
-    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port is not None else "")
-    return urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _transport_reason(exc: BaseException, timeout: float) -> str:
-    reason: Any = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-    if isinstance(reason, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(reason, TimeoutError | socket.timeout):
-        return f"no answer within {timeout:g}s (timed out)"
-    if isinstance(reason, ssl.SSLError):
-        return "TLS handshake or certificate verification failed"
-    if isinstance(reason, socket.gaierror):
-        return "host name cannot be resolved"
-    if isinstance(reason, ConnectionResetError):
-        return "connection reset by peer"
-    if isinstance(reason, http.client.HTTPException):
-        return f"malformed HTTP answer ({type(reason).__name__})"
-    if isinstance(reason, OSError) and reason.strerror:
-        return reason.strerror.lower()
-    return f"request failed ({type(reason).__name__})"
-
-
 class _Families(Collector):
     def __init__(self, families: list[GaugeMetricFamily]) -> None:
         self._families = families
@@ -207,8 +171,9 @@ class PushgatewaySink:
         job group.
     shard : str, optional
         Adds ``shard=<shard>`` to every grouping key; deletion then only touches this shard.
-    transport : callable, optional
-        ``(urllib.request.Request, timeout) -> bytes``; replaces the HTTP(S) opener in tests.
+    session : requests.Session, optional
+        Injected for tests (e.g. with a mounted fake adapter); configured like the default one
+        (see :mod:`anomaly.io.http`).
     sleep : callable, optional
         Used between retries (``time.sleep`` by default).
     help_text : mapping, optional
@@ -224,7 +189,7 @@ class PushgatewaySink:
         tenant_label: str | None,
         *,
         shard: str | None = None,
-        transport: Transport | None = None,
+        session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         help_text: Mapping[str, str] | None = None,
         pos_inf: Collection[str] = (),
@@ -234,12 +199,10 @@ class PushgatewaySink:
         self.config = config
         self.tenant_label = tenant_label
         self.shard = shard
-        self.url = config.url.rstrip("/")
-        self._display_url = _redact_url(self.url)
-        self._sleep = sleep
+        self._http = Endpoint(config, "Pushgateway", SinkError, session=session, sleep=sleep)
+        self.url = self._http.url
         self._help: Mapping[str, str] = help_text or {}
         self._pos_inf = frozenset(pos_inf)
-        self._transport = transport or self._default_transport()
         self._reserved = {"job"} | ({"shard"} if shard is not None else set())
         self._in_run = False
         self._listing: list[dict[str, str]] | None = None
@@ -250,7 +213,11 @@ class PushgatewaySink:
         """The groups this run has put."""
 
     def __repr__(self) -> str:
-        return f"PushgatewaySink(url={self._display_url!r}, job={self.config.job!r})"
+        return f"PushgatewaySink(url={self._http.display_url!r}, job={self.config.job!r})"
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._http.close()
 
     # ----------------------------------------------------------------------- public API
 
@@ -292,7 +259,7 @@ class PushgatewaySink:
             "put %d samples in %d groups to %s, deleted %d old groups",
             n_pushed,
             len(pushed),
-            self._display_url,
+            self._http.display_url,
             len(retired),
         )
         return PushReport(pushed, tuple(retired), n_pushed, dropped, dups)
@@ -362,7 +329,7 @@ class PushgatewaySink:
             "pushed %d samples in %d groups to %s, deleted %d stale groups, dropped %d samples",
             n_pushed,
             len(pushed),
-            self._display_url,
+            self._http.display_url,
             len(deleted),
             dropped,
         )
@@ -394,7 +361,7 @@ class PushgatewaySink:
     def _groups_with_tenants(self) -> list[tuple[dict[str, str], set[str]]]:
         """:meth:`existing_groups`, each with the tenants it holds: the tenant label's value in
         its key, else the values on its series (a batch group)."""
-        body = self._request("GET", self.url + "/api/v1/metrics", b"", [], "list groups")
+        body = self._request("GET", self.url + "/api/v1/metrics", "list groups")
         tl = self.tenant_label
         try:
             doc = json.loads(body)
@@ -419,7 +386,7 @@ class PushgatewaySink:
             return out
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise SinkError(
-                f"Pushgateway at {self._display_url} answered GET /api/v1/metrics with "
+                f"{self._http.where} answered GET /api/v1/metrics with "
                 f"something unexpected ({type(e).__name__}); is it a Pushgateway >= 0.10?"
             ) from None
 
@@ -518,101 +485,35 @@ class PushgatewaySink:
     # ----------------------------------------------------------------------- HTTP
 
     def _handler(self, what: str) -> Callable[..., Callable[[], None]]:
-        """A prometheus_client push handler that goes through :meth:`_request`."""
+        """A prometheus_client push handler that sends through :meth:`_request`."""
 
         def handler(
             url: str,
             method: str,
             timeout: float | None,
-            headers: list[tuple[str, str]],
+            headers: Sequence[tuple[str, str]],
             data: bytes,
         ) -> Callable[[], None]:
             def send() -> None:
-                self._request(method, url, data, headers, what)
+                self._request(method, url, what, data=data, headers=headers)
 
             return send
 
         return handler
 
-    def _auth_headers(self) -> list[tuple[str, str]]:
-        cfg = self.config
-        headers = list(cfg.headers.items())
-        if cfg.auth.bearer_token:
-            headers.append(("Authorization", f"Bearer {cfg.auth.bearer_token}"))
-        elif cfg.auth.username is not None:
-            token = base64.b64encode(f"{cfg.auth.username}:{cfg.auth.password or ''}".encode())
-            headers.append(("Authorization", f"Basic {token.decode('ascii')}"))
-        return headers
-
-    def _default_transport(self) -> Transport:
-        tls = self.config.tls
-        if not tls.verify:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        else:
-            context = ssl.create_default_context(cafile=tls.ca_file)
-        if tls.cert_file:
-            context.load_cert_chain(tls.cert_file, tls.key_file)
-        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
-
-        def transport(request: urllib.request.Request, timeout: float) -> bytes:
-            with opener.open(request, timeout=timeout) as resp:
-                return bytes(resp.read())
-
-        return transport
-
     def _request(
-        self, method: str, url: str, data: bytes, headers: list[tuple[str, str]], what: str
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        data: bytes = b"",
+        headers: Sequence[tuple[str, str]] = (),
     ) -> bytes:
-        cfg = self.config
-        attempts = max(int(cfg.retries), 0) + 1
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
-            request = urllib.request.Request(url, data=data or None, method=method)
-            for k, v in [*headers, *self._auth_headers()]:
-                request.add_header(k, v)
-            try:
-                return self._transport(request, cfg.timeout_seconds)
-            except urllib.error.HTTPError as e:
-                status = e.code
-                try:
-                    detail = _one_line(e.read().decode("utf-8", "replace"))
-                except OSError:
-                    detail = ""
-                detail = detail or str(e.reason)
-                if status in _RETRY_STATUSES and not last:
-                    log.warning(
-                        "Pushgateway at %s answered HTTP %d to %s; retrying (%d/%d)",
-                        self._display_url,
-                        status,
-                        what,
-                        attempt + 1,
-                        attempts - 1,
-                    )
-                    self._backoff(attempt)
-                    continue
-                raise SinkError(
-                    f"Pushgateway at {self._display_url} rejected {what} (HTTP {status}): {detail}"
-                ) from None
-            except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-                reason = _transport_reason(e, cfg.timeout_seconds)
-                if last:
-                    tries = f" (after {attempts} attempts)" if attempts > 1 else ""
-                    raise SinkError(
-                        f"cannot reach Pushgateway at {self._display_url}: {reason}{tries}"
-                    ) from None
-                log.warning(
-                    "Pushgateway at %s: %s; retrying (%d/%d)",
-                    self._display_url,
-                    reason,
-                    attempt + 1,
-                    attempts - 1,
-                )
-                self._backoff(attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _backoff(self, attempt: int) -> None:
-        delay = self.config.retry_backoff_seconds * (2**attempt)
-        if delay > 0:
-            self._sleep(delay)
+        """One request with bounded retries; the answer's body, or SinkError naming ``what``."""
+        resp = self._http.request(method, url, data=data or None, headers=dict(headers), what=what)
+        if resp.status_code >= 400:
+            raise SinkError(
+                f"{self._http.where} rejected {what} (HTTP {resp.status_code}): {answer_text(resp)}"
+            )
+        return resp.content

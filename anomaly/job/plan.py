@@ -31,7 +31,8 @@ import numpy as np
 from anomaly.config import Config, MetricConfig
 from anomaly.errors import ConfigError, QueryError
 from anomaly.frame import time_grid
-from anomaly.io.prometheus import PrometheusSource, series_selectors
+from anomaly.io.prometheus import PrometheusSource
+from anomaly.io.promql import series_selectors
 
 __all__ = ["BatchPlan", "Shard", "evaluation_window", "plan_batches", "tenant_hash"]
 

@@ -1,6 +1,6 @@
-"""Array helpers shared by the detectors: calendar indices, NaN-aware robust statistics,
-rolling windows, the level-adaptive transform, and fitted state as plain numpy arrays
-(validation, column selection, concatenation).
+"""Array helpers shared by the models: calendar indices, NaN-aware robust statistics,
+rolling windows and the level-adaptive transform (fitted state lives in
+:mod:`anomaly.models.base`).
 
 Everything here works column-wise on ``(n_t, n_series)`` arrays (or stacks of them): no
 result for one column depends on another column, which is what keeps tenants apart.
@@ -8,12 +8,7 @@ result for one column depends on another column, which is what keeps tenants apa
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-
 import numpy as np
-
-from anomaly.errors import DataError
 
 SECONDS_PER_DAY = 86400.0
 #: 1970-01-01 was a Thursday; with Monday = 0 that is weekday 3.
@@ -271,117 +266,3 @@ def sanitize(values: np.ndarray) -> np.ndarray:
     v = np.array(values, dtype=np.float64, copy=True)
     v[~np.isfinite(v)] = np.nan
     return v
-
-
-# --- fitted state as plain arrays ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Field:
-    """One array of a fitted state.
-
-    ``kind`` is a numpy dtype kind string (``"f"``, ``"i"``, ``"b"``, ``"U"``); ``ndim`` counts
-    the series axis, which is last when ``per_series``.
-    """
-
-    kind: str
-    ndim: int
-    per_series: bool = True
-    finite: bool = False
-
-
-def check_state(
-    state: Mapping[str, np.ndarray], prefix: str, fields: Mapping[str, Field]
-) -> dict[str, np.ndarray]:
-    """Return the ``prefix``-ed arrays of ``state`` (without prefix) after checking them.
-
-    Raises
-    ------
-    DataError
-        A key is missing, has the wrong dtype or rank, the series axes disagree, or an
-        array that must be finite is not.
-    """
-    if not isinstance(state, Mapping):
-        raise DataError(f"state must be a mapping of arrays, got {type(state).__name__}")
-    out: dict[str, np.ndarray] = {}
-    n_series: int | None = None
-    for name, spec in fields.items():
-        key = prefix + name
-        if key not in state:
-            raise DataError(f"state is missing `{key}`")
-        arr = state[key]
-        if not isinstance(arr, np.ndarray):
-            raise DataError(f"state `{key}` must be a numpy array, got {type(arr).__name__}")
-        if arr.dtype.kind not in spec.kind:
-            raise DataError(f"state `{key}` has dtype {arr.dtype}, expected kind {spec.kind!r}")
-        if arr.ndim != spec.ndim:
-            raise DataError(f"state `{key}` has {arr.ndim} dimensions, expected {spec.ndim}")
-        if spec.per_series:
-            if n_series is None:
-                n_series = arr.shape[-1]
-            elif arr.shape[-1] != n_series:
-                raise DataError(
-                    f"state `{key}` has {arr.shape[-1]} series on its last axis, "
-                    f"expected {n_series}"
-                )
-        if spec.finite and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-            raise DataError(f"state `{key}` holds non-finite values")
-        out[name] = arr
-    return out
-
-
-def scalar(arrays: Mapping[str, np.ndarray], name: str, low: float, high: float) -> float:
-    """The value of a 0-d parameter array, checked to lie in ``[low, high]``."""
-    arr = arrays[name]
-    if arr.shape != ():
-        raise DataError(f"state `{name}` must be a scalar, got shape {arr.shape}")
-    value = float(arr)
-    if not (np.isfinite(value) and low <= value <= high):
-        raise DataError(f"state `{name}` must be within [{low}, {high}], got {value}")
-    return value
-
-
-def select_columns(
-    arrays: Mapping[str, np.ndarray], fields: Mapping[str, Field], columns: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Restrict every per-series array to ``columns`` (indices or boolean mask)."""
-    cols = np.asarray(columns)
-    return {
-        name: (
-            np.take(arrays[name], _as_indices(cols, arrays, fields), axis=-1)
-            if spec.per_series
-            else arrays[name]
-        )
-        for name, spec in fields.items()
-    }
-
-
-def _as_indices(
-    cols: np.ndarray, arrays: Mapping[str, np.ndarray], fields: Mapping[str, Field]
-) -> np.ndarray:
-    n = next(arrays[k].shape[-1] for k, f in fields.items() if f.per_series)
-    if cols.dtype == bool:
-        if cols.shape != (n,):
-            raise ValueError(f"`columns` mask must have shape ({n},), got {cols.shape}")
-        return np.flatnonzero(cols)
-    idx = cols.astype(np.int64).ravel()
-    if idx.size and (idx.min() < -n or idx.max() >= n):
-        raise IndexError(f"`columns` out of range for {n} series")
-    return idx
-
-
-def concat_columns(
-    parts: Sequence[Mapping[str, np.ndarray]], fields: Mapping[str, Field]
-) -> dict[str, np.ndarray]:
-    """Put states side by side; non-series arrays must agree exactly."""
-    out: dict[str, np.ndarray] = {}
-    for name, spec in fields.items():
-        if spec.per_series:
-            out[name] = np.concatenate([p[name] for p in parts], axis=-1)
-        else:
-            first = parts[0][name]
-            for p in parts[1:]:
-                if p[name].shape != first.shape or not np.array_equal(p[name], first):
-                    raise ValueError(f"cannot concat models whose `{name}` differ")
-            out[name] = first
-    return out

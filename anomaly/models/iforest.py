@@ -1,13 +1,18 @@
-"""Isolation-forest evidence per series, stored as plain arrays and scored with numpy.
+"""Isolation-forest evidence per series (:class:`IsolationForestDetector`), stored as plain
+arrays and scored with numpy.
 
 Each series gets its own isolation forest over the seasonal features, seeded identically for
 every series so a series' trees depend only on its own data and the number of feature rows
 (fitted alone or beside other series, on the same rows, they are the same trees; their
-scores may differ in the last bit, as numpy's vectorised ``log`` rounds by array layout). By default all forests are
-grown at once by :func:`grow_forests`, a vectorised version of scikit-learn's
+scores may differ in the last bit, as numpy's vectorised ``log`` rounds by array layout).
+By default all forests are grown at once in numpy by :func:`grow_forests`: scikit-learn's
 ``IsolationForest`` algorithm (random non-constant feature, uniform threshold, depth limit
-``ceil(log2(max_samples))``); ``backend="sklearn"`` fits one ``IsolationForest`` per series
-instead (the reference, ~100 ms per series of Python overhead) and copies its trees out.
+``ceil(log2(max_samples))``) vectorised over trees and series. ``backend="sklearn"`` fits
+one ``sklearn.ensemble.IsolationForest`` per series instead (~100 ms per series of Python
+overhead) and copies its trees out: the checked reference. ``tests/models/test_iforest.py``
+checks that on scikit-learn's trees the traversal here gives its ``score_samples``, and that
+the numpy forests score seeded data as scikit-learn's do. scikit-learn is imported only by
+that backend.
 
 Either way the state is padded arrays of shape ``(n_trees, n_nodes, n_series)``
 (``children_left/right`` int16, ``feature`` int8, ``threshold`` float32 rounded toward
@@ -23,39 +28,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from anomaly.errors import DataError
-from anomaly.models.features import (
-    Field,
-    check_state,
-    concat_columns,
-    nanmedian0,
-    nanquantile0,
-    scalar,
-    select_columns,
-)
+from anomaly.models.base import SERIES, Detector, Field, check_features, param, valid_series
+from anomaly.models.features import nanmedian0, nanquantile0
 
 if TYPE_CHECKING:  # scikit-learn is imported only by the reference backend (~1 s, ~80 MB)
     from sklearn.ensemble import IsolationForest
 
 log = logging.getLogger(__name__)
 
-_FIELDS: dict[str, Field] = {
-    "threshold_factor": Field("f", 0, per_series=False),
-    "children_left": Field("i", 3),
-    "children_right": Field("i", 3),
-    "feature": Field("i", 3),
-    "threshold": Field("f", 3),
-    "n_node_samples": Field("i", 3),
-    "max_samples": Field("i", 1),
-    "center": Field("f", 1, finite=True),
-    "spread": Field("f", 1, finite=True),
-    "valid": Field("b", 1),
-    "reason": Field("U", 1),
-}
+#: Axes of the tree arrays: nodes numbered breadth-first, padded to the largest tree.
+_TREE_AXES = ("n_trees", "n_nodes", SERIES)
 
 
 def average_path_length(n: np.ndarray) -> np.ndarray:
@@ -69,7 +56,7 @@ def average_path_length(n: np.ndarray) -> np.ndarray:
     return out
 
 
-class IsolationForestDetector:
+class IsolationForestDetector(Detector):
     """Per-series isolation forests over feature rows, stored as arrays.
 
     Parameters
@@ -93,6 +80,20 @@ class IsolationForestDetector:
         same arrays.
     """
 
+    state_fields: ClassVar[dict[str, Field]] = {
+        "threshold_factor": param(1e-6, 1e6),
+        "children_left": Field(np.int16, _TREE_AXES),
+        "children_right": Field(np.int16, _TREE_AXES),
+        "feature": Field(np.int8, _TREE_AXES),
+        "threshold": Field(np.float32, _TREE_AXES, finite=True),
+        "n_node_samples": Field(np.int16, _TREE_AXES),
+        "max_samples": Field(np.int64, (SERIES,)),
+        "center": Field(np.float64, (SERIES,), finite=True),
+        "spread": Field(np.float64, (SERIES,), finite=True),
+        "valid": Field(np.bool_, (SERIES,)),
+        "reason": Field(np.str_, (SERIES,)),
+    }
+
     def __init__(
         self,
         n_estimators: int = 50,
@@ -110,29 +111,16 @@ class IsolationForestDetector:
         self.backend = backend
 
     def fit(self, features: np.ndarray, valid: np.ndarray | None = None) -> IsolationForestDetector:
-        """Fit one forest per series.
-
-        Parameters
-        ----------
-        features : ndarray of shape (n_t, n_features, n_series)
-            Rows whose first feature is NaN are skipped; other NaN become 0.
-        valid : ndarray of bool, shape (n_series,), optional
-            Series to skip (left unfitted, evidence 0).
-
-        Returns
-        -------
-        self
-        """
-        if features.ndim != 3:
-            raise ValueError(
-                f"`features` must be 3-D (n_t, n_features, n_series), got {features.shape}"
-            )
+        """Fit one forest per series on the rows whose first feature is finite (other NaN
+        become 0), then learn each series' score distribution; see
+        :meth:`Detector.fit <anomaly.models.base.Detector.fit>`."""
+        check_features(features)
         if features.shape[1] > 127:
             raise ValueError(f"at most 127 features are supported, got {features.shape[1]}")
         n_t, n_feat, n_s = features.shape
         if self.backend not in ("numpy", "sklearn"):
             raise ValueError(f"`backend` must be 'numpy' or 'sklearn', got {self.backend!r}")
-        ok = np.ones(n_s, dtype=bool) if valid is None else np.asarray(valid, dtype=bool).copy()
+        ok = valid_series(valid, n_s)
         reason = np.full(n_s, "", dtype="<U64")
         reason[~ok] = "skipped by the baseline"
         usable = np.isfinite(features[:, 0, :]) & ok[None, :]
@@ -176,8 +164,15 @@ class IsolationForestDetector:
         """One ``sklearn.ensemble.IsolationForest`` per series (the reference backend).
 
         A series whose fit fails is marked in ``ok`` and ``reason`` (in place) and skipped.
+        scikit-learn comes with the ``reference`` extra, not with the package.
         """
-        from sklearn.ensemble import IsolationForest
+        try:
+            from sklearn.ensemble import IsolationForest
+        except ImportError:
+            raise ImportError(
+                "IsolationForestDetector(backend='sklearn') needs scikit-learn: "
+                "pip install 'anomaly[reference]'"
+            ) from None
 
         n_s = x.shape[2]
         per_series: list[dict[str, np.ndarray] | None] = [None] * n_s
@@ -199,13 +194,7 @@ class IsolationForestDetector:
             max_samples[j] = int(forest.max_samples_)
         n_nodes = max([tr["feature"].shape[1] for tr in per_series if tr is not None], default=1)
         shape = (self.n_estimators, n_nodes, n_s)
-        arrays = {
-            "children_left": np.full(shape, -1, dtype=np.int16),
-            "children_right": np.full(shape, -1, dtype=np.int16),
-            "feature": np.zeros(shape, dtype=np.int8),
-            "threshold": np.zeros(shape, dtype=np.float32),
-            "n_node_samples": np.zeros(shape, dtype=np.int16),
-        }
+        arrays = empty_trees(shape)
         for col, tr in enumerate(per_series):
             if tr is not None:
                 m = tr["feature"].shape[1]
@@ -228,12 +217,8 @@ class IsolationForestDetector:
         ndarray of shape (n_t, n_series)
             In (0, 1]; 0 for unfitted series.
         """
-        self._check_fitted()
+        self._check_scoring(features)
         n_t, _, n_s = features.shape
-        if n_s != self.valid_.shape[0]:
-            raise ValueError(
-                f"`features` has {n_s} series, the model was fitted on {self.valid_.shape[0]}"
-            )
         n_trees, n_nodes, _ = self.feature_.shape
         if n_t == 0:
             return np.zeros((0, n_s))
@@ -317,94 +302,15 @@ class IsolationForestDetector:
         return steps + leaf_depth[pos]
 
     def evidence(self, features: np.ndarray) -> np.ndarray:
-        """Evidence from the isolation score; 1 = at the decision threshold.
-
-        Parameters
-        ----------
-        features : ndarray of shape (n_t, n_features, n_series)
-
-        Returns
-        -------
-        ndarray of shape (n_t, n_series)
-            Finite, non-negative; 0 for unfitted series.
-        """
+        """The isolation score above the series' training median, in units of
+        ``threshold_factor`` times its spread to the 99th percentile; see
+        :meth:`Detector.evidence <anomaly.models.base.Detector.evidence>`."""
         s = self.isolation_score(features)
         e = np.maximum(s - self.center_, 0.0) / (self.threshold_factor * self.spread_)
         e[:, ~self.valid_] = 0.0
         return e
 
     # ------------------------------------------------------------------ state
-    def get_state(self, copy: bool = True) -> dict[str, np.ndarray]:
-        """All fitted state as numpy arrays; per-series arrays have the series last.
-
-        ``copy=False`` returns the detector's own arrays (for saving or combining them
-        without another copy of the trees, tens of MB for hundreds of series)."""
-        self._check_fitted()
-        arrays = {
-            "children_left": self.children_left_,
-            "children_right": self.children_right_,
-            "feature": self.feature_,
-            "threshold": self.threshold_,
-            "n_node_samples": self.n_node_samples_,
-            "max_samples": self.max_samples_,
-            "center": self.center_,
-            "spread": self.spread_,
-            "valid": self.valid_,
-            "reason": self.reason_,
-        }
-        if copy:
-            arrays = {k: a.copy() for k, a in arrays.items()}
-        return {"threshold_factor": np.array(float(self.threshold_factor)), **arrays}
-
-    @classmethod
-    def from_state(
-        cls, state: Mapping[str, np.ndarray], prefix: str = ""
-    ) -> IsolationForestDetector:
-        """Rebuild a fitted detector from :meth:`get_state` (arrays already of the stored
-        dtypes are used as they are, not copied).
-
-        Raises
-        ------
-        DataError
-            Missing keys, wrong dtypes or shapes, child indices out of range.
-        """
-        a = check_state(state, prefix, _FIELDS)
-        det = cls(threshold_factor=scalar(a, "threshold_factor", 1e-6, 1e6))
-        tree_shape = a["feature"].shape
-        n_s = tree_shape[-1]
-        for name in ("children_left", "children_right", "threshold", "n_node_samples"):
-            if a[name].shape != tree_shape:
-                raise DataError(
-                    f"state `{prefix}{name}` has shape {a[name].shape}, expected {tree_shape}"
-                )
-        for name in ("max_samples", "center", "spread", "valid", "reason"):
-            if a[name].shape != (n_s,):
-                raise DataError(
-                    f"state `{prefix}{name}` has shape {a[name].shape}, expected ({n_s},)"
-                )
-        n_nodes = tree_shape[1]
-        for name in ("children_left", "children_right"):
-            ch = a[name]
-            if ch.size and (ch.min() < -1 or ch.max() >= n_nodes):
-                raise DataError(f"state `{prefix}{name}` points outside the {n_nodes} nodes")
-        if a["feature"].size and a["feature"].min() < 0:
-            raise DataError(f"state `{prefix}feature` holds negative feature indices")
-        if np.any(a["spread"] <= 0) or np.any(a["max_samples"] < 0):
-            raise DataError(f"state `{prefix}spread` and `max_samples` must be positive")
-        if not np.all(np.isfinite(a["threshold"])):
-            raise DataError(f"state `{prefix}threshold` holds non-finite values")
-        det.children_left_ = a["children_left"].astype(np.int16, copy=False)
-        det.children_right_ = a["children_right"].astype(np.int16, copy=False)
-        det.feature_ = a["feature"].astype(np.int8, copy=False)
-        det.threshold_ = a["threshold"].astype(np.float32, copy=False)
-        det.n_node_samples_ = a["n_node_samples"].astype(np.int16, copy=False)
-        det.max_samples_ = a["max_samples"].astype(np.int64, copy=False)
-        det.center_ = a["center"].astype(np.float64, copy=False)
-        det.spread_ = a["spread"].astype(np.float64, copy=False)
-        det.valid_ = a["valid"].astype(bool, copy=False)
-        det.reason_ = a["reason"].astype(str, copy=False)
-        return det
-
     def check_n_features(self, n_features: int) -> None:
         """Raise :class:`DataError` if a tree splits on a feature index ``>= n_features``."""
         if self.feature_.size and int(self.feature_.max()) >= n_features:
@@ -412,33 +318,47 @@ class IsolationForestDetector:
                 f"isolation trees use feature {int(self.feature_.max())}, only {n_features} exist"
             )
 
-    def select(self, columns: np.ndarray) -> IsolationForestDetector:
-        """A fitted detector restricted to ``columns`` (indices or boolean mask)."""
-        return type(self).from_state(select_columns(self.get_state(copy=False), _FIELDS, columns))
+    @classmethod
+    def _check_arrays(
+        cls, arrays: Mapping[str, np.ndarray], params: Mapping[str, float], prefix: str
+    ) -> None:
+        n_nodes = arrays["feature"].shape[1]
+        for name in ("children_left", "children_right"):
+            ch = arrays[name]
+            if ch.size and (ch.min() < -1 or ch.max() >= n_nodes):
+                raise DataError(f"state `{prefix}{name}` points outside the {n_nodes} nodes")
+        if arrays["feature"].size and arrays["feature"].min() < 0:
+            raise DataError(f"state `{prefix}feature` holds negative feature indices")
+        if np.any(arrays["spread"] <= 0) or np.any(arrays["max_samples"] < 0):
+            raise DataError(f"state `{prefix}spread` and `max_samples` must be positive")
 
     @classmethod
-    def concat(cls, detectors: list[IsolationForestDetector]) -> IsolationForestDetector:
-        """Fitted detectors side by side, series in order (trees padded to a common size)."""
-        if not detectors:
-            raise ValueError("`detectors` must not be empty")
-        states = [d.get_state(copy=False) for d in detectors]  # padding and concat copy
+    def _align_states(cls, states: list[dict[str, np.ndarray]]) -> None:
+        """Pad every part's trees to the largest node count (padding nodes are never reached)."""
         n_nodes = max(s["feature"].shape[1] for s in states)
         for s in states:
             pad = n_nodes - s["feature"].shape[1]
             if pad:
-                for name, fill in (
-                    ("children_left", -1),
-                    ("children_right", -1),
-                    ("feature", 0),
-                    ("threshold", 0),
-                    ("n_node_samples", 0),
-                ):
+                for name, fill in _NODE_FILL.items():
                     s[name] = np.pad(s[name], ((0, 0), (0, pad), (0, 0)), constant_values=fill)
-        return cls.from_state(concat_columns(states, _FIELDS))
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "feature_"):
-            raise AttributeError(f"{type(self).__name__} is not fitted; call fit() first")
+
+#: The tree arrays and their value at a node that does not exist.
+_NODE_FILL = {
+    "children_left": -1,
+    "children_right": -1,
+    "feature": 0,
+    "threshold": 0,
+    "n_node_samples": 0,
+}
+
+
+def empty_trees(shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Tree arrays of ``shape`` without nodes, in their stored dtypes."""
+    fields = IsolationForestDetector.state_fields
+    return {
+        name: np.full(shape, fill, dtype=fields[name].dtype) for name, fill in _NODE_FILL.items()
+    }
 
 
 #: (row, tree, series) walks :meth:`IsolationForestDetector.isolation_score` makes at once:
@@ -458,13 +378,7 @@ def extract_trees(forest: IsolationForest) -> dict[str, np.ndarray]:
     trees = [est.tree_ for est in forest.estimators_]
     n_nodes = max(t.node_count for t in trees)
     n_trees = len(trees)
-    out = {
-        "children_left": np.full((n_trees, n_nodes), -1, dtype=np.int16),
-        "children_right": np.full((n_trees, n_nodes), -1, dtype=np.int16),
-        "feature": np.zeros((n_trees, n_nodes), dtype=np.int8),
-        "threshold": np.zeros((n_trees, n_nodes), dtype=np.float32),
-        "n_node_samples": np.zeros((n_trees, n_nodes), dtype=np.int16),
-    }
+    out = empty_trees((n_trees, n_nodes))
     for i, (t, feats) in enumerate(zip(trees, forest.estimators_features_, strict=True)):
         m = t.node_count
         leaf = t.children_left[:m] < 0
@@ -586,14 +500,7 @@ def grow_forests(
     new_right = np.where(is_inner, np.take_along_axis(new_index, safe_left + 1, axis=2), -1)
     t_idx, s_idx, h_idx = np.nonzero(exists)
     dest = new_index[t_idx, s_idx, h_idx]
-    out_shape = (n_trees, n_nodes, n_s)
-    out: dict[str, np.ndarray] = {
-        "children_left": np.full(out_shape, -1, dtype=np.int16),
-        "children_right": np.full(out_shape, -1, dtype=np.int16),
-        "feature": np.zeros(out_shape, dtype=np.int8),
-        "threshold": np.zeros(out_shape, dtype=np.float32),
-        "n_node_samples": np.zeros(out_shape, dtype=np.int16),
-    }
+    out = empty_trees((n_trees, n_nodes, n_s))
     out["children_left"][t_idx, dest, s_idx] = new_left[t_idx, s_idx, h_idx]
     out["children_right"][t_idx, dest, s_idx] = new_right[t_idx, s_idx, h_idx]
     out["feature"][t_idx, dest, s_idx] = feature[t_idx, s_idx, h_idx]

@@ -1,7 +1,12 @@
 """The public anomaly model: combines detector evidence into one score, a decision, and bands.
 
-Each detector gives *evidence* per row and series, scaled so that 1 means "at the decision
-threshold" on its own. The model takes the strongest evidence ``e`` and maps it to
+:class:`AnomalyModel` fits, per chunk of series, the seasonal baseline
+(:class:`~anomaly.models.seasonal.SeasonalBaseline`), which turns a window into feature
+rows, and on those rows the detectors (:class:`~anomaly.models.base.Detector`): the
+threshold rules (:class:`~anomaly.models.rules.RuleDetector`) and the isolation forest
+(:class:`~anomaly.models.iforest.IsolationForestDetector`). Each detector gives *evidence*
+per row and series, scaled so that 1 means "at the decision threshold" on its own. The model
+takes the strongest evidence ``e`` and maps it to
 
     ``score = e ** 2 / (1 + e ** 2)``     (e = 0 -> 0, e = 1 -> 0.5, e = 2 -> 0.8, e = 10 -> 0.99)
 
@@ -10,6 +15,9 @@ resolution up to e ~ 1e8), so a threshold near 1 still separates strong anomalie
 strongest. The shipped rule ``is_anomaly = score >= threshold`` with ``threshold = 0.5`` fires
 exactly when one detector reaches its own threshold. Bands are the seasonal baseline's point band in
 the source unit: a value outside them alone makes the point anomalous.
+
+The stored state (``get_state``) is the parts' arrays under ``model.``, ``seasonal.`` (the
+baseline and the threshold rules, which share ``valid``) and ``iforest.``.
 """
 
 from __future__ import annotations
@@ -20,17 +28,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from anomaly.errors import DataError
-from anomaly.models.features import SECONDS_PER_DAY, scalar
+from anomaly.models.base import FittedState, scalar
+from anomaly.models.features import SECONDS_PER_DAY
 from anomaly.models.iforest import IsolationForestDetector
-from anomaly.models.seasonal import (
-    FEATURE_NAMES,
-    SeasonalDetector,
-    baseline_mask,
-    check_input,
-)
+from anomaly.models.rules import RuleDetector
+from anomaly.models.seasonal import N_FEATURES, SeasonalBaseline, check_input, training_rows
 
 _CHUNK_SERIES = 256
 _HISTORY_ROWS = 48
+#: The fitted parts: (attribute, state prefix, class). The threshold rules' arrays share the
+#: baseline's prefix (the format the job stores, which predates their split).
+_PARTS: tuple[tuple[str, str, type[FittedState]], ...] = (
+    ("seasonal_", "seasonal.", SeasonalBaseline),
+    ("rules_", "seasonal.", RuleDetector),
+    ("iforest_", "iforest.", IsolationForestDetector),
+)
 
 
 @dataclass(frozen=True)
@@ -83,8 +95,19 @@ class AnomalyModel:
         Isolation forest size.
     holdout_seconds : float
         Newest part of the training window left out of the baseline (see
-        :class:`~anomaly.models.seasonal.SeasonalDetector`).
+        :class:`~anomaly.models.seasonal.SeasonalBaseline`).
+
+    Attributes
+    ----------
+    seasonal_ : SeasonalBaseline
+    rules_ : RuleDetector
+    iforest_ : IsolationForestDetector
+        The fitted parts (``iforest_`` skips every series when ``use_iforest`` is off).
     """
+
+    seasonal_: SeasonalBaseline
+    rules_: RuleDetector
+    iforest_: IsolationForestDetector
 
     def __init__(
         self,
@@ -121,38 +144,34 @@ class AnomalyModel:
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"`threshold` must be in (0, 1], got {self.threshold}")
         t, v = check_input(times, values)
-        seasonal_parts, forest_parts = [], []
+        parts: dict[str, list[FittedState]] = {attr: [] for attr, _, _ in _PARTS}
         for start in range(0, max(v.shape[1], 1), _CHUNK_SERIES):
             chunk = v[:, start : start + _CHUNK_SERIES]
-            seasonal = SeasonalDetector(
+            n_s = chunk.shape[1]
+            seasonal = SeasonalBaseline(
                 step_seconds=self.step_seconds, holdout_seconds=self.holdout_seconds
             ).fit(t, chunk)
+            # The detectors learn from the baseline's training cells (the newest day held out):
+            # the rules calibrate on features of those cells' values alone (what the baseline
+            # normalised its features on), the forest on the window's features at those cells.
+            rows, mask = training_rows(t, chunk, self.holdout_seconds, self.step_seconds)
+            held_in = np.where(mask, chunk, np.nan)[rows]
+            rules = RuleDetector().fit(seasonal.features(t[rows], held_in), valid=seasonal.valid_)
             forest = IsolationForestDetector(
                 n_estimators=self.n_estimators,
                 max_samples=self.max_samples,
                 random_state=self.random_state,
             )
-            if self.use_iforest:  # trained on the baseline's rows (the newest day held out)
-                mask = baseline_mask(t, chunk, self.holdout_seconds, self.step_seconds)
+            if self.use_iforest:
                 feats = np.where(mask[:, None, :], seasonal.features(t, chunk), np.nan)
-                forest.fit(feats[mask.any(axis=1) | (chunk.shape[1] == 0)], valid=seasonal.valid_)
+                forest.fit(feats[rows], valid=seasonal.valid_)
             else:  # an all-skipped forest: no evidence, same state layout
-                forest.fit(
-                    np.full((1, len(FEATURE_NAMES), chunk.shape[1]), np.nan),
-                    valid=np.zeros(chunk.shape[1], bool),
-                )
-            seasonal_parts.append(seasonal)
-            forest_parts.append(forest)
-        self.seasonal_ = (
-            SeasonalDetector.concat(seasonal_parts)
-            if len(seasonal_parts) > 1
-            else seasonal_parts[0]
-        )
-        self.iforest_ = (
-            IsolationForestDetector.concat(forest_parts)
-            if len(forest_parts) > 1
-            else forest_parts[0]
-        )
+                forest.fit(np.full((1, N_FEATURES, n_s), np.nan), valid=np.zeros(n_s, bool))
+            for attr, part in (("seasonal_", seasonal), ("rules_", rules), ("iforest_", forest)):
+                parts[attr].append(part)
+        for attr, _, cls in _PARTS:
+            fitted = parts[attr]
+            setattr(self, attr, fitted[0] if len(fitted) == 1 else cls.concat(fitted))
         return self
 
     @property
@@ -165,7 +184,7 @@ class AnomalyModel:
         feats = self.seasonal_.features(t, v)
         if n_eval is not None:
             feats = feats[-n_eval:]
-        ev = self.seasonal_.evidence(feats)
+        ev = self.rules_.evidence(feats)
         if self.use_iforest:
             ev = np.maximum(ev, self.iforest_.evidence(feats))
         return ev
@@ -196,7 +215,7 @@ class AnomalyModel:
         start = max(0, t.shape[0] - n_eval - _HISTORY_ROWS)
         t, v = t[start:], v[start:]
         ev = self._evidence(t, v, n_eval)
-        expected, lower, upper = self.seasonal_.bands(t[-n_eval:])
+        expected, lower, upper = self.seasonal_.bands(t[-n_eval:], self.rules_.band_sigmas())
         return self._result(ev, expected, lower, upper)
 
     def score_history(self, times: np.ndarray, values: np.ndarray) -> ScoreResult:
@@ -214,7 +233,7 @@ class AnomalyModel:
                 f"`values` has {v.shape[1]} series, the model was fitted on {self.n_series_}"
             )
         ev = self._evidence(t, v)
-        expected, lower, upper = self.seasonal_.bands(t)
+        expected, lower, upper = self.seasonal_.bands(t, self.rules_.band_sigmas())
         return self._result(ev, expected, lower, upper)
 
     def _result(
@@ -240,7 +259,7 @@ class AnomalyModel:
     def get_state(self, copy: bool = True) -> dict[str, np.ndarray]:
         """All fitted state as numpy arrays (no objects); per-series arrays have the series last.
 
-        ``copy=False`` shares the forests' arrays instead of copying them (for saving)."""
+        ``copy=False`` shares the parts' arrays instead of copying them (for saving)."""
         self._check_fitted()
         state = {
             "model.threshold": np.array(float(self.threshold)),
@@ -248,8 +267,9 @@ class AnomalyModel:
             "model.random_state": np.array(int(self.random_state)),
             "model.holdout_seconds": np.array(float(self.holdout_seconds)),
         }
-        state.update({f"seasonal.{k}": a for k, a in self.seasonal_.get_state().items()})
-        state.update({f"iforest.{k}": a for k, a in self.iforest_.get_state(copy).items()})
+        for attr, prefix, _ in _PARTS:
+            part: FittedState = getattr(self, attr)
+            state.update({prefix + k: a for k, a in part.get_state(copy).items()})
         return state
 
     @classmethod
@@ -285,13 +305,15 @@ class AnomalyModel:
         threshold = scalar(
             {"model.threshold": state["model.threshold"]}, "model.threshold", 1e-9, 1.0
         )
-        seasonal = SeasonalDetector.from_state(state, prefix="seasonal.")
+        seasonal = SeasonalBaseline.from_state(state, prefix="seasonal.")
+        rules = RuleDetector.from_state(state, prefix="seasonal.")
         forest = IsolationForestDetector.from_state(state, prefix="iforest.")
         if forest.valid_.shape != seasonal.valid_.shape:
             raise DataError(
                 f"state has {seasonal.valid_.shape[0]} seasonal series but {forest.valid_.shape[0]} forests"
             )
-        forest.check_n_features(len(FEATURE_NAMES))
+        for detector in (rules, forest):
+            detector.check_n_features(N_FEATURES)
         model = cls(
             step_seconds=seasonal.step_seconds,
             threshold=threshold,
@@ -301,16 +323,15 @@ class AnomalyModel:
             max_samples=int(forest.max_samples_.max(initial=0)) or 128,
             holdout_seconds=holdout,
         )
-        model.seasonal_ = seasonal
-        model.iforest_ = forest
+        model.seasonal_, model.rules_, model.iforest_ = seasonal, rules, forest
         return model
 
     def select(self, columns: np.ndarray) -> AnomalyModel:
         """The model restricted to ``columns`` (indices or boolean mask), in that order."""
         self._check_fitted()
         out = self._empty_like()
-        out.seasonal_ = self.seasonal_.select(columns)
-        out.iforest_ = self.iforest_.select(columns)
+        for attr, _, _ in _PARTS:
+            setattr(out, attr, getattr(self, attr).select(columns))
         return out
 
     @classmethod
@@ -330,8 +351,8 @@ class AnomalyModel:
                     "cannot concat models with different threshold, use_iforest or step_seconds"
                 )
         out = first._empty_like()
-        out.seasonal_ = SeasonalDetector.concat([m.seasonal_ for m in models])
-        out.iforest_ = IsolationForestDetector.concat([m.iforest_ for m in models])
+        for attr, _, part_cls in _PARTS:
+            setattr(out, attr, part_cls.concat([getattr(m, attr) for m in models]))
         return out
 
     def _empty_like(self) -> AnomalyModel:

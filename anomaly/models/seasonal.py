@@ -1,4 +1,4 @@
-"""Robust seasonal baseline and the rule-based anomaly evidence built on it.
+"""The robust seasonal baseline and the feature rows every detector reads.
 
 The baseline works in a level-adaptive space ``y = asinh(x / c)`` (``c`` per series): there,
 multiplicative noise (request rates, costs) is roughly constant while zeros and tiny ratios
@@ -15,53 +15,43 @@ stay finite. In that space it learns, per series and vectorised over all series:
 Profiles are medians over days and neighbouring slots, refitted once with points beyond
 ``outlier_z`` scales masked, so a past outage or level shift neither becomes normal nor
 inflates the scale much. The newest day of the training window is held out of all of this
-(for each series with three days of values before it), so an anomaly in progress at fit
-time is not learned.
+(for each series with three days of values before it, :func:`baseline_mask`), so an anomaly
+in progress at fit time is not learned.
 
-From the standardised residual ``z`` the detector derives normalised features (point ``z``,
-trailing means of ``z`` over 6/12/36 rows, a variance ratio over 12 rows, the surprise of a
-run of repeated values, the local change, and calendar position) and the evidence
-
-    ``evidence = max_k |f_k| / (threshold_k * calibration_k)``
-
-where 1 means "at the decision threshold". ``calibration_k >= 1`` widens a feature's threshold
-for a series whose training distribution of that feature has heavier tails than a Gaussian
-(its 95th percentile of ``|f_k|`` over 1.96).
+From the standardised residual ``z`` the baseline derives the feature rows the detectors
+read (:data:`FEATURE_NAMES`): point ``z``, trailing means of ``z`` over 6/12/36 rows, a
+variance ratio over 12 rows, the surprise of a run of repeated values, the local change, and
+calendar position; the learned ones are normalised by their training median and MAD.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from anomaly.errors import DataError
+from anomaly.models.base import SERIES, Field, FittedState, param
 from anomaly.models.features import (
     SECONDS_PER_DAY,
-    Field,
     asinh_scale,
     calendar_index,
-    check_state,
-    concat_columns,
     from_model_space,
     is_repeat,
     median_sorted,
     n_slots_per_day,
     nanmedian0,
-    nanquantile0,
     quantile_sorted,
     rolling_nanmean,
     run_surprise,
     sanitize,
-    scalar,
-    select_columns,
     sliding_stack,
     sorted_last,
     to_model_space,
 )
 
-#: Names of the feature axis returned by :meth:`SeasonalDetector.features`.
+#: Names of the feature axis returned by :meth:`SeasonalBaseline.features`.
 FEATURE_NAMES: tuple[str, ...] = (
     "z",
     "mean_6",
@@ -74,39 +64,18 @@ FEATURE_NAMES: tuple[str, ...] = (
     "tod_cos",
     "weekend",
 )
+N_FEATURES = len(FEATURE_NAMES)
 _MEAN_WINDOWS = {1: 6, 2: 12, 3: 36}
 _VAR_WINDOW = 12
 #: Features learned with a median/MAD normalisation.
 _LEARNED = (1, 2, 3, 4, 6)
-#: Features whose tails are calibrated (two-sided q95 against a Gaussian's 1.96).
-_CALIBRATED = (0, 1, 2, 3, 4)
 _MAD_TO_SIGMA = 1.4826
 _Z_CLIP = 10.0
 _WEEKDAY_TO_DAY_TYPE = np.array([0, 0, 0, 0, 0, 1, 1], dtype=np.int64)
 
-_FIELDS: dict[str, Field] = {
-    "step_seconds": Field("f", 0, per_series=False),
-    "point_threshold": Field("f", 0, per_series=False),
-    "mean_threshold": Field("f", 0, per_series=False),
-    "var_threshold": Field("f", 0, per_series=False),
-    "stuck_threshold_nats": Field("f", 0, per_series=False),
-    "day_type": Field("i", 1, per_series=False),
-    "day_offset": Field("f", 1, finite=True),
-    "profile": Field("f", 3, finite=True),
-    "scale": Field("f", 2, finite=True),
-    "stuck_cost": Field("f", 2, finite=True),
-    "c": Field("f", 1, finite=True),
-    "nonneg": Field("b", 1),
-    "center": Field("f", 2, finite=True),
-    "spread": Field("f", 2, finite=True),
-    "calibration": Field("f", 2, finite=True),
-    "valid": Field("b", 1),
-    "reason": Field("U", 1),
-}
 
-
-class SeasonalDetector:
-    """Seasonal baseline with robust bands, and rule-based evidence of anomalies.
+class SeasonalBaseline(FittedState):
+    """Seasonal baseline with robust noise scales, and the feature rows derived from it.
 
     Parameters
     ----------
@@ -127,14 +96,22 @@ class SeasonalDetector:
         Find each series' own day boundary (whole hours from UTC) from where its weekend
         level change falls, so a tenant in UTC+10 gets its weekend on its local Saturday and
         Sunday. Off (or no visible weekend): UTC calendar days.
-    point_threshold, mean_threshold, var_threshold : float
-        Normalised feature values (about "sigmas") at which a point / a trailing mean / the
-        variance ratio alone reaches the decision threshold.
-    stuck_threshold_nats : float
-        Surprise (nats) of a run of repeated values that alone reaches the threshold.
     """
 
-    feature_names = FEATURE_NAMES
+    state_fields: ClassVar[dict[str, Field]] = {
+        "step_seconds": param(1e-3, SECONDS_PER_DAY),
+        "day_type": Field(np.int64, (7,)),
+        "day_offset": Field(np.float64, (SERIES,), finite=True),
+        "profile": Field(np.float64, ("n_types", "n_slots", SERIES), finite=True),
+        "scale": Field(np.float64, ("n_slots", SERIES), finite=True),
+        "stuck_cost": Field(np.float64, ("n_slots", SERIES), finite=True),
+        "c": Field(np.float64, (SERIES,), finite=True),
+        "nonneg": Field(np.bool_, (SERIES,)),
+        "center": Field(np.float64, (N_FEATURES, SERIES), finite=True),
+        "spread": Field(np.float64, (N_FEATURES, SERIES), finite=True),
+        "valid": Field(np.bool_, (SERIES,)),
+        "reason": Field(np.str_, (SERIES,)),
+    }
 
     def __init__(
         self,
@@ -145,10 +122,6 @@ class SeasonalDetector:
         outlier_z: float = 4.0,
         holdout_seconds: float = SECONDS_PER_DAY,
         estimate_day_offset: bool = True,
-        point_threshold: float = 5.0,
-        mean_threshold: float = 5.5,
-        var_threshold: float = 4.0,
-        stuck_threshold_nats: float = 25.0,
     ) -> None:
         self.step_seconds = step_seconds
         self.min_points = min_points
@@ -157,13 +130,9 @@ class SeasonalDetector:
         self.outlier_z = outlier_z
         self.holdout_seconds = holdout_seconds
         self.estimate_day_offset = estimate_day_offset
-        self.point_threshold = point_threshold
-        self.mean_threshold = mean_threshold
-        self.var_threshold = var_threshold
-        self.stuck_threshold_nats = stuck_threshold_nats
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, times: np.ndarray, values: np.ndarray) -> SeasonalDetector:
+    def fit(self, times: np.ndarray, values: np.ndarray) -> SeasonalBaseline:
         """Learn profiles, scales and feature normalisation from a training window.
 
         Parameters
@@ -187,9 +156,8 @@ class SeasonalDetector:
         # The newest rows are held out of the baseline and the feature statistics (when enough
         # older history remains), so an anomaly in progress at fit time is judged against the
         # past instead of being learned as normal.
-        mask = baseline_mask(t, v, self.holdout_seconds, self.step_seconds)
-        base = mask.any(axis=1) | (n_s == 0)  # rows some series learns from
-        t_base, v_base = t[base], np.where(mask, v, np.nan)[base]
+        rows, mask = training_rows(t, v, self.holdout_seconds, self.step_seconds)
+        t_base, v_base = t[rows], np.where(mask, v, np.nan)[rows]
         valid, reason = _validity(v, min_points)
         c = asinh_scale(v)
         with np.errstate(invalid="ignore"):
@@ -238,7 +206,6 @@ class SeasonalDetector:
         profile = np.where(np.isfinite(profile), profile, 0.0)
         scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
 
-        self.n_slots_ = n_slots
         self.day_type_ = day_type
         self.day_offset_ = day_offset
         self.profile_ = profile
@@ -249,22 +216,20 @@ class SeasonalDetector:
             self.nonneg_ = ~np.any(v < 0, axis=0)
         self.valid_ = valid
         self.reason_ = reason
-        n_feat = len(FEATURE_NAMES)
-        self.center_ = np.zeros((n_feat, n_s))
-        self.spread_ = np.ones((n_feat, n_s))
-        self.calibration_ = np.ones((n_feat, n_s))
+        self.center_ = np.zeros((N_FEATURES, n_s))
+        self.spread_ = np.ones((N_FEATURES, n_s))
 
         raw = self._raw_features(t_base, v_base)
         center = nanmedian0(raw[:, _LEARNED, :])
         spread = _MAD_TO_SIGMA * nanmedian0(np.abs(raw[:, _LEARNED, :] - center))
         self.center_[_LEARNED, :] = np.where(np.isfinite(center), center, 0.0)
         self.spread_[_LEARNED, :] = np.where(np.isfinite(spread) & (spread > 1e-9), spread, 1.0)
-        normed = self._normalise(raw)
-        q95 = nanquantile0(np.abs(normed[:, _CALIBRATED, :]), 0.95)
-        self.calibration_[_CALIBRATED, :] = np.where(
-            np.isfinite(q95), np.maximum(1.0, q95 / 1.96), 1.0
-        )
         return self
+
+    @property
+    def n_slots_(self) -> int:
+        """Time-of-day slots of the profiles."""
+        return int(self.profile_.shape[1])
 
     # ------------------------------------------------------------------ baseline
     def expected_model(self, times: np.ndarray) -> np.ndarray:
@@ -282,22 +247,24 @@ class SeasonalDetector:
         _, slot, _ = calendar_index(times, self.step_seconds, self.n_slots_)
         return self.scale_[slot]
 
-    def bands(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Expected value and the point band in the source unit.
-
-        A finite value outside ``[lower, upper]`` alone reaches the decision threshold.
+    def bands(
+        self, times: np.ndarray, sigmas: np.ndarray | float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Expected value and the band of ``sigmas`` noise scales around it, in the source unit.
 
         Parameters
         ----------
         times : ndarray of shape (n_t,)
+        sigmas : float or ndarray of shape (n_series,)
+            Half-width of the band in noise scales (model space).
 
         Returns
         -------
         expected, lower, upper : ndarray of shape (n_t, n_series)
-            NaN for invalid series.
+            NaN for invalid series; ``lower`` is at least 0 for a series never negative.
         """
         e = self.expected_model(times)
-        half = self.point_threshold * self.calibration_[0] * self.scale_at(times)
+        half = sigmas * self.scale_at(times)
         expected = from_model_space(e, self.c_)
         lower = from_model_space(e - half, self.c_)
         upper = from_model_space(e + half, self.c_)
@@ -308,13 +275,6 @@ class SeasonalDetector:
         return expected, lower, upper
 
     # ------------------------------------------------------------------ features
-    def residual_z(self, times: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Standardised residual in model space, shape (n_t, n_series); NaN where missing."""
-        t, v = check_input(times, values)
-        self._check_series(v)
-        y = to_model_space(v, self.c_)
-        return (y - self.expected_model(t)) / self.scale_at(t)
-
     def features(self, times: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Normalised features of every row; see :data:`FEATURE_NAMES`.
 
@@ -332,46 +292,13 @@ class SeasonalDetector:
         t, v = check_input(times, values)
         return self._normalise(self._raw_features(t, v))
 
-    def evidence(self, features: np.ndarray) -> np.ndarray:
-        """Rule-based evidence from :meth:`features`; 1 = at the decision threshold.
-
-        Parameters
-        ----------
-        features : ndarray of shape (n_t, n_features, n_series)
-
-        Returns
-        -------
-        ndarray of shape (n_t, n_series)
-            Finite, non-negative; 0 for invalid series.
-        """
-        self._check_fitted()
-        cal = self.calibration_
-        parts = [
-            np.abs(features[:, 0]) / (self.point_threshold * cal[0]),
-            np.abs(features[:, 1]) / (self.mean_threshold * cal[1]),
-            np.abs(features[:, 2]) / (self.mean_threshold * cal[2]),
-            np.abs(features[:, 3]) / (self.mean_threshold * cal[3]),
-            np.maximum(features[:, 4], 0.0) / (self.var_threshold * cal[4]),
-            features[:, 5] / self.stuck_threshold_nats,
-        ]
-        stacked = np.stack(parts, axis=0)
-        stacked = np.where(np.isnan(stacked), 0.0, stacked)
-        out = np.max(stacked, axis=0)
-        out = np.where(np.isfinite(out), out, np.where(np.isnan(out), 0.0, np.inf))
-        out[:, ~self.valid_] = 0.0
-        return out
-
-    def anomaly_score(self, times: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Evidence of every row (1 = at the decision threshold), shape (n_t, n_series)."""
-        return self.evidence(self.features(times, values))
-
     def _raw_features(self, t: np.ndarray, v: np.ndarray) -> np.ndarray:
         self._check_series(v)
         n_t, n_s = v.shape
         y = to_model_space(v, self.c_)
         z = (y - self.expected_model(t)) / self.scale_at(t)
         zc = np.clip(z, -_Z_CLIP, _Z_CLIP)
-        out = np.full((n_t, len(FEATURE_NAMES), n_s), np.nan)
+        out = np.full((n_t, N_FEATURES, n_s), np.nan)
         out[:, 0] = z
         for i, w in _MEAN_WINDOWS.items():
             out[:, i] = rolling_nanmean(zc, w, min_count=max(1, w // 2))
@@ -391,114 +318,39 @@ class SeasonalDetector:
         return (raw - self.center_) / self.spread_
 
     # ------------------------------------------------------------------ state
-    def get_state(self) -> dict[str, np.ndarray]:
-        """All fitted state as numpy arrays; per-series arrays have the series last."""
-        self._check_fitted()
-        return {
-            "step_seconds": np.array(float(self.step_seconds)),
-            "point_threshold": np.array(float(self.point_threshold)),
-            "mean_threshold": np.array(float(self.mean_threshold)),
-            "var_threshold": np.array(float(self.var_threshold)),
-            "stuck_threshold_nats": np.array(float(self.stuck_threshold_nats)),
-            "day_type": self.day_type_.copy(),
-            "day_offset": self.day_offset_.copy(),
-            "profile": self.profile_.copy(),
-            "scale": self.scale_.copy(),
-            "stuck_cost": self.stuck_cost_.copy(),
-            "c": self.c_.copy(),
-            "nonneg": self.nonneg_.copy(),
-            "center": self.center_.copy(),
-            "spread": self.spread_.copy(),
-            "calibration": self.calibration_.copy(),
-            "valid": self.valid_.copy(),
-            "reason": self.reason_.copy(),
-        }
-
     @classmethod
-    def from_state(cls, state: Mapping[str, np.ndarray], prefix: str = "") -> SeasonalDetector:
-        """Rebuild a fitted detector from :meth:`get_state`.
-
-        Raises
-        ------
-        DataError
-            Missing keys, wrong dtypes or shapes, inconsistent sizes, non-finite parameters.
-        """
-        a = check_state(state, prefix, _FIELDS)
-        step = scalar(a, "step_seconds", 1e-3, SECONDS_PER_DAY)
-        det = cls(
-            step_seconds=step,
-            point_threshold=scalar(a, "point_threshold", 1e-6, 1e6),
-            mean_threshold=scalar(a, "mean_threshold", 1e-6, 1e6),
-            var_threshold=scalar(a, "var_threshold", 1e-6, 1e6),
-            stuck_threshold_nats=scalar(a, "stuck_threshold_nats", 1e-6, 1e9),
-        )
-        n_slots = n_slots_per_day(step)
-        n_s = a["valid"].shape[-1]
-        n_feat = len(FEATURE_NAMES)
-        day_type = a["day_type"]
-        n_types = a["profile"].shape[0]
-        if day_type.shape != (7,) or day_type.min() < 0 or day_type.max() >= n_types:
+    def _check_arrays(
+        cls, arrays: Mapping[str, np.ndarray], params: Mapping[str, float], prefix: str
+    ) -> None:
+        n_slots = n_slots_per_day(params["step_seconds"])
+        n_types, n_state_slots, _ = arrays["profile"].shape
+        if n_state_slots != n_slots:
+            raise DataError(
+                f"state `{prefix}profile` has {n_state_slots} slots, a step of "
+                f"{params['step_seconds']:g}s has {n_slots}"
+            )
+        day_type = arrays["day_type"]
+        if day_type.min() < 0 or day_type.max() >= n_types:
             raise DataError(f"state `{prefix}day_type` is inconsistent with {n_types} profiles")
-        expected = {
-            "profile": (n_types, n_slots, n_s),
-            "scale": (n_slots, n_s),
-            "stuck_cost": (n_slots, n_s),
-            "c": (n_s,),
-            "day_offset": (n_s,),
-            "nonneg": (n_s,),
-            "center": (n_feat, n_s),
-            "spread": (n_feat, n_s),
-            "calibration": (n_feat, n_s),
-            "reason": (n_s,),
-        }
-        for name, shape in expected.items():
-            if a[name].shape != shape:
-                raise DataError(
-                    f"state `{prefix}{name}` has shape {a[name].shape}, expected {shape}"
-                )
-        if np.any(a["scale"] <= 0) or np.any(a["spread"] <= 0) or np.any(a["c"] <= 0):
+        if (
+            np.any(arrays["scale"] <= 0)
+            or np.any(arrays["spread"] <= 0)
+            or np.any(arrays["c"] <= 0)
+        ):
             raise DataError(f"state `{prefix}scale`, `spread` and `c` must be positive")
-        if np.any(a["calibration"] < 1) or np.any(a["stuck_cost"] < 0):
-            raise DataError(f"state `{prefix}calibration` or `stuck_cost` out of range")
-        det.n_slots_ = n_slots
-        det.day_type_ = day_type.astype(np.int64)
-        det.day_offset_ = a["day_offset"].astype(np.float64)
-        if np.any(np.abs(det.day_offset_) > SECONDS_PER_DAY):
+        if np.any(arrays["stuck_cost"] < 0):
+            raise DataError(f"state `{prefix}stuck_cost` out of range")
+        if np.any(np.abs(arrays["day_offset"]) > SECONDS_PER_DAY):
             raise DataError(f"state `{prefix}day_offset` must be within one day")
-        det.profile_ = a["profile"].astype(np.float64)
-        det.scale_ = a["scale"].astype(np.float64)
-        det.stuck_cost_ = a["stuck_cost"].astype(np.float64)
-        det.c_ = a["c"].astype(np.float64)
-        det.nonneg_ = a["nonneg"].astype(bool)
-        det.center_ = a["center"].astype(np.float64)
-        det.spread_ = a["spread"].astype(np.float64)
-        det.calibration_ = a["calibration"].astype(np.float64)
-        det.valid_ = a["valid"].astype(bool)
-        det.reason_ = a["reason"].astype(str)
-        return det
-
-    def select(self, columns: np.ndarray) -> SeasonalDetector:
-        """A fitted detector restricted to ``columns`` (indices or boolean mask)."""
-        state = select_columns(self.get_state(), _FIELDS, columns)
-        return type(self).from_state(state)
 
     @classmethod
-    def concat(cls, detectors: list[SeasonalDetector]) -> SeasonalDetector:
-        """Fitted detectors side by side, series in order."""
-        if not detectors:
-            raise ValueError("`detectors` must not be empty")
-        states = [d.get_state() for d in detectors]
+    def _align_states(cls, states: list[dict[str, np.ndarray]]) -> None:
         if any(not np.array_equal(s["day_type"], states[0]["day_type"]) for s in states):
             for s in states:  # mixed weekly / day-type models: expand to one profile per weekday
                 s["profile"] = s["profile"][s["day_type"]]
                 s["day_type"] = np.arange(7, dtype=np.int64)
-        return cls.from_state(concat_columns(states, _FIELDS))
 
     # ------------------------------------------------------------------ helpers
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "profile_"):
-            raise AttributeError(f"{type(self).__name__} is not fitted; call fit() first")
-
     def _check_series(self, v: np.ndarray) -> None:
         self._check_fitted()
         if v.shape[1] != self.c_.shape[0]:
@@ -507,10 +359,24 @@ class SeasonalDetector:
             )
 
     def __repr__(self) -> str:
-        params: dict[str, Any] = {
-            k: getattr(self, k) for k in ("step_seconds", "point_threshold", "mean_threshold")
-        }
+        params: dict[str, Any] = {k: getattr(self, k) for k in ("step_seconds", "holdout_seconds")}
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
+
+
+def training_rows(
+    times: np.ndarray, values: np.ndarray, holdout_seconds: float, step_seconds: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows models learn from and the cells of them (:func:`baseline_mask`).
+
+    Returns
+    -------
+    rows : ndarray of bool, shape (n_t,)
+        Rows with a cell some series learns from (every row when there is no series).
+    mask : ndarray of bool, shape (n_t, n_series)
+        :func:`baseline_mask`.
+    """
+    mask = baseline_mask(times, values, holdout_seconds, step_seconds)
+    return mask.any(axis=1) | (values.shape[1] == 0), mask
 
 
 def baseline_mask(

@@ -1,9 +1,9 @@
 """NAB-style evaluation of the walk-forward scores (``anomaly evaluate DATA_DIR LABELS``).
 
-Every CSV under ``DATA_DIR`` is scored by :func:`anomaly.offline.replay.score_file` (the machinery of
-``score-csv``, with its decision: by default a row is a detection when it opens an alert, see
-:mod:`anomaly.offline.replay`; ``OfflineOptions(decision="job")`` judges the job's per-row rule) and
-judged as the Numenta Anomaly Benchmark's sweeper does:
+Every CSV under ``DATA_DIR`` is scored by :func:`anomaly.offline.replay.score_file` (the
+machinery of ``score-csv``) and flagged by its decision (:mod:`anomaly.offline.decision`: by
+default a row is a detection when it opens an alert; ``OfflineOptions(decision="job")``
+judges the job's per-row rule), then judged as the Numenta Anomaly Benchmark's sweeper does:
 
 * the first ``min(floor(0.15 * n_rows), 750)`` rows of a file are probation: never scored;
 * a detection is a row whose score is at or above the threshold; inside a window only the
@@ -21,7 +21,7 @@ judged as the Numenta Anomaly Benchmark's sweeper does:
 
 Also reported, per file and category: window recall (detected / windows), window precision
 (detected windows / (detected windows + false alarms), a false alarm being the start of a
-run of detections outside every window), and the mean delay from a window's left edge to its
+run of detections outside every window, :func:`~anomaly.offline.decision.run_starts`), and the mean delay from a window's left edge to its
 first detection.
 """
 
@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from anomaly.errors import ConfigError, DataError
+from anomaly.offline.decision import run_starts
 from anomaly.offline.replay import OfflineOptions, score_file
 
 log = logging.getLogger(__name__)
@@ -234,13 +235,11 @@ def judge(sw: Sweep, times: np.ndarray, detected: np.ndarray, profile: CostProfi
             delays.append(float(times[hits[0]] - times[sw.left[w]]))
         else:
             score -= profile.fn
-    onset = d.copy()
-    onset[1:] &= ~d[:-1]
     return Detections(
         score=score,
         n_windows=sw.n_windows,
         n_detected=n_detected,
-        n_false_alarms=int(np.count_nonzero(onset & outside)),
+        n_false_alarms=int(np.count_nonzero(run_starts(d) & outside)),
         delays_seconds=tuple(delays),
     )
 

@@ -21,36 +21,17 @@ over a recorded series, so that row ``i``'s output depends on rows ``0..i`` only
 3. **Several rows in one cell** (duplicate timestamps, data denser than the step): the model's
    history holds the cell's last finite value; a row is scored with its cell holding the last
    finite value *as of that row*, so later rows in the same cell never change its output.
-4. **The decision** (:attr:`OfflineOptions.decision`). The models' per-row score is the
-   ``model_score`` column (under ``"job"``, what the job pushes as ``anomaly_score``). The
-   job's rule, ``anomaly_detected = model_score >= threshold``, holds for as long as a model
-   calls the data unusual: a level shift stays anomalous for a day or two, until refits have
-   learned it, which is hundreds of flagged rows for one incident, while what a person
-   receives from it is one page when the alert starts. So ``score-csv`` decides per alert by
-   default (``"alert"``):
-
-   * the models hold nothing out of their training window (the job holds out the newest
-     day so that an incident in progress stays anomalous; here the open alert covers it),
-     so a level shift is learned at the next refit and does not open a second alert;
-   * while the series holds ``d`` days of data, the evidence behind the score is divided by
-     ``1 + young_days / d`` (a model fitted on two days knows its noise poorly; at
-     ``young_days = 1.5`` the bar is 1.75x at day 2, 1.2x at day 7, 1.05x at day 28);
-   * a surprise that is routine at this time of day needs more: with ``r`` the median, over
-     the past week's days, of the largest evidence within half an hour of the same time of
-     day (:func:`routine_evidence`), the evidence is also divided by ``routine_factor * r``
-     (1.5 r) where that is above 1, so a nightly job's spike stops paging after two nights;
-   * ``is_anomaly`` is 1 on the rows that *open* an alert: at or above the threshold (after
-     the two divisions) while no alert is open. An alert stays open until a row at least
-     ``refractory_seconds`` (a day) after it opened is below the threshold
-     (:func:`alert_onsets`);
-   * ``score`` is that score on the rows that open an alert and at most half the threshold on
-     every other row, so any threshold at or above the shipped one selects alert starts;
-   * the band widens by the same divisors: a value outside it alone reaches the threshold.
-
-   It is causal like the rest (a state machine run forward over the rows) and uses no
-   labels. ``decision="job"`` gives the job's rule instead: models fitted with the job's
-   holdout, ``score = model_score`` and ``is_anomaly = model_score >= threshold`` on every
-   row, bands as the model has them.
+4. **The decision** (:attr:`OfflineOptions.decision`, :mod:`anomaly.offline.decision`). The
+   models' per-row score is the ``model_score`` column (under ``"job"``, what the job pushes
+   as ``anomaly_score``); ``score``, ``is_anomaly`` and the band come from the decision. By
+   default (``"alert"``) ``is_anomaly`` is 1 on the rows that *open* an alert, ``score`` is
+   the alert score and the band is widened as the evidence was divided
+   (:class:`~anomaly.offline.decision.AlertRule`); and the models hold nothing out of their
+   training window (the job holds out the newest day so that an incident in progress stays
+   anomalous; here the open alert covers it), so a level shift is learned at the next refit
+   and does not open a second alert. ``decision="job"`` gives the job's rule instead: models
+   fitted with the job's holdout, ``score = model_score`` and ``is_anomaly = model_score >=
+   threshold`` on every row, bands as the model has them.
 
 Input rules (:func:`read_series_csv`): columns ``timestamp`` and ``value`` are required (more
 are kept); timestamps are epoch seconds (every one numeric) or ISO 8601 (naive = UTC); an
@@ -76,15 +57,15 @@ import numpy as np
 import pandas as pd
 
 from anomaly.errors import DataError
-from anomaly.models.features import n_slots_per_day
-from anomaly.models.scoring import AnomalyModel, ScoreResult, evidence_to_score
+from anomaly.models.features import SECONDS_PER_DAY, n_slots_per_day
+from anomaly.models.scoring import AnomalyModel, ScoreResult
+from anomaly.offline.decision import DECISIONS, AlertRule, widen_band
 
 if TYPE_CHECKING:
     from anomaly.config import Config
 
 log = logging.getLogger(__name__)
 
-SECONDS_PER_DAY = 86400.0
 #: Grid cells of history before a refit point that every scoring window starts with.
 HISTORY_CELLS = 48
 #: Above this share of late (out-of-order) rows a file is rejected as unsorted.
@@ -92,11 +73,6 @@ MAX_LATE_FRACTION = 0.1
 #: Largest grid a series may span (cells), so one absurd gap cannot exhaust memory.
 MAX_CELLS = 20_000_000
 OUTPUT_COLUMNS = ("expected", "lower", "upper", "score", "is_anomaly", "model_score")
-#: Values of :attr:`OfflineOptions.decision`.
-DECISIONS = ("alert", "job")
-#: Days back, and the half-width around the same time of day, of :func:`routine_evidence`.
-ROUTINE_DAYS = 7
-ROUTINE_HALF_WIDTH_SECONDS = 1800.0
 _MISSING_TEXT = frozenset({"", "nan", "na", "null", "none"})
 _DAY_DIVISORS = np.array([d for d in range(1, 86401) if 86400 % d == 0], dtype=np.float64)
 
@@ -123,21 +99,13 @@ class OfflineOptions:
         Seed of the isolation forests.
     decision : {"alert", "job"}
         How ``score`` and ``is_anomaly`` are derived from the model's per-row score (see
-        the module docstring): ``"alert"`` flags the rows that open an alert, ``"job"`` every
-        row the job's rule flags.
-    refractory_seconds : float
-        ``"alert"``: after an alert opens, no other opens for this long, and not before the
-        score has been below the threshold again.
-    young_days : float
-        ``"alert"``: evidence needed to open an alert is ``1 + young_days / d`` times the
-        model's own while the series holds ``d`` days of data (0 = as the model has it).
-    routine_factor : float
-        ``"alert"``: evidence needed to open an alert is also at least ``routine_factor`` times
-        the :func:`routine_evidence` of the time of day, so a surprise that recurs daily (a
-        nightly job's spike) stops paging after two days (0 = off).
+        :mod:`anomaly.offline.decision`): ``"alert"`` flags the rows that open an alert,
+        ``"job"`` every row the job's rule flags.
+    refractory_seconds, young_days, routine_factor : float
+        ``"alert"``: the :class:`~anomaly.offline.decision.AlertRule` (with ``threshold``).
     holdout_seconds : float or None
         Newest part of each training window the baseline leaves out (see
-        :class:`~anomaly.models.seasonal.SeasonalDetector`). None: the job's (a day) under
+        :class:`~anomaly.models.seasonal.SeasonalBaseline`). None: the job's (a day) under
         ``"job"``, none under ``"alert"``, where an open alert already covers an incident in
         progress, so the next refit may learn a new level.
     """
@@ -159,14 +127,19 @@ class OfflineOptions:
             raise ValueError(
                 f"`decision` must be one of {', '.join(DECISIONS)}, got {self.decision!r}"
             )
-        if not self.refractory_seconds >= 0:
-            raise ValueError(f"`refractory_seconds` must be >= 0, got {self.refractory_seconds}")
-        if not self.young_days >= 0:
-            raise ValueError(f"`young_days` must be >= 0, got {self.young_days}")
-        if not self.routine_factor >= 0:
-            raise ValueError(f"`routine_factor` must be >= 0, got {self.routine_factor}")
+        _ = self.alert_rule  # AlertRule checks its parameters
         if self.holdout_seconds is not None and not self.holdout_seconds >= 0:
             raise ValueError(f"`holdout_seconds` must be >= 0 or None, got {self.holdout_seconds}")
+
+    @property
+    def alert_rule(self) -> AlertRule:
+        """The ``"alert"`` decision with these options."""
+        return AlertRule(
+            threshold=self.threshold,
+            refractory_seconds=self.refractory_seconds,
+            young_days=self.young_days,
+            routine_factor=self.routine_factor,
+        )
 
     @property
     def model_holdout_seconds(self) -> float:
@@ -517,7 +490,7 @@ def score_series(
         nonneg_row[rows[in_seg]] = model.seasonal_.nonneg_[0]
     out = replace(out, step_seconds=step, n_refits=n_refits)
     if opts.decision == "alert":
-        _decide_alerts(out, t, c_row, nonneg_row, opts)
+        _apply_alerts(out, t, c_row, nonneg_row, opts.alert_rule)
     return out
 
 
@@ -532,120 +505,23 @@ def _take(out: OfflineScores, res: ScoreResult, target: np.ndarray, pos: np.ndar
     out.scored[target] = True
 
 
-# ---------------------------------------------------------------------------- alerts
-def alert_onsets(times: np.ndarray, above: np.ndarray, refractory_seconds: float) -> np.ndarray:
-    """Rows that open an alert: above the threshold while no alert is open.
-
-    An alert opened at ``t`` stays open until a row at or after ``t + refractory_seconds``
-    is below the threshold; so one incident, however long, opens one alert, and a flapping
-    score opens at most one a ``refractory_seconds``.
-
-    Parameters
-    ----------
-    times : ndarray of shape (n,)
-        Non-decreasing epoch seconds.
-    above : ndarray of bool, shape (n,)
-        Rows at or above the threshold.
-    refractory_seconds : float
-
-    Returns
-    -------
-    ndarray of bool, shape (n,)
-    """
-    opens = np.zeros(above.shape, dtype=bool)
-    is_open = False
-    opened = -math.inf
-    for i in range(above.size):  # a state machine: sequential by nature (n <= rows of a file)
-        if above[i]:
-            if not is_open:
-                opens[i] = is_open = True
-                opened = times[i]
-        elif is_open and times[i] - opened >= refractory_seconds:
-            is_open = False
-    return opens
-
-
-def routine_evidence(
-    times: np.ndarray,
-    evidence: np.ndarray,
-    days: int = ROUTINE_DAYS,
-    half_width_seconds: float = ROUTINE_HALF_WIDTH_SECONDS,
-    min_days: int = 2,
-) -> np.ndarray:
-    """How surprising the same time of day usually is: per row, the median over the previous
-    ``days`` days of the largest evidence within ``half_width_seconds`` of this time of day
-    (0 where fewer than ``min_days`` of those days have rows). Causal: it looks at least
-    ``1 day - half_width_seconds`` back.
-
-    Parameters
-    ----------
-    times : ndarray of shape (n,)
-        Non-decreasing epoch seconds.
-    evidence : ndarray of shape (n,)
-
-    Returns
-    -------
-    ndarray of shape (n,)
-    """
-    t = np.asarray(times, dtype=np.float64)
-    span = 2.0 * half_width_seconds
-    # Largest evidence in (t_j - span, t_j] at every row j.
-    peak = (
-        pd.Series(evidence, index=pd.to_datetime(t, unit="s"))
-        .rolling(pd.Timedelta(seconds=span))
-        .max()
-        .to_numpy()
-    )
-    past = np.full((t.size, days), np.nan)
-    for d in range(1, days + 1):
-        end = t - d * SECONDS_PER_DAY + half_width_seconds
-        j = np.searchsorted(t, end, side="right") - 1
-        has = (j >= 0) & (t[np.maximum(j, 0)] > end - span)
-        past[has, d - 1] = peak[j[has]]
-    enough = np.count_nonzero(np.isfinite(past), axis=1) >= min_days
-    out = np.zeros(t.size)
-    out[enough] = np.nanmedian(past[enough], axis=1)
-    return out
-
-
-def score_to_evidence(score: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`~anomaly.models.scoring.evidence_to_score` (1 -> inf)."""
-    s = np.clip(np.asarray(score, dtype=np.float64), 0.0, 1.0)
-    with np.errstate(divide="ignore"):
-        return np.sqrt(s / (1.0 - s))
-
-
-def _decide_alerts(
-    out: OfflineScores,
-    times: np.ndarray,
-    c: np.ndarray,
-    nonneg: np.ndarray,
-    opts: OfflineOptions,
+def _apply_alerts(
+    out: OfflineScores, times: np.ndarray, c: np.ndarray, nonneg: np.ndarray, rule: AlertRule
 ) -> None:
-    """Turn the model's per-row scores in ``out`` into alert scores and decisions, in place."""
+    """Replace the model's decision and band in ``out`` by the alert rule's, in place.
+
+    ``c`` and ``nonneg`` (shape (n,)) are the transform scale and sign of the model that
+    scored each row."""
     rows = np.flatnonzero(out.scored)  # in order: late rows are never scored
     if rows.size == 0:
         return
-    days = (times[rows] - times[0]) / SECONDS_PER_DAY
-    with np.errstate(divide="ignore", invalid="ignore"):  # day 0 (no warm-up): no alert
-        gain = 1.0 + opts.young_days / days if opts.young_days > 0 else np.ones(rows.size)
-        evidence = score_to_evidence(out.model_score[rows]) / gain
-        if opts.routine_factor > 0:
-            routine = routine_evidence(times[rows], evidence)
-            evidence = evidence / np.maximum(1.0, opts.routine_factor * routine)
-            gain = gain * np.maximum(1.0, opts.routine_factor * routine)
-        score = evidence_to_score(evidence)
-    opens = alert_onsets(times[rows], score >= opts.threshold, opts.refractory_seconds)
-    out.is_anomaly[rows] = opens
-    out.score[rows] = np.where(opens, score, np.minimum(score, opts.threshold) / 2.0)
-    # The band within which a value alone cannot open an alert: the model's point band,
-    # widened by `gain` in the model's space (asinh(x / c)).
-    with np.errstate(invalid="ignore", over="ignore"):
-        mid = np.arcsinh(out.expected[rows] / c[rows])
-        half = (np.arcsinh(out.upper[rows] / c[rows]) - mid) * gain
-        lower = c[rows] * np.sinh(mid - half)
-        out.upper[rows] = c[rows] * np.sinh(mid + half)
-    out.lower[rows] = np.where(nonneg[rows], np.maximum(lower, 0.0), lower)
+    age_days = (times[rows] - times[0]) / SECONDS_PER_DAY
+    alerts = rule.decide(times[rows], age_days, out.model_score[rows])
+    out.is_anomaly[rows] = alerts.is_anomaly
+    out.score[rows] = alerts.score
+    out.lower[rows], out.upper[rows] = widen_band(
+        out.expected[rows], out.upper[rows], c[rows], nonneg[rows], alerts.gain
+    )
 
 
 # ---------------------------------------------------------------------------- writing

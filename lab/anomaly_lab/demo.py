@@ -20,7 +20,8 @@ import requests
 import yaml
 
 from anomaly.config import load_config
-from anomaly.job.run import format_summary, run_once
+from anomaly.job.report import format_summary
+from anomaly.job.run import run_once
 from anomaly_lab import devstack, synth
 from anomaly_lab.webhook import WebhookReceiver, run_webhook_receiver
 

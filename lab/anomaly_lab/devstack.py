@@ -14,7 +14,7 @@ queryable as soon as ``/-/ready`` answers.
 
 Nothing here runs at import time; binaries are looked up when a server starts (override with
 ``ANOMALY_PROMETHEUS_BIN``, ``ANOMALY_PUSHGATEWAY_BIN``, ``ANOMALY_ALERTMANAGER_BIN``,
-``ANOMALY_PROMTOOL_BIN``).
+``ANOMALY_PROMTOOL_BIN``, ``ANOMALY_AMTOOL_BIN``).
 """
 
 from __future__ import annotations
@@ -43,11 +43,13 @@ from anomaly_lab.synth import Dataset, write_openmetrics
 
 log = logging.getLogger(__name__)
 
-_BINARIES: dict[str, tuple[str, ...]] = {
-    "prometheus": ("prometheus",),
-    "pushgateway": ("prometheus-pushgateway", "pushgateway"),
-    "alertmanager": ("prometheus-alertmanager", "alertmanager"),
-    "promtool": ("promtool",),
+# server -> (binary names tried in order, the Debian package that installs them)
+_BINARIES: dict[str, tuple[tuple[str, ...], str]] = {
+    "prometheus": (("prometheus",), "prometheus"),
+    "promtool": (("promtool",), "prometheus"),
+    "pushgateway": (("prometheus-pushgateway", "pushgateway"), "prometheus-pushgateway"),
+    "alertmanager": (("prometheus-alertmanager", "alertmanager"), "prometheus-alertmanager"),
+    "amtool": (("amtool",), "prometheus-alertmanager"),
 }
 
 DEFAULT_ALERTMANAGER_CONFIG: dict[str, Any] = {
@@ -68,19 +70,28 @@ class DevstackError(RuntimeError):
 
 
 class MissingBinaryError(DevstackError):
-    """A server binary is not installed (tests skip on this)."""
+    """A server binary is not installed; the message names the package that installs it."""
 
 
 def find_binary(server: str) -> str:
-    """Path of `server`'s binary (``prometheus``, ``pushgateway``, ``alertmanager``, ``promtool``)."""
+    """Path of `server`'s binary: ``prometheus``, ``promtool``, ``pushgateway``,
+    ``alertmanager`` or ``amtool``.
+
+    Raises
+    ------
+    MissingBinaryError
+        Not on ``PATH`` and no ``ANOMALY_<SERVER>_BIN`` override; the message is one line
+        saying what to install.
+    """
     override = os.environ.get(f"ANOMALY_{server.upper()}_BIN")
     if override:
         return override
-    for name in _BINARIES[server]:
+    names, package = _BINARIES[server]
+    for name in names:
         found = shutil.which(name)
         if found:
             return found
-    raise MissingBinaryError(f"{server} not found on PATH (tried {', '.join(_BINARIES[server])})")
+    raise MissingBinaryError(f"{names[0]} is not installed: apt-get install {package}")
 
 
 def free_port() -> int:
@@ -234,6 +245,38 @@ class BackfillReport:
     openmetrics_bytes: int
 
 
+def create_blocks(
+    openmetrics_path: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str],
+    *,
+    max_block_duration: str = "72h",
+    timeout_seconds: float = 600.0,
+) -> int:
+    """``promtool tsdb create-blocks-from openmetrics``: an OpenMetrics file (``# EOF``
+    terminated) into TSDB blocks in `data_dir`; returns how many blocks `data_dir` then holds.
+
+    See :func:`backfill` for `max_block_duration`. Raises :class:`DevstackError` quoting
+    promtool's output when it fails.
+    """
+    out = Path(data_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        find_binary("promtool"),
+        "tsdb",
+        "create-blocks-from",
+        "--quiet",
+        "openmetrics",
+        f"--max-block-duration={max_block_duration}",
+        str(openmetrics_path),
+        str(out),
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_seconds)
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).splitlines()[-20:])
+        raise DevstackError(f"promtool backfill failed (exit {result.returncode}):\n{tail}")
+    return sum(1 for p in out.iterdir() if (p / "meta.json").is_file())
+
+
 def backfill(
     dataset: Dataset,
     data_dir: str | os.PathLike[str],
@@ -259,24 +302,15 @@ def backfill(
         source = tmp / "data.om"
         write_openmetrics(dataset, source)
         size = source.stat().st_size
-        cmd = [
-            find_binary("promtool"),
-            "tsdb",
-            "create-blocks-from",
-            "--quiet",
-            "openmetrics",
-            f"--max-block-duration={max_block_duration}",
-            str(source),
-            str(out),
-        ]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_seconds)
-    if result.returncode != 0:
-        tail = "\n".join((result.stderr or result.stdout).splitlines()[-20:])
-        raise DevstackError(f"promtool backfill failed (exit {result.returncode}):\n{tail}")
-    blocks = [p for p in out.iterdir() if (p / "meta.json").is_file()]
+        blocks = create_blocks(
+            source,
+            out,
+            max_block_duration=max_block_duration,
+            timeout_seconds=timeout_seconds,
+        )
     report = BackfillReport(
         seconds=time.monotonic() - started,
-        blocks=len(blocks),
+        blocks=blocks,
         samples=sum(s.values.size for s in dataset.series),
         openmetrics_bytes=size,
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import subprocess
 import threading
 import time
@@ -22,6 +21,8 @@ import requests
 import yaml
 from anomaly_lab import devstack
 from anomaly_lab.webhook import has_alert, run_webhook_receiver
+
+from tests.conftest import Servers
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
@@ -210,14 +211,6 @@ def _walk(node: Any) -> Iterator[tuple[str, Any]]:
     elif isinstance(node, list):
         for item in node:
             yield from _walk(item)
-
-
-@pytest.fixture(scope="module")
-def amtool() -> str:
-    found = shutil.which("amtool")
-    if found is None:
-        pytest.skip("amtool is not installed (make test installs it)")
-    return found
 
 
 @pytest.fixture
@@ -443,27 +436,8 @@ def test_webhook_receiver_collects_and_waits() -> None:
 # ------------------------------------------------------------------ inhibition, real Alertmanager
 
 
-def _with_webhooks(url: str) -> dict[str, Any]:
-    """The shipped routing and inhibition, every receiver replaced by a webhook, fast timers."""
-    config = _config()
-    config.pop("global", None)
-    config["receivers"] = [
-        {"name": r["name"], "webhook_configs": [{"url": url, "send_resolved": False}]}
-        for r in config["receivers"]
-    ]
-    for route in [config["route"], *config["route"].get("routes", [])]:
-        route["group_wait"] = "0s"
-        route["group_interval"] = "1s"
-    return config
-
-
 @pytest.mark.e2e
-def test_organization_down_inhibits_its_own_anomaly_alerts() -> None:
-    try:
-        devstack.find_binary("alertmanager")
-    except devstack.MissingBinaryError as e:
-        pytest.skip(f"{e} (make test installs it)")
-
+def test_organization_down_inhibits_its_own_anomaly_alerts(servers: Servers) -> None:
     def alert(name: str, org: str, team: str, severity: str) -> dict[str, Any]:
         return {
             "labels": {
@@ -476,7 +450,11 @@ def test_organization_down_inhibits_its_own_anomaly_alerts() -> None:
             "annotations": {"summary": f"{name} {org}"},
         }
 
-    with run_webhook_receiver() as hook, devstack.run_alertmanager(_with_webhooks(hook.url)) as am:
+    with (
+        run_webhook_receiver() as hook,
+        # The shipped routing and inhibition, every receiver a webhook, fast timers.
+        servers.alertmanager(devstack.webhook_routing(CONFIG, hook.url)) as am,
+    ):
         # The source alert first: Alertmanager inhibits against the alerts it already holds,
         # and alerts posted together race its inhibitor (a test that flaked under load).
         down_alert = [alert("OrganizationDown", "org-07", "platform", "critical")]
@@ -516,24 +494,19 @@ def _readme_silences() -> list[list[str]]:
 
 
 @pytest.mark.e2e
-def test_readme_silences_work(amtool: str) -> None:
+def test_readme_silences_work(amtool: str, alertmanager: str) -> None:
     """The documented maintenance-window commands are accepted by a real Alertmanager."""
     commands = _readme_silences()
     assert len(commands) >= 4
-    try:
-        devstack.find_binary("alertmanager")
-    except devstack.MissingBinaryError as e:
-        pytest.skip(f"{e} (make test installs it)")
-    with devstack.run_alertmanager() as am:
-        for argv in commands:
-            proc = _amtool(amtool, f"--alertmanager.url={am.url}", *argv)
-            assert proc.returncode == 0, f"{argv}: {proc.stderr}"
-        listed = _amtool(
-            amtool,
-            f"--alertmanager.url={am.url}",
-            "silence",
-            "query",
-            "-q",
-            "organization_id=org-07",
-        )
-        assert len(listed.stdout.split()) >= 3, listed.stdout
+    for argv in commands:
+        proc = _amtool(amtool, f"--alertmanager.url={alertmanager}", *argv)
+        assert proc.returncode == 0, f"{argv}: {proc.stderr}"
+    listed = _amtool(
+        amtool,
+        f"--alertmanager.url={alertmanager}",
+        "silence",
+        "query",
+        "-q",
+        "organization_id=org-07",
+    )
+    assert len(listed.stdout.split()) >= 3, listed.stdout

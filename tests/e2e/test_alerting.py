@@ -17,13 +17,12 @@ import pytest
 from anomaly_lab import devstack, synth
 from anomaly_lab.webhook import has_alert, run_webhook_receiver
 
-from tests.conftest import write_config
+from tests.conftest import Servers, write_config
 
 pytestmark = pytest.mark.e2e
 
 
-def test_injected_anomalies_become_routed_notifications(tmp_path: Path) -> None:
-    devstack.find_binary("alertmanager")
+def test_injected_anomalies_become_routed_notifications(tmp_path: Path, servers: Servers) -> None:
     end = math.floor(time.time() / 300) * 300
     injections = [
         synth.ending_injection("org-02", "request_rate", "outage", end=end, duration_seconds=3600),
@@ -34,7 +33,7 @@ def test_injected_anomalies_become_routed_notifications(tmp_path: Path) -> None:
     rules = devstack.fast_rules(devstack.RULES_FILE, tmp_path)
     with (
         run_webhook_receiver() as hook,
-        devstack.run_stack(
+        servers.stack(
             dataset=dataset,
             rule_files=[rules],
             alertmanager_config=devstack.webhook_routing(devstack.ALERTMANAGER_FILE, hook.url),

@@ -11,18 +11,10 @@ import pytest
 import requests
 from anomaly_lab import devstack, synth
 
-from anomaly.io import prometheus as source
+from anomaly.io.matrix import decode_matrix
+from tests.conftest import Servers
 
 pytestmark = pytest.mark.e2e
-
-
-def require(*servers: str) -> None:
-    """Skip unless every server's binary is installed."""
-    for server in servers:
-        try:
-            devstack.find_binary(server)
-        except devstack.MissingBinaryError as exc:
-            pytest.skip(str(exc))
 
 
 def is_running(pid: int) -> bool:
@@ -56,9 +48,8 @@ def rule_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack(dataset: synth.Dataset, rule_file: Path) -> Iterator[devstack.Stack]:
-    require("prometheus", "promtool", "pushgateway", "alertmanager")
-    with devstack.run_stack(dataset=dataset, rule_files=[rule_file]) as running:
+def stack(servers: Servers, dataset: synth.Dataset, rule_file: Path) -> Iterator[devstack.Stack]:
+    with servers.stack(dataset=dataset, rule_files=[rule_file]) as running:
         yield running
 
 
@@ -103,7 +94,7 @@ def test_range_answers_take_the_fast_decoder_and_match_json(
         timeout=30,
     )
     r.raise_for_status()
-    decoded = source.decode_matrix(r.content.decode("utf-8"))
+    decoded = decode_matrix(r.content.decode("utf-8"))
     assert decoded is not None
     want = r.json()["data"]["result"]
     assert [labels for labels, _, _ in decoded.series] == [w["metric"] for w in want]
@@ -145,9 +136,8 @@ def test_rule_alerts_reach_the_alertmanager(stack: devstack.Stack) -> None:
     assert "DevstackAlwaysFiring" in names
 
 
-def test_servers_stop_and_clean_up() -> None:
-    require("pushgateway", "alertmanager")
-    with devstack.run_pushgateway() as pushgateway, devstack.run_alertmanager() as alertmanager:
+def test_servers_stop_and_clean_up(servers: Servers) -> None:
+    with servers.pushgateway() as pushgateway, servers.alertmanager() as alertmanager:
         servers = (pushgateway, alertmanager)
         assert all(is_running(s.pid) and s.workdir.is_dir() for s in servers)
     for server in servers:
@@ -157,11 +147,10 @@ def test_servers_stop_and_clean_up() -> None:
             requests.get(f"{server.url}/-/ready", timeout=2)
 
 
-def test_a_server_that_cannot_start_reports_its_log() -> None:
-    require("alertmanager")
+def test_a_server_that_cannot_start_reports_its_log(servers: Servers) -> None:
     with (
         pytest.raises(devstack.DevstackError, match="alertmanager exited") as info,
-        devstack.run_alertmanager({"route": {"receiver": "missing"}, "receivers": []}),
+        servers.alertmanager({"route": {"receiver": "missing"}, "receivers": []}),
     ):
         pass
     assert "missing" in str(info.value)
@@ -187,3 +176,21 @@ def test_prometheus_config_wiring() -> None:
     assert Path(config["rule_files"][0]).is_absolute()
     target = config["alerting"]["alertmanagers"][0]["static_configs"]
     assert target == [{"targets": ["127.0.0.1:9093"]}]
+
+
+@pytest.mark.parametrize(
+    ("server", "package"),
+    [("pushgateway", "prometheus-pushgateway"), ("promtool", "prometheus")],
+)
+def test_a_missing_binary_fails_in_one_line_naming_the_package(
+    server: str, package: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never a skip: a server test without its server would pass without testing anything."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv(f"ANOMALY_{server.upper()}_BIN", raising=False)
+    with pytest.raises(pytest.fail.Exception) as info:
+        Servers().binary(server)
+    assert info.value.msg.endswith(
+        f"is not installed: apt-get install {package} (make test installs it)"
+    )
+    assert "\n" not in info.value.msg and not info.value.pytrace

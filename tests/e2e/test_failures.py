@@ -14,16 +14,15 @@ import requests
 import yaml
 from anomaly_lab import devstack, synth
 
-from tests.conftest import write_config
-from tests.test_cli import closed_port
+from tests.conftest import Servers, write_config
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[devstack.Stack]:
+def stack(servers: Servers) -> Iterator[devstack.Stack]:
     dataset = synth.generate(3, days=8.0, seed=3)
-    with devstack.run_stack(dataset=dataset, with_alertmanager=False) as s:
+    with servers.stack(dataset=dataset, with_alertmanager=False) as s:
         yield s
 
 
@@ -85,7 +84,7 @@ def test_broken_and_empty_queries_fail_alone(stack: devstack.Stack, tmp_path: Pa
 def test_unreachable_pushgateway_fails_the_run(stack: devstack.Stack, tmp_path: Path) -> None:
     config = write_config(tmp_path / "config.yaml", stack)
     raw = yaml.safe_load(config.read_text())
-    dead = f"http://127.0.0.1:{closed_port()}"
+    dead = f"http://127.0.0.1:{devstack.free_port()}"
     raw["pushgateway"].update(url=dead, retries=1, retry_backoff_seconds=0.01)
     config.write_text(yaml.safe_dump(raw))
     result = cli("run", "--once", "--config", str(config))

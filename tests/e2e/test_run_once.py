@@ -20,9 +20,11 @@ from anomaly_lab import devstack, synth
 
 from anomaly.config import load_config
 from anomaly.io.prometheus import PrometheusSource
+from anomaly.job.metric import score_metric
 from anomaly.job.plan import plan_batches
-from anomaly.job.run import MetricOutcome, _batch_results, process_batch, score_metric
-from tests.conftest import write_config
+from anomaly.job.report import MetricOutcome
+from anomaly.job.run import _batch_results, process_batch
+from tests.conftest import Servers, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -75,11 +77,9 @@ def last_monday_morning() -> float:
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
-    for name in ("prometheus", "pushgateway", "promtool"):
-        devstack.find_binary(name)
+def scenario(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     dataset, truth = synth.evaluation_scenario(n_tenants=24, seed=42, end=last_monday_morning())
-    with devstack.run_stack(dataset=dataset, with_alertmanager=False) as stack:
+    with servers.stack(dataset=dataset, with_alertmanager=False) as stack:
         config = write_config(tmp_path_factory.mktemp("run") / "config.yaml", stack)
         run = anomaly_cli("run", "--once", "--config", str(config), "--at", str(dataset.end))
         yield Scenario(stack, dataset, truth, config, run)
@@ -130,6 +130,7 @@ def test_every_series_has_bands_and_finite_scores(scenario: Scenario) -> None:
         (lab[TENANT], lab["metric"]): v
         for lab, v in pushed_samples(scenario.stack, "anomaly_upper_bound")
     }
+    assert set(lower) == set(upper) == expected
     assert all(lower[k] <= upper[k] for k in lower)
 
 

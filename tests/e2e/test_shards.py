@@ -15,7 +15,7 @@ from anomaly_lab import devstack, synth
 
 from anomaly.config import PushgatewayConfig
 from anomaly.io.pushgateway import PushgatewaySink, Sample
-from tests.conftest import write_config
+from tests.conftest import Servers, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -29,9 +29,9 @@ METRICS = [
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[tuple[devstack.Stack, synth.Dataset]]:
+def stack(servers: Servers) -> Iterator[tuple[devstack.Stack, synth.Dataset]]:
     dataset = synth.generate(TENANTS, days=3.0, seed=5)
-    with devstack.run_stack(dataset=dataset, with_alertmanager=False) as s:
+    with servers.stack(dataset=dataset, with_alertmanager=False) as s:
         yield s, dataset
 
 

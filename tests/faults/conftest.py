@@ -14,12 +14,13 @@ import pytest
 import requests
 
 from anomaly import cli
+from tests.conftest import Servers
 from tests.faults.world import World, run_world
 
 
 @pytest.fixture(scope="session")
-def world(require_servers: None) -> Iterator[World]:
-    with run_world() as w:
+def world(servers: Servers) -> Iterator[World]:
+    with run_world(servers) as w:
         yield w
 
 

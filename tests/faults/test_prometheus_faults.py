@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from anomaly_lab import devstack
 
 from tests.faults.conftest import Result, samples, snapshot
 from tests.faults.proxy import Fault, FaultProxy
 from tests.faults.world import TENANT, World, config_for
-from tests.test_cli import closed_port
 
 pytestmark = pytest.mark.e2e
 
@@ -60,7 +60,7 @@ def test_failing_prometheus_fails_the_run_in_one_line(
     job = "faults_prom_down"
     with FaultProxy(world.stack.prometheus_url) as proxy:
         proxy.fault = lambda seen, n: fault if seen.path.startswith(path) else None
-        url = proxy.url if fault else f"http://127.0.0.1:{closed_port()}"
+        url = proxy.url if fault else f"http://127.0.0.1:{devstack.free_port()}"
         result = anomaly(
             "run", "--once", "--config", _config(tmp_path, world, job, url), "--at", str(world.end)
         )

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from anomaly_lab import devstack
 
 from tests.faults.conftest import Result, samples, snapshot
 from tests.faults.proxy import Fault, FaultProxy
 from tests.faults.world import NORMAL_METRIC, TENANT, World, config_for
-from tests.test_cli import closed_port
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +48,7 @@ def test_failing_pushgateway_fails_the_run_in_one_line(
     job = f"faults_pg_down_{fault.kind if fault else 'refused'}"
     with FaultProxy(world.stack.pushgateway_url) as proxy:
         proxy.fault = lambda seen, n: fault
-        url = proxy.url if fault else f"http://127.0.0.1:{closed_port()}"
+        url = proxy.url if fault else f"http://127.0.0.1:{devstack.free_port()}"
         config = config_for(tmp_path / "c.yaml", world, job=job, pushgateway={"url": url, **FAST})
         result = anomaly("run", "--once", "--config", str(config), "--at", str(world.end))
         line = result.assert_fails_in_one_line(f"Pushgateway at {url}", message)

@@ -2,10 +2,11 @@
 the next, missed ticks coalesce into one next run instead of a burst, and SIGTERM or SIGINT
 during a run let it finish before the process exits 0.
 
-To stay fast, the process's cron trigger ticks every second and its cycle is a fake that
-sleeps 1.5 s and logs when it starts and ends (a wrapper patches both before ``main``);
-scheduling, locking and signal handling are the real ones. SIGTERM against the real servers
-is in tests/e2e/test_failures.py.
+To stay fast, the process's loop gets a trigger that ticks every second and a cycle that is a
+fake that sleeps 1.5 s and logs when it starts and ends (both are parameters of
+:func:`anomaly.job.serve.serve`, bound by a wrapper before ``main``); scheduling, locking and
+signal handling are the real ones. SIGTERM against the real servers is in
+tests/e2e/test_failures.py; the loop in-process is in tests/job/test_serve.py.
 """
 
 from __future__ import annotations
@@ -22,25 +23,25 @@ import yaml
 RUN_SECONDS = 1.5
 
 WRAPPER = """
-import sys, time
+import functools, sys, time
 from apscheduler.triggers.cron import CronTrigger
-import anomaly.job.run as pipeline
 from anomaly import cli
+from anomaly.job import serve
+from anomaly.job.report import RunReport
 
 events, seconds = sys.argv[1], float(sys.argv[2])
-CronTrigger.from_crontab = classmethod(  # every second instead of every minute
-    lambda cls, expr, timezone=None: CronTrigger(second="*", timezone=timezone)
-)
 
-def slow_cycle(config, **kwargs):
+def slow_cycle(config):
     with open(events, "a") as f:
         f.write(f"start {time.time()}\\n")
     time.sleep(seconds)
     with open(events, "a") as f:
         f.write(f"end {time.time()}\\n")
-    return pipeline.RunReport(started_at=time.time(), evaluated_at=time.time())
+    return RunReport(started_at=time.time(), evaluated_at=time.time())
 
-pipeline.run_once = slow_cycle
+serve.serve = functools.partial(  # what `anomaly serve` calls: every second, the fake cycle
+    serve.serve, cycle=slow_cycle, trigger=CronTrigger(second="*", timezone="UTC")
+)
 sys.exit(cli.main(["serve", "--config", sys.argv[3]]))
 """
 

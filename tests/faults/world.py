@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,7 +21,7 @@ import numpy as np
 import yaml
 from anomaly_lab import devstack, synth
 
-from tests.conftest import write_config
+from tests.conftest import Servers, write_config
 
 STEP = 300
 DAYS = 8
@@ -214,38 +213,19 @@ def write_world(path: Path, end: float) -> synth.Dataset:
 
 
 @contextlib.contextmanager
-def run_world() -> Iterator[World]:
+def run_world(servers: Servers) -> Iterator[World]:
     """A Pushgateway and a Prometheus holding :func:`write_world`'s data and scraping it."""
+    servers.require("promtool", "prometheus", "pushgateway")
     end = math.floor((time.time() - 600) / STEP) * STEP
     with tempfile.TemporaryDirectory(prefix="anomaly-faults-") as tmp:
         workdir = Path(tmp)
-        data = workdir / "data"
-        data.mkdir()
         source = workdir / "world.om"
         normal = write_world(source, end)
-        result = subprocess.run(
-            [
-                devstack.find_binary("promtool"),
-                "tsdb",
-                "create-blocks-from",
-                "--quiet",
-                "openmetrics",
-                "--max-block-duration=72h",
-                str(source),
-                str(data),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if result.returncode != 0:
-            raise devstack.DevstackError(f"promtool failed: {result.stderr[-2000:]}")
+        data = workdir / "data"
+        devstack.create_blocks(source, data, timeout_seconds=300)
         with (
-            devstack.run_pushgateway() as pushgateway,
-            devstack.run_prometheus(prebuilt_data_dir=data, pushgateway_url=pushgateway.url) as (
-                prom,
-                _,
-            ),
+            servers.pushgateway() as pushgateway,
+            servers.prometheus(prebuilt_data_dir=data, pushgateway_url=pushgateway.url) as prom,
         ):
             stack = devstack.Stack(prom.url, pushgateway.url, None, prom, pushgateway, None, None)
             yield World(stack, float(end), normal)

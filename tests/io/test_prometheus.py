@@ -1,69 +1,32 @@
-"""Tests for anomaly.io.prometheus: parsing, chunking, retries, errors, auth/TLS, PromQL escaping."""
+"""Tests for anomaly.io.prometheus: parsing, chunking, retries, errors, auth, label values."""
 
 from __future__ import annotations
 
-import ast
 import http.server
 import json
 import math
-import re
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
 import requests
-from hypothesis import given
-from hypothesis import strategies as st
-from requests.adapters import BaseAdapter
+from anomaly_lab import devstack
 
-from anomaly.config import AuthConfig, PrometheusConfig, TLSConfig
+from anomaly.config import AuthConfig, PrometheusConfig
 from anomaly.errors import QueryError, SourceError
-from anomaly.io import prometheus as source_mod
-from anomaly.io.prometheus import (
-    PrometheusSource,
-    RawSeries,
-    escape_label_value,
-    regex_escape_label_value,
-)
+from anomaly.io.prometheus import PrometheusSource, RawSeries
+from anomaly.io.promql import escape_label_value, regex_escape_label_value
+from tests.io.fake_http import FakeAdapter, session_with
+from tests.io.test_promql import HOSTILE
 
 URL = "http://prom.test:9090"
 
 
 # --------------------------------------------------------------------------- fakes
-
-
-class FakeAdapter(BaseAdapter):
-    """A requests transport that answers from a Python function and records requests."""
-
-    def __init__(self, answer: Callable[[requests.PreparedRequest], tuple[int, Any]]) -> None:
-        super().__init__()
-        self.answer = answer
-        self.requests: list[requests.PreparedRequest] = []
-        self.timeouts: list[Any] = []
-
-    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):  # type: ignore[no-untyped-def, override]
-        self.requests.append(request)
-        self.timeouts.append(timeout)
-        status, body = self.answer(request)
-        if isinstance(body, BaseException):
-            raise body
-        resp = requests.Response()
-        resp.status_code = status
-        resp._content = body if isinstance(body, bytes) else json.dumps(body).encode()
-        resp.url = request.url or ""
-        resp.request = request
-        return resp
-
-    def close(self) -> None:
-        pass
 
 
 def params_of(req: requests.PreparedRequest) -> dict[str, str]:
@@ -77,16 +40,19 @@ def make_source(
     answer: Callable[..., tuple[int, Any]], **cfg: Any
 ) -> tuple[PrometheusSource, FakeAdapter, list[float]]:
     adapter = FakeAdapter(answer)
-    session = requests.Session()
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
     sleeps: list[float] = []
     config = PrometheusConfig(url=cfg.pop("url", URL), **cfg)
-    return PrometheusSource(config, session=session, sleep=sleeps.append), adapter, sleeps
+    source = PrometheusSource(config, session=session_with(adapter), sleep=sleeps.append)
+    return source, adapter, sleeps
 
 
 def ok(data: Any) -> tuple[int, Any]:
     return 200, {"status": "success", "data": data}
+
+
+def error(error_type: str, message: str) -> dict[str, str]:
+    """A Prometheus API error body."""
+    return {"status": "error", "errorType": error_type, "error": message}
 
 
 def matrix(*series: tuple[dict[str, str], list[list[Any]]]) -> dict[str, Any]:
@@ -103,11 +69,7 @@ def grid_answer(
         start, end, step = float(p["start"]), float(p["end"]), float(p["step"])
         n = int(math.floor((end - start) / step + 1e-9)) + 1
         if n > 11000:
-            return 400, {
-                "status": "error",
-                "errorType": "bad_data",
-                "error": "exceeded maximum resolution",
-            }
+            return 400, error("bad_data", "exceeded maximum resolution")
         ts = [start + i * step for i in range(n)]
         return ok(matrix(*[(labels, [[t, str(t)] for t in ts]) for labels in series_labels]))
 
@@ -202,11 +164,7 @@ def test_stitching_drops_a_point_returned_twice_and_series_only_in_later_chunks(
 
 
 def test_bad_query_is_not_retried_and_names_query_and_message() -> None:
-    body = {
-        "status": "error",
-        "errorType": "bad_data",
-        "error": '1:5: parse error: unexpected "}" in label matching',
-    }
+    body = error("bad_data", '1:5: parse error: unexpected "}" in label matching')
     src, adapter, sleeps = make_source(lambda r: (400, body), retries=3)
     with pytest.raises(QueryError) as info:
         src.query_range("rate(up}[5m])", 0, 60, 15)
@@ -216,11 +174,7 @@ def test_bad_query_is_not_retried_and_names_query_and_message() -> None:
 
 
 def test_execution_error_422_is_a_query_error() -> None:
-    body = {
-        "status": "error",
-        "errorType": "execution",
-        "error": "many-to-many matching not allowed",
-    }
+    body = error("execution", "many-to-many matching not allowed")
     src, _, _ = make_source(lambda r: (422, body))
     with pytest.raises(QueryError, match="many-to-many"):
         src.query_range("a / b", 0, 60, 15)
@@ -239,9 +193,7 @@ def test_5xx_is_retried_with_exponential_backoff_then_succeeds() -> None:
 
 
 def test_persistent_5xx_is_a_source_error_after_bounded_retries() -> None:
-    src, adapter, sleeps = make_source(
-        lambda r: (500, {"status": "error", "errorType": "internal", "error": "boom"}), retries=2
-    )
+    src, adapter, sleeps = make_source(lambda r: (500, error("internal", "boom")), retries=2)
     with pytest.raises(SourceError, match="HTTP 500 internal.*boom") as info:
         src.query_range("up", 0, 60, 15)
     assert not isinstance(info.value, QueryError)
@@ -249,11 +201,7 @@ def test_persistent_5xx_is_a_source_error_after_bounded_retries() -> None:
 
 
 def test_server_side_query_timeout_is_a_query_error() -> None:
-    body = {
-        "status": "error",
-        "errorType": "timeout",
-        "error": "query timed out in expression evaluation",
-    }
+    body = error("timeout", "query timed out in expression evaluation")
     src, adapter, _ = make_source(lambda r: (503, body), retries=1)
     with pytest.raises(QueryError, match="timed out"):
         src.query_range("heavy", 0, 60, 15)
@@ -331,19 +279,6 @@ def test_password_in_url_is_redacted_from_errors() -> None:
     assert "timed out" in str(info.value)
 
 
-def test_tls_settings_configure_the_session(tmp_path: Path) -> None:
-    ca, cert, key = (tmp_path / n for n in ("ca.pem", "c.pem", "k.pem"))
-    cfg = PrometheusConfig(
-        url="https://p", tls=TLSConfig(ca_file=str(ca), cert_file=str(cert), key_file=str(key))
-    )
-    s = PrometheusSource(cfg)._session
-    assert s.verify == str(ca) and s.cert == (str(cert), str(key))
-    s = PrometheusSource(PrometheusConfig(url="https://p", tls=TLSConfig(verify=False)))._session
-    assert s.verify is False
-    s = PrometheusSource(PrometheusConfig(url="https://p"))._session
-    assert s.verify is True and s.cert is None
-
-
 # --------------------------------------------------------------------------- label values, check
 
 
@@ -369,12 +304,6 @@ def test_check_is_an_instant_query() -> None:
 
 
 # --------------------------------------------------------------------------- real sockets
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -417,7 +346,7 @@ def http_server() -> Iterator[tuple[str, type[_Handler]]]:
 
 
 def test_connection_refused_is_one_line_naming_the_url() -> None:
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://127.0.0.1:{devstack.free_port()}"
     src = PrometheusSource(PrometheusConfig(url=url, retries=1, retry_backoff_seconds=0))
     with pytest.raises(SourceError) as info:
         src.query_range("up", 0, 60, 15)
@@ -449,92 +378,10 @@ def test_a_5xx_then_success_over_real_http(http_server: tuple[str, type[_Handler
     assert handler.calls == 2
 
 
-# --------------------------------------------------------------------------- escaping
-
-
-HOSTILE = [
-    "plain",
-    'x"} or vector(1) #',
-    "back\\slash\\",
-    'quote"',
-    "new\nline\r\ttab",
-    "ünïcødé €",
-    "a.b*c+d?e(f)g|h[i]j{k}l^m$n",
-    "nul\x00bell\x07del\x7f",
-    "",
-    ".*",
-]
-
-
-def go_string_literal(escaped: str) -> str:
-    """Decode a PromQL/Go double-quoted literal body (same escapes as Python for our output)."""
-    return str(ast.literal_eval('"' + escaped + '"'))
-
-
-@pytest.mark.parametrize("value", HOSTILE)
-def test_escaped_value_cannot_leave_the_string_literal(value: str) -> None:
-    esc = escape_label_value(value)
-    assert "\n" not in esc and "\r" not in esc
-    assert re.search(r'(?<!\\)(\\\\)*"', esc) is None  # no unescaped quote
-    assert go_string_literal(esc) == value
-
-
-@given(st.text())
-def test_escape_round_trips(value: str) -> None:
-    assert go_string_literal(escape_label_value(value)) == value
-
-
-@given(st.text(), st.text())
-def test_regex_escape_matches_exactly_the_value(value: str, other: str) -> None:
-    pattern = go_string_literal(regex_escape_label_value(value))
-    assert re.fullmatch(pattern, value, flags=re.DOTALL)
-    if other != value:
-        assert not re.fullmatch(pattern, other, flags=re.DOTALL)
-
-
 # --------------------------------------------------------------------------- e2e: real Prometheus
 
 
-@pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("prometheus binary not installed")
-    d = tmp_path_factory.mktemp("prometheus")
-    (d / "prometheus.yml").write_text("global: {}\n")
-    port = free_port()
-    log = (d / "log").open("w")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={d / 'prometheus.yml'}",
-            f"--storage.tsdb.path={d / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(url + "/-/ready", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"prometheus did not start: {(d / 'log').read_text()[-2000:]}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+# ``prometheus`` (tests/conftest.py): the URL of a bare Prometheus shared by the session.
 
 
 @pytest.mark.e2e
@@ -590,92 +437,3 @@ def test_e2e_prometheus_reads_escaped_values_back_exactly(prometheus: str, value
     q2 = f'label_replace(label_replace(vector(1), "x", "{lit}", "", ""), "y", "matched", "x", "{other}")'
     (s2,) = src.query_range(q2, 0, 0, 60)
     assert "y" not in s2.labels
-
-
-# --------------------------------------------------------------------------- fast matrix decoding
-
-_LABEL_TEXT = st.lists(
-    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=3)
-    | st.sampled_from(['"', "\\", "]]", "[", '"values":[[1,"2"]]}', "\n"]),
-    max_size=5,
-).map("".join)
-_SAMPLE = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -0.0, 1e300])
-
-
-def _prom_value(v: float) -> str:
-    """How Prometheus writes a sample value."""
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    return repr(v)
-
-
-def _slow_path(text: str) -> list[tuple[dict[str, str], list[float], list[float]]]:
-    out = []
-    for item in json.loads(text)["data"]["result"]:
-        pairs = item["values"]
-        if pairs:
-            out.append((item["metric"], [float(p[0]) for p in pairs], [float(p[1]) for p in pairs]))
-    return out
-
-
-@given(
-    st.lists(
-        st.tuples(
-            st.dictionaries(st.sampled_from(["organization_id", "values", "a_b"]), _LABEL_TEXT),
-            st.lists(st.tuples(st.integers(0, 2**33), _SAMPLE), max_size=6),
-        ),
-        max_size=4,
-    ),
-    st.sampled_from(["", " ", "\n  "]),
-)
-def test_decode_matrix_equals_json_decoding(
-    series: list[tuple[dict[str, str], list[tuple[int, float]]]], space: str
-) -> None:
-    result = [
-        {"metric": labels, "values": [[t / 2, _prom_value(v)] for t, v in samples]}
-        for labels, samples in series
-    ]
-    doc = {"status": "success", "data": {"resultType": "matrix", "result": result}}
-    separators = ("," + space, ":" + space)
-    text = json.dumps(doc, separators=separators, ensure_ascii=bool(space))
-    decoded = source_mod.decode_matrix(text)
-    assert decoded is not None
-    want = _slow_path(text)
-    assert len(decoded.series) == len(want)
-    for (labels, times, values), (w_labels, w_times, w_values) in zip(
-        decoded.series, want, strict=True
-    ):
-        assert labels == w_labels
-        assert times.tolist() == w_times
-        np.testing.assert_array_equal(values, np.array(w_values))  # NaN == NaN here
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        '{"status":"success","data":{"resultType":"vector","result":[]}}',
-        '{"status":"error","errorType":"bad_data","error":"x"}',
-        '{"status":"success","data":{"resultType":"matrix","result":[]},"warnings":["w"]}',
-        '{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},'
-        '"histograms":[[1,{"count":"1"}]]}]}}',
-        '{"status":"success","data":{"resultType":"matrix","result":[{"values":[[1,"1"]],'
-        '"metric":{}}]}}',
-        '{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},'
-        '"values":[[1,"x"]]}]}}',
-        '{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},'
-        '"values":[[1,"1",2]]}]}}',
-        '{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},'
-        '"values":[[1,"1"]]}',
-    ],
-    ids=["vector", "error", "warnings", "histograms", "key-order", "junk", "triple", "cut"],
-)
-def test_decode_matrix_leaves_anything_unusual_to_json(text: str) -> None:
-    assert source_mod.decode_matrix(text) is None
-
-
-def test_decode_matrix_of_an_empty_result() -> None:
-    text = '{"status":"success","data":{"resultType":"matrix","result":[]}}'
-    decoded = source_mod.decode_matrix(text)
-    assert decoded is not None and decoded.series == []

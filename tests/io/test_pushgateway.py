@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 import base64
-import io
+import http.client
 import json
 import math
-import shutil
-import socket
-import subprocess
-import time
-import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from email.message import Message
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
 import pytest
+import requests
+from anomaly_lab import devstack
 from prometheus_client.parser import text_string_to_metric_families
+from urllib3.exceptions import ProtocolError
 
 from anomaly.config import AuthConfig, PushgatewayConfig
 from anomaly.errors import SinkError
 from anomaly.io.pushgateway import PushgatewaySink, Sample, grouping_key_for
 from anomaly.job.export import HELP, POS_INF
+from tests.io.fake_http import FakeAdapter, session_with
 
 URL = "http://pushgw.test:9091"
 ORG = "organization_id"
@@ -46,28 +42,30 @@ def decode_grouping(path: str) -> dict[str, str]:
     return out
 
 
-class FakePushgateway:
+class FakePushgateway(FakeAdapter):
     """Implements PUT/DELETE of groups and GET /api/v1/metrics; records every request."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.groups: dict[frozenset[tuple[str, str]], str] = {}
-        self.requests: list[urllib.request.Request] = []
-        self.fail: list[BaseException] = []  # raised (in order) before handling requests
+        # Answered (a (status, body) pair) or raised (an exception), in order, before handling
+        # requests.
+        self.fail: list[tuple[int, bytes] | BaseException] = []
 
-    def __call__(self, request: urllib.request.Request, timeout: float) -> bytes:
-        self.requests.append(request)
+    def answer(self, request: requests.PreparedRequest) -> tuple[int, Any]:
         if self.fail:
-            raise self.fail.pop(0)
-        path = urlsplit(request.full_url).path
-        method = request.get_method()
-        if method == "GET" and path == "/api/v1/metrics":
-            return json.dumps({"status": "success", "data": self.listing()}).encode()
+            failure = self.fail.pop(0)
+            return failure if isinstance(failure, tuple) else (0, failure)
+        path = urlsplit(request.url or "").path
+        if request.method == "GET" and path == "/api/v1/metrics":
+            return 200, {"status": "success", "data": self.listing()}
         key = frozenset(decode_grouping(path).items())
-        if method == "PUT":
-            self.groups[key] = (request.data or b"").decode()  # type: ignore[union-attr]
-        elif method == "DELETE":
+        if request.method == "PUT":
+            body = request.body or b""
+            self.groups[key] = body.decode() if isinstance(body, bytes) else body
+        elif request.method == "DELETE":
             self.groups.pop(key, None)
-        return b""
+        return 200, b""
 
     def group(self, **labels: str) -> dict[str, Any]:
         """Parsed families of one group: name → (type, help, [(labels, value)])."""
@@ -99,21 +97,21 @@ class FakePushgateway:
         return out
 
 
-def http_error(code: int, body: bytes) -> urllib.error.HTTPError:
-    return urllib.error.HTTPError(URL, code, "error", Message(), io.BytesIO(body))
-
-
 def make_sink(
-    tenant_label: str | None = ORG, shard: str | None = None, **cfg: Any
+    tenant_label: str | None = ORG,
+    shard: str | None = None,
+    *,
+    gw: FakePushgateway | None = None,
+    **cfg: Any,
 ) -> tuple[PushgatewaySink, FakePushgateway, list[float]]:
-    gw = FakePushgateway()
+    gw = gw or FakePushgateway()
     sleeps: list[float] = []
     config = PushgatewayConfig(url=URL, job=cfg.pop("job", "anomaly_detector"), **cfg)
     sink = PushgatewaySink(
         config,
         tenant_label,
         shard=shard,
-        transport=gw,
+        session=session_with(gw),
         sleep=sleeps.append,
         help_text=HELP,
         pos_inf={"anomaly_forecast_breach_seconds"},
@@ -155,7 +153,7 @@ def test_one_group_per_tenant_and_one_for_the_job() -> None:
     )
     assert a["anomaly_health_score"][2] == [({ORG: "a"}, 90.0)]
     assert gw.group(job="anomaly_detector")["anomaly_job_series"][2] == [({}, 3.0)]
-    put_urls = [r.full_url for r in gw.requests if r.get_method() == "PUT"]
+    put_urls = [r.url or "" for r in gw.requests if r.method == "PUT"]
     assert f"{URL}/metrics/job/anomaly_detector" in put_urls
     assert any("/organization_id@base64/" in u for u in put_urls)  # the value with a slash
 
@@ -185,8 +183,7 @@ def test_a_run_into_batch_groups_retires_each_tenant_s_own_group_as_its_batch_la
     the whole run, and the stale-group deletion at its end."""
     sink, gw, _ = make_sink(shard="0")
     sink.push(cycle(["a", "b", "c"]))  # a run grouped by tenant
-    other, _, _ = make_sink(shard="1")
-    other._transport = gw
+    other, _, _ = make_sink(shard="1", gw=gw)
     other.push(cycle(["a"]))  # another shard's tenant group: never ours to delete
     before = len(gw.requests)
 
@@ -206,7 +203,7 @@ def test_a_run_into_batch_groups_retires_each_tenant_s_own_group_as_its_batch_la
         K(shard="1"),
         K(**{ORG: "a"}, shard="1"),
     }
-    gets = [r for r in gw.requests[before:] if r.get_method() == "GET"]
+    gets = [r for r in gw.requests[before:] if r.method == "GET"]
     assert len(gets) == 1  # listed once, at the first batch
 
     # Outside a run, a put deletes nothing, and the next push lists afresh.
@@ -236,7 +233,7 @@ def test_a_run_out_of_batch_groups_deletes_each_once_all_its_tenants_are_put_ane
     report = sink.push(cycle([])[:1], keep=[{ORG: t} for t in "abcd"])
     assert report.groups_deleted == ({"tenant_group": "3-of-3"},)
     assert gw.keys() == {K()} | {K(**{ORG: t}) for t in "abcd"}
-    gets = [r for r in gw.requests[before:] if r.get_method() == "GET"]
+    gets = [r for r in gw.requests[before:] if r.method == "GET"]
     assert len(gets) == 1  # one listing for the run, its first put
 
 
@@ -298,11 +295,11 @@ def test_other_jobs_and_other_shards_are_left_alone() -> None:
 def test_a_failed_push_deletes_nothing() -> None:
     sink, gw, _ = make_sink(retries=0)
     sink.push(cycle(["a", "b"]))
-    gw.fail = [http_error(400, b"pushed metrics are invalid or inconsistent")]
+    gw.fail = [(400, b"pushed metrics are invalid or inconsistent")]
     with pytest.raises(SinkError):
         sink.push(cycle(["a"]))
     assert gw.keys() == {K(), K(**{ORG: "a"}), K(**{ORG: "b"})}
-    assert not any(r.get_method() == "DELETE" for r in gw.requests)
+    assert not any(r.method == "DELETE" for r in gw.requests)
 
 
 # --------------------------------------------------------------------------- values and labels
@@ -366,21 +363,22 @@ def test_headers_and_bearer_token() -> None:
     sink, gw, _ = make_sink(headers={"X-Scope-OrgID": "t1"}, auth=AuthConfig(bearer_token="tok"))
     sink.push(cycle(["a"]))
     for r in gw.requests:
-        assert r.get_header("X-scope-orgid") == "t1"
-        assert r.get_header("Authorization") == "Bearer tok"
-    put = next(r for r in gw.requests if r.get_method() == "PUT")
-    assert put.get_header("Content-type", "").startswith("text/plain")
+        assert r.headers["X-Scope-OrgID"] == "t1"
+        assert r.headers["Authorization"] == "Bearer tok"
+    put = next(r for r in gw.requests if r.method == "PUT")
+    assert put.headers["Content-Type"].startswith("text/plain")
+    assert gw.timeouts == [30.0] * len(gw.requests)
 
 
 def test_basic_auth() -> None:
     sink, gw, _ = make_sink(auth=AuthConfig(username="u", password="pw"))
     sink.push(cycle(["a"]))
-    assert {r.get_header("Authorization") for r in gw.requests} == {"Basic dTpwdw=="}
+    assert {r.headers["Authorization"] for r in gw.requests} == {"Basic dTpwdw=="}
 
 
 def test_rejection_is_a_one_line_sink_error_without_retry_or_secrets() -> None:
     sink, gw, sleeps = make_sink(auth=AuthConfig(bearer_token="s3cret"), retries=3)
-    gw.fail = [http_error(400, b"pushed metrics are invalid\nor inconsistent")]
+    gw.fail = [(400, b"pushed metrics are invalid\nor inconsistent")]
     with pytest.raises(SinkError) as info:
         sink.push(cycle(["a"]))
     msg = str(info.value)
@@ -392,7 +390,7 @@ def test_rejection_is_a_one_line_sink_error_without_retry_or_secrets() -> None:
 
 def test_5xx_and_connection_errors_are_retried_with_backoff() -> None:
     sink, gw, sleeps = make_sink(retries=3, retry_backoff_seconds=0.5)
-    gw.fail = [http_error(503, b"busy"), urllib.error.URLError(ConnectionResetError())]
+    gw.fail = [(503, b"busy"), requests.ConnectionError(ConnectionResetError())]
     sink.push(cycle(["a"]))
     assert sleeps == [0.5, 1.0]
     assert gw.keys() == {K(), K(**{ORG: "a"})}
@@ -400,7 +398,7 @@ def test_5xx_and_connection_errors_are_retried_with_backoff() -> None:
 
 def test_unreachable_after_retries() -> None:
     sink, gw, sleeps = make_sink(retries=2)
-    gw.fail = [urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))] * 3
+    gw.fail = [requests.ConnectionError(ConnectionRefusedError(111, "Connection refused"))] * 3
     with pytest.raises(SinkError) as info:
         sink.push(cycle([]))
     assert (
@@ -409,25 +407,19 @@ def test_unreachable_after_retries() -> None:
     )
 
 
+class GarbageListing(FakePushgateway):
+    def answer(self, request: requests.PreparedRequest) -> tuple[int, Any]:
+        return (200, b"<html>") if request.method == "GET" else super().answer(request)
+
+
 def test_garbage_group_listing_is_a_sink_error() -> None:
-    sink, gw, _ = make_sink()
-
-    def transport(request: urllib.request.Request, timeout: float) -> bytes:
-        return b"<html>" if request.get_method() == "GET" else b""
-
-    sink._transport = transport
+    sink, _, _ = make_sink(gw=GarbageListing())
     with pytest.raises(SinkError, match="api/v1/metrics"):
         sink.push(cycle(["a"]))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_real_socket_connection_refused_names_the_url() -> None:
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://127.0.0.1:{devstack.free_port()}"
     sink = PushgatewaySink(PushgatewayConfig(url=url, retries=0, timeout_seconds=2), ORG)
     with pytest.raises(SinkError) as info:
         sink.push(cycle(["a"]))
@@ -437,43 +429,7 @@ def test_real_socket_connection_refused_names_the_url() -> None:
 # --------------------------------------------------------------------------- e2e: real Pushgateway
 
 
-@pytest.fixture
-def pushgateway(tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
-    if binary is None:
-        pytest.skip("prometheus-pushgateway not installed")
-    port = free_port()
-    log = (tmp_path / "pushgateway.log").open("w")
-    proc = subprocess.Popen(
-        [binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/-/ready", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(
-                    f"pushgateway did not start: {(tmp_path / 'pushgateway.log').read_text()}"
-                )
-            time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+# ``pushgateway`` (tests/conftest.py): the URL of an empty Pushgateway of each test's own.
 
 
 def read_back(
@@ -565,10 +521,9 @@ def test_e2e_rejection_names_the_url(pushgateway: str) -> None:
 
 
 def test_a_malformed_http_answer_is_a_sink_error() -> None:
-    import http.client
-
     sink, gw, _ = make_sink(retries=1)
-    gw.fail = [http.client.BadStatusLine("garbage")] * 2
+    garbage = ProtocolError("Connection aborted.", http.client.BadStatusLine("garbage"))
+    gw.fail = [requests.ConnectionError(garbage)] * 2
     with pytest.raises(SinkError, match="malformed HTTP answer"):
         sink.push(cycle(["a"]))
     assert len(gw.requests) == 2

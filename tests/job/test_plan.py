@@ -11,7 +11,7 @@ import pytest
 from anomaly.cli import _shard
 from anomaly.config import ScaleConfig, config_from_dict
 from anomaly.errors import ConfigError
-from anomaly.io.prometheus import (
+from anomaly.io.promql import (
     regex_escape_label_value,
     restrict_query,
     series_selectors,

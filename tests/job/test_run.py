@@ -1,113 +1,59 @@
-"""The cycle's model reuse: stored state is reused while fresh, new series are fitted alone,
-stale or unusable state means a refit, a model that cannot be saved is reported."""
+"""A run's progress is logged as the work happens: a line per metric of each batch and per
+batch as each finishes (from worker processes too), the metrics' totals, and a last line."""
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
-import numpy as np
 import pytest
-from anomaly_lab import synth
 
-from anomaly.config import Config, config_from_dict
-from anomaly.errors import StoreError
-from anomaly.frame import Frame, build_frame
-from anomaly.io.store import ModelStore
-from anomaly.job.run import load_or_fit
+from anomaly.config import load_config
+from anomaly.job.run import run_once
+from tests.conftest import write_config
+from tests.job.conftest import World
 
-END = 1795305600.0 + 10 * 3600  # Sunday 2026-11-22 10:00 UTC
+N_METRICS = 7  # config.yaml's
+N_BATCHES = 4  # four tenants, one series each per batch at most
 
 
-def _config(tmp_path: Path) -> Config:
-    return config_from_dict(
-        {
-            "prometheus": {"url": "http://127.0.0.1:9"},
-            "pushgateway": {"url": "http://127.0.0.1:9"},
-            "metrics": [{"name": "latency_p95", "query": "x"}],
-            "model_dir": str(tmp_path / "models"),
-            "detection": {"refit_interval": "1d"},
-        }
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_lines_appear_in_order_for_a_multi_batch_run(
+    world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture, workers: int
+) -> None:
+    config = load_config(
+        write_config(tmp_path / "config.yaml", world.stack, scale={"batch_series": 1})
     )
+    with caplog.at_level(logging.INFO, logger="anomaly"):
+        report = run_once(config, now=world.dataset.end, workers=workers)
+    assert report.batches == N_BATCHES
+    records = [r for r in caplog.records if r.name.startswith("anomaly.job")]
+    lines = [r.getMessage() for r in records]
 
+    def where(pattern: str) -> list[int]:
+        return [i for i, line in enumerate(lines) if re.fullmatch(pattern, line)]
 
-def _frame(n_tenants: int = 4, seed: int = 1) -> Frame:
-    ds = synth.generate(n_tenants, days=7.0, end=END, seed=seed)
-    values = ds.matrix("latency_p95")
-    series = [
-        ({"organization_id": t}, ds.timestamps, values[:, j]) for j, t in enumerate(ds.tenants)
+    batches = range(1, N_BATCHES + 1)
+    done = [
+        where(rf"batch {b}/{N_BATCHES}: [\d,]+ series, [\d,]+ anomalies, [\d.]+s") for b in batches
     ]
-    return build_frame("latency_p95", series, ds.timestamps, "organization_id")
-
-
-def test_fresh_state_is_reused_without_refitting(tmp_path: Path) -> None:
-    config, frame = _config(tmp_path), _frame()
-    store = ModelStore(config.model_dir)
-    first, fitted = load_or_fit(config, frame, store, END)
-    assert fitted == 4
-    second, fitted = load_or_fit(config, frame, store, END + 3600)
-    assert fitted == 0
-    a = first.score(frame.times, frame.values)
-    b = second.score(frame.times, frame.values)
-    np.testing.assert_array_equal(a.score, b.score)
-    np.testing.assert_array_equal(a.expected, b.expected)
-
-
-def test_only_new_series_are_fitted_and_order_follows_the_frame(tmp_path: Path) -> None:
-    config = _config(tmp_path)
-    store = ModelStore(config.model_dir)
-    full = _frame(4)
-    load_or_fit(config, full.select([0, 2]), store, END)
-    model, fitted = load_or_fit(config, full, store, END + 60)
-    assert fitted == 2
-    alone = load_or_fit(config, full, None, END)[0]
-    got = model.score(full.times, full.values)
-    want = alone.score(full.times, full.values)
-    # Each column is its own model, wherever it was fitted: same bands as fitting all at once.
-    np.testing.assert_allclose(got.expected, want.expected)
-
-
-def test_stale_state_is_refitted(tmp_path: Path) -> None:
-    config, frame = _config(tmp_path), _frame()
-    store = ModelStore(config.model_dir)
-    load_or_fit(config, frame, store, END)
-    _, fitted = load_or_fit(config, frame, store, END + 86400 + 1)
-    assert fitted == 4
-
-
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "pickle"])
-def test_damaged_store_means_a_refit(tmp_path: Path, damage: str) -> None:
-    config, frame = _config(tmp_path), _frame()
-    store = ModelStore(config.model_dir)
-    load_or_fit(config, frame, store, END)
-    path = store.file_for("latency_p95")
-    marker = tmp_path / "pwned"
-    if damage == "truncate":
-        path.write_bytes(path.read_bytes()[:100])
-    elif damage == "garbage":
-        path.write_bytes(b"\x00not a model\xff" * 50)
-    else:
-        import pickle
-
-        class Payload:
-            def __reduce__(self) -> tuple:
-                return (open, (str(marker), "w"))
-
-        path.write_bytes(pickle.dumps(Payload()))
-    model, fitted = load_or_fit(config, frame, store, END + 60)
-    assert fitted == 4
-    assert not marker.exists()
-    assert model.score(frame.times, frame.values).valid.all()
-
-
-def test_a_model_that_cannot_be_saved_raises_or_is_reported(tmp_path: Path) -> None:
-    config, frame = _config(tmp_path), _frame()
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    store = ModelStore(blocker / "models")  # its directory cannot be created
-    with pytest.raises(StoreError, match="cannot create model directory"):
-        load_or_fit(config, frame, store, END)
-    errors: list[str] = []
-    model, fitted = load_or_fit(config, frame, store, END, save_errors=errors)
-    assert fitted == 4 and len(errors) == 1 and str(blocker) in errors[0]
-    want = load_or_fit(config, frame, None, END)[0].score(frame.times, frame.values)
-    np.testing.assert_array_equal(model.score(frame.times, frame.values).score, want.score)
+    assert all(len(at) == 1 for at in done), lines
+    done_at = [at[0] for at in done]
+    metrics = [where(rf"batch {b}/{N_BATCHES}: metric \w+: [\d,]+ series, .*") for b in batches]
+    for b, at, metric_at in zip(batches, done_at, metrics, strict=True):
+        # Every metric of a batch with tenants (all of them have every metric), each logged
+        # before its batch's line.
+        has_series = not lines[at].startswith(f"batch {b}/{N_BATCHES}: 0 series")
+        assert len(metric_at) == (N_METRICS if has_series else 0), lines
+        assert all(i < at for i in metric_at)
+    if workers == 1:  # one process: batch after batch
+        assert done_at == sorted(done_at)
+        for at, metric_at in zip(done_at, metrics[1:], strict=False):
+            assert all(at < i for i in metric_at)
+    else:  # the workers' lines reached this process's log as records of theirs
+        assert {records[at].processName for at in done_at}.isdisjoint({"MainProcess"})
+    totals = where(rf"\[\d/{N_METRICS}\] metric \w+: [\d,]+ series, .*")
+    assert len(totals) == N_METRICS
+    assert max(done_at) < min(totals) and max(totals) < len(lines) - 1
+    assert lines[-1].startswith(f"run finished: {report.series_scored} series in 4 batches, ")

@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 import papermill
 import pytest
-from anomaly_lab import devstack, plotting, synth
+from anomaly_lab import plotting, synth
+
+from tests.conftest import Servers
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -145,13 +147,13 @@ def test_tuning_reads_a_csv_and_labels(tmp_path: Path, kernel: str) -> None:
 
 
 @pytest.mark.e2e
-def test_tuning_loads_from_prometheus(tmp_path: Path, kernel: str, require_servers: None) -> None:
+def test_tuning_loads_from_prometheus(tmp_path: Path, kernel: str, servers: Servers) -> None:
     end = 1795305600.0 + 86400 + 15 * 3600
     shift = synth.Injection("org-02", "latency_p95", "level_shift", end - 2 * 3600, None, 0.8)
     ds = synth.generate(3, days=8, end=end, seed=4, injections=[shift])
     labels = tmp_path / "windows.json"
     labels.write_text(json.dumps(plotting.injection_windows(ds, "latency_p95")))
-    with devstack.run_stack(dataset=ds, with_alertmanager=False) as stack:
+    with servers.stack(dataset=ds, with_alertmanager=False) as stack:
         nb, results = run_notebook(
             "tuning.ipynb",
             tmp_path,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -279,14 +278,13 @@ def test_openmetrics_text(tmp_path: Path) -> None:
     assert tenants == set(ds.tenants)
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
-def test_promtool_accepts_the_openmetrics(tmp_path: Path) -> None:
+def test_promtool_accepts_the_openmetrics(tmp_path: Path, promtool: str) -> None:
     ds = synth.demo_scenario(end=END, days=1.0)
     synth.write_openmetrics(ds, tmp_path / "data.om")
     out = tmp_path / "blocks"
     result = subprocess.run(
         [
-            "promtool",
+            promtool,
             "tsdb",
             "create-blocks-from",
             "openmetrics",

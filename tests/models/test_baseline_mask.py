@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from anomaly.models.seasonal import SeasonalDetector, baseline_mask
+from anomaly.models.seasonal import SeasonalBaseline, baseline_mask
 
 _DAY = 86400.0
+_SIGMAS = 5.0
 
 
 def test_a_series_with_one_day_of_values_in_a_week_keeps_that_day() -> None:
@@ -19,9 +20,9 @@ def test_a_series_with_one_day_of_values_in_a_week_keeps_that_day() -> None:
     newest = times > times[-1] - _DAY
     assert not mask[newest, 0].any() and mask[~newest, 0].all()
     assert mask[:, 1].all()
-    det = SeasonalDetector().fit(times, values)
+    det = SeasonalBaseline().fit(times, values)
     assert det.valid_.all()
-    expected, _, _ = det.bands(times[-1:] + 300.0)
+    expected, _, _ = det.bands(times[-1:] + 300.0, _SIGMAS)
     np.testing.assert_allclose(expected[0], 10.0, rtol=0.1)
 
 

@@ -12,16 +12,14 @@ from anomaly_lab import synth
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anomaly.models.forecast import (
-    Forecast,
-    _fit_trend,
-    _noise_exponent,
-    _profile_reference,
-    _shape_profile,
-    _weekend_edges,
-    breach_seconds,
-    forecast,
+from anomaly.models.forecast import Forecast, ForecastParams, breach_seconds, forecast
+from anomaly.models.forecast.common import Grid
+from anomaly.models.forecast.rate_reference import (
+    profile_reference,
+    shape_profile,
+    weekend_edges,
 )
+from anomaly.models.forecast.trend import fit_trend, noise_exponent
 
 STEP = 300
 DAY = 86400.0
@@ -49,7 +47,7 @@ def test_linear_ramp_is_extrapolated() -> None:
     t = grid(9)
     rng = np.random.default_rng(0)
     y = 10.0 + 5.0 * (t - t[0]) / DAY + rng.normal(0, 0.2, t.size)
-    fc = forecast(t, y, DAY, step_seconds=STEP)
+    fc = forecast(t, y, ForecastParams(DAY), step_seconds=STEP)
     expected = 10.0 + 5.0 * (t[-1] + DAY - t[0]) / DAY
     value, lower, upper = fc.at(DAY)
     assert fc.valid.all()
@@ -63,7 +61,7 @@ def test_daily_seasonal_without_trend_follows_profile_and_never_breaches(days: i
     t = grid(days)
     rng = np.random.default_rng(1)
     y = daily_wave(t) * np.exp(rng.normal(0, 0.05, t.size))
-    fc = forecast(t, y, DAY, step_seconds=STEP)
+    fc = forecast(t, y, ForecastParams(DAY), step_seconds=STEP)
     truth = daily_wave(fc.times)
     assert np.max(np.abs(fc.value[:, 0] - truth)) < 6.0
     assert np.corrcoef(fc.value[:, 0], truth)[0, 1] > 0.95
@@ -96,7 +94,7 @@ def test_drifting_spend_is_forecast_to_breach_before_it_does() -> None:
 
     n = int(np.searchsorted(t, actual - 4 * HOUR)) + 1
     history = slice(n - 9 * 288, n)
-    fc = forecast(t[history], spend[history], DAY, step_seconds=STEP)
+    fc = forecast(t[history], spend[history], ForecastParams(DAY), step_seconds=STEP)
     breach = breach_seconds(fc, threshold=100.0)
     assert np.isfinite(breach[2])
     assert abs(t[n - 1] + breach[2] - actual) < 1.5 * HOUR
@@ -113,7 +111,7 @@ def test_steady_weekly_spend_is_not_forecast_to_breach() -> None:
     for hours_back in range(0, 72, 6):
         n = t.size - hours_back * 12
         history = slice(n - 9 * 288, n)
-        fc = forecast(t[history], spend[history], DAY, step_seconds=STEP)
+        fc = forecast(t[history], spend[history], ForecastParams(DAY), step_seconds=STEP)
         breach = breach_seconds(fc, threshold=100.0)
         assert fc.season == "weekly"
         assert np.all(np.isinf(breach[high])), hours_back
@@ -122,7 +120,7 @@ def test_steady_weekly_spend_is_not_forecast_to_breach() -> None:
 def test_direction_below() -> None:
     t = grid(6)
     y = 0.95 - 0.05 * (t - t[0]) / DAY  # a completion ratio falling 5 points a day
-    fc = forecast(t, y, DAY, step_seconds=STEP)
+    fc = forecast(t, y, ForecastParams(DAY), step_seconds=STEP)
     last = float(y[-1])
     seconds = breach_seconds(fc, threshold=last - 0.025, direction="below")
     assert seconds[0] == pytest.approx(12 * HOUR, abs=1 * HOUR)
@@ -132,7 +130,7 @@ def test_direction_below() -> None:
 def test_already_crossed_is_zero_and_no_crossing_is_inf() -> None:
     t = grid(4)
     y = np.column_stack([np.full(t.size, 120.0), daily_wave(t)])
-    fc = forecast(t, y, DAY, step_seconds=STEP)
+    fc = forecast(t, y, ForecastParams(DAY), step_seconds=STEP)
     seconds = breach_seconds(fc, threshold=100.0)
     assert seconds[0] == 0.0
     assert seconds[1] == math.inf
@@ -170,8 +168,8 @@ def test_columns_are_independent() -> None:
     changed = y.copy()
     changed[:, 1] = changed[:, 1] * 3 + 7 * (t - t[0]) / DAY
     changed[-50:, 1] = np.nan
-    a = forecast(t, y, DAY, step_seconds=STEP)
-    b = forecast(t, changed, DAY, step_seconds=STEP)
+    a = forecast(t, y, ForecastParams(DAY), step_seconds=STEP)
+    b = forecast(t, changed, ForecastParams(DAY), step_seconds=STEP)
     for j in (0, 2):
         np.testing.assert_array_equal(a.value[:, j], b.value[:, j])
         np.testing.assert_array_equal(a.upper[:, j], b.upper[:, j])
@@ -184,7 +182,7 @@ def test_invalid_series_are_reported_not_raised() -> None:
         [daily_wave(t), np.full(t.size, np.nan), daily_wave(t), np.full(t.size, 7.0)]
     )
     y[:-200, 2] = np.nan  # under a day of history
-    fc = forecast(t, y, 6 * HOUR, step_seconds=STEP)
+    fc = forecast(t, y, ForecastParams(6 * HOUR), step_seconds=STEP)
     assert fc.valid.tolist() == [True, False, False, True]
     assert fc.reason[1] == "no finite values"
     assert fc.reason[2] is not None and "too short" in fc.reason[2]
@@ -198,14 +196,54 @@ def test_bad_arguments_name_the_parameter() -> None:
     t = grid(3)
     y = daily_wave(t)
     with pytest.raises(ValueError, match="`horizon_seconds`"):
-        forecast(t, y, -3)
+        forecast(t, y, ForecastParams(-3))
     with pytest.raises(ValueError, match="`interval`"):
-        forecast(t, y, DAY, interval=1.5)
+        forecast(t, y, ForecastParams(DAY, interval=1.5))
     with pytest.raises(ValueError, match="regular grid"):
-        forecast(np.delete(t, 5), np.delete(y, 5), DAY)
-    fc = forecast(t, y, DAY)
+        forecast(np.delete(t, 5), np.delete(y, 5), ForecastParams(DAY))
+    fc = forecast(t, y, ForecastParams(DAY))
     with pytest.raises(ValueError, match="`direction`"):
         breach_seconds(fc, threshold=1.0, direction="up")
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("horizon_seconds", math.inf),
+        ("interval", 0.0),
+        ("season", "yearly"),
+        ("smooth_seconds", 0.0),
+        ("min_history_seconds", -1.0),
+        ("multiplicative", "yes"),
+        ("recent_seconds", math.nan),
+        ("max_acceleration", 0.5),
+        ("window_seconds", -DAY),
+        ("rate_unit_seconds", 0.0),
+        ("trend_seconds", 0.0),
+        ("trend_z", -1.0),
+        ("trend_horizon_seconds", 0.0),
+        ("calibration_seconds", -1.0),
+        ("guard_z", math.nan),
+        ("hold_seconds", -1.0),
+    ],
+)
+def test_params_check_every_field_and_name_it(field: str, bad: object) -> None:
+    with pytest.raises(ValueError, match=f"`{field}`"):
+        ForecastParams(**{"horizon_seconds": DAY, field: bad})  # type: ignore[arg-type]
+
+
+def test_params_are_frozen_with_the_documented_defaults() -> None:
+    params = ForecastParams(DAY)
+    assert (params.interval, params.season, params.window_seconds, params.hold_seconds) == (
+        0.9,
+        "auto",
+        DAY,
+        2 * HOUR,
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.interval = 0.5  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        ForecastParams(DAY, 0.5)  # type: ignore[misc]  # all but the horizon by keyword
 
 
 @settings(max_examples=25, deadline=None)
@@ -232,7 +270,7 @@ def test_outputs_are_finite_and_ordered_for_valid_series(
     y = level + trend * ((t - t[0]) / DAY)[:, None] + scale * rng.standard_normal((t.size, 2))
     y[rng.random(y.shape) < gap_fraction] = np.nan
     y[-1] = level  # recent values present
-    fc = forecast(t, y, horizon_hours * HOUR, step_seconds=STEP)
+    fc = forecast(t, y, ForecastParams(horizon_hours * HOUR), step_seconds=STEP)
     assert fc.valid.all()
     for a in (fc.value, fc.lower, fc.upper):
         assert np.isfinite(a).all()
@@ -266,7 +304,9 @@ def test_rate_mode_times_a_drifting_tenants_breach_within_the_hour() -> None:
     for hours_before in (5, 3, 1):
         n = int(np.searchsorted(t, actual - hours_before * HOUR)) + 1
         history = slice(n - 10 * 288, n)
-        fc = forecast(t[history], spend[history], DAY, step_seconds=STEP, rate=rate[history])
+        fc = forecast(
+            t[history], spend[history], ForecastParams(DAY), step_seconds=STEP, rate=rate[history]
+        )
         breach = breach_seconds(fc, threshold=threshold)
         assert abs(t[n - 1] + breach[1] - actual) < HOUR, hours_before
         steady = [j for j in range(6) if j != 1 and np.nanmax(spend[:, j]) < 0.9 * threshold]
@@ -282,7 +322,13 @@ def test_rate_mode_bands_cover_a_steady_spend_honestly() -> None:
     for hours_back in range(24, 72, 8):
         n = t.size - hours_back * 12
         history = slice(n - 10 * 288, n)
-        fc = forecast(t[history], spend[history], 6 * HOUR, step_seconds=STEP, rate=rate[history])
+        fc = forecast(
+            t[history],
+            spend[history],
+            ForecastParams(6 * HOUR),
+            step_seconds=STEP,
+            rate=rate[history],
+        )
         assert fc.valid.all()
         assert np.all(fc.lower <= fc.value) and np.all(fc.value <= fc.upper)
         actual = spend[n : n + fc.times.size]
@@ -295,20 +341,20 @@ def test_rate_mode_checks_its_arguments_and_keeps_columns_apart() -> None:
     t = grid(9)
     y = np.column_stack([daily_wave(t), daily_wave(t, 80.0)])
     with pytest.raises(ValueError, match="`rate`"):
-        forecast(t, y, DAY, rate=y[:, :1])
+        forecast(t, y, ForecastParams(DAY), rate=y[:, :1])
     with pytest.raises(ValueError, match="`window_seconds`"):
-        forecast(t, y, DAY, rate=y, window_seconds=0.0)
+        forecast(t, y, ForecastParams(DAY, window_seconds=0.0), rate=y)
     rate = np.column_stack([daily_wave(t) / 24, daily_wave(t, 80.0) / 24])
-    a = forecast(t, y, DAY, rate=rate)
+    a = forecast(t, y, ForecastParams(DAY), rate=rate)
     changed = rate.copy()
     changed[:, 1] *= 3.0
     changed[-10:, 0] = np.nan  # a gap in the rate of one column only
-    b = forecast(t, y, DAY, rate=changed)
+    b = forecast(t, y, ForecastParams(DAY), rate=changed)
     assert a.valid.all() and b.valid.all()
     assert not np.allclose(a.value[:, 1], b.value[:, 1])
     silent = rate.copy()
     silent[-20:, 0] = np.nan
-    c = forecast(t, y, DAY, rate=silent)
+    c = forecast(t, y, ForecastParams(DAY), rate=silent)
     assert not c.valid[0] and c.reason[0] is not None and "rate" in c.reason[0]
     np.testing.assert_array_equal(a.value[:, 1], c.value[:, 1])
 
@@ -326,11 +372,11 @@ def test_rate_mode_forecasts_many_tenants_a_few_at_a_time_with_the_same_result(
     rate[3:] = (counter[3:] - counter[:-3]) / 900.0 * HOUR
     spend[:, 2] = np.nan  # an invalid series among them
     t = np.asarray(data.timestamps)
-    monkeypatch.setattr("anomaly.models.forecast.RATE_CHUNK_SERIES", 3)
-    chunked = forecast(t, spend, DAY, rate=rate)
+    monkeypatch.setattr("anomaly.models.forecast.rolling.RATE_CHUNK_SERIES", 3)
+    chunked = forecast(t, spend, ForecastParams(DAY), rate=rate)
     assert chunked.valid.tolist() == [True, True, False, True, True, True, True]
     for j in range(7):
-        alone = forecast(t, spend[:, j], DAY, rate=rate[:, j])
+        alone = forecast(t, spend[:, j], ForecastParams(DAY), rate=rate[:, j])
         assert alone.valid[0] == chunked.valid[j] and alone.reason[0] == chunked.reason[j]
         if not alone.valid[0]:
             assert chunked.guard is not None and np.isnan(chunked.guard[:, j]).all()
@@ -360,7 +406,7 @@ def test_rate_mode_outputs_are_finite_and_ordered(
     spend = rolling_day(counter)
     rate[rng.random(rate.shape) < gap_fraction] = np.nan
     rate[-1] = level
-    fc = forecast(t, spend, horizon_hours * HOUR, step_seconds=STEP, rate=rate)
+    fc = forecast(t, spend, ForecastParams(horizon_hours * HOUR), step_seconds=STEP, rate=rate)
     assert fc.valid.all()
     for a in (fc.value, fc.lower, fc.upper):
         assert np.isfinite(a).all()
@@ -443,18 +489,18 @@ def test_rate_mode_held_guards_are_the_guards_of_the_recent_origins() -> None:
     data = synth.generate(5, days=10.0, end=END, seed=4)
     spend, rate = _spend_and_rate(data)
     t = np.asarray(data.timestamps)
-    fc = forecast(t, spend, DAY, rate=rate, hold_seconds=2 * HOUR)
+    fc = forecast(t, spend, ForecastParams(DAY, hold_seconds=2 * HOUR), rate=rate)
     assert fc.guard is not None and fc.held_guard is not None
     assert fc.held_guard.shape == (4,) + fc.guard.shape
     half_hour = round(1800 / STEP)
     for k in range(4):
         n = t.size - half_hour * (k + 1)
-        then = forecast(t[:n], spend[:n], DAY, rate=rate[:n])
+        then = forecast(t[:n], spend[:n], ForecastParams(DAY), rate=rate[:n])
         assert then.guard is not None
         np.testing.assert_allclose(fc.held_guard[k], then.guard, rtol=2e-3)
-    assert forecast(t, spend, DAY, rate=rate, hold_seconds=0.0).held_guard is None
+    assert forecast(t, spend, ForecastParams(DAY, hold_seconds=0.0), rate=rate).held_guard is None
     with pytest.raises(ValueError, match="`hold_seconds`"):
-        forecast(t, spend, DAY, rate=rate, hold_seconds=-1.0)
+        forecast(t, spend, ForecastParams(DAY, hold_seconds=-1.0), rate=rate)
 
 
 def test_rate_mode_steady_tenants_just_under_their_budget_stay_silent() -> None:
@@ -466,7 +512,9 @@ def test_rate_mode_steady_tenants_just_under_their_budget_stay_silent() -> None:
     for hours_back in range(0, 72, 3):
         n = t.size - hours_back * 12
         history = slice(n - 10 * 288, n)
-        fc = forecast(t[history], spend[history], DAY, step_seconds=STEP, rate=rate[history])
+        fc = forecast(
+            t[history], spend[history], ForecastParams(DAY), step_seconds=STEP, rate=rate[history]
+        )
         for j in range(16):
             assert breach_seconds(fc, threshold=float(budget[j]))[j] == math.inf, (hours_back, j)
 
@@ -493,12 +541,16 @@ def test_rate_mode_times_a_ramp_that_began_hours_ago(seed: int) -> None:
     for hours_before in (6, 4, 2):
         n = int(np.searchsorted(t, actual - hours_before * HOUR)) + 1
         history = slice(n - 10 * 288, n)
-        fc = forecast(t[history], spend[history], DAY, step_seconds=STEP, rate=rate[history])
+        fc = forecast(
+            t[history], spend[history], ForecastParams(DAY), step_seconds=STEP, rate=rate[history]
+        )
         breach = breach_seconds(fc, threshold=threshold)
         assert abs(t[n - 1] + breach[2] - actual) < HOUR, hours_before
     n = int(np.searchsorted(t, start)) + 1
     history = slice(n - 10 * 288, n)
-    fc = forecast(t[history], spend[history], DAY, step_seconds=STEP, rate=rate[history])
+    fc = forecast(
+        t[history], spend[history], ForecastParams(DAY), step_seconds=STEP, rate=rate[history]
+    )
     assert breach_seconds(fc, threshold=threshold)[2] == math.inf
 
 
@@ -523,14 +575,14 @@ def test_trend_fit_never_takes_a_ramp_over_the_whole_window_for_one_that_ended(s
     noise must beat the line by `trend_z` standard errors before the ramp counts as ended (and
     the forecast stops climbing). A ramp that ended 18 h ago is still seen to have ended."""
     rate, u, origins = _trended_rates(0.3 * (48.0 - HOURS_AGO) / 24.0, seed)
-    trend = _fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
+    trend = fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
     assert np.all(trend.decided_slope > 0)
     assert np.all(trend.slope > 0)
     assert np.median(np.abs(trend.decided_slope - 0.3)) < 0.03
 
     ended = 0.6 * np.clip(48.0 - HOURS_AGO, 0.0, 30.0) / 24.0
     rate, u, origins = _trended_rates(ended, seed)
-    trend = _fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
+    trend = fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
     assert np.mean(trend.decided_slope == 0) >= 0.99
 
 
@@ -542,17 +594,17 @@ def test_trend_fit_takes_a_ramp_for_ended_only_if_the_last_hours_fits_did_too(
     hours earlier do not, so it is not; the ramp that ended 18 h ago still is."""
     ramp = (1.0 + 0.3 * (48.0 - HOURS_AGO) / 24.0) * np.where(HOURS_AGO < 3.0, 0.92, 1.0) - 1.0
     rate, u, origins = _trended_rates(ramp, 0)
-    trend = _fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
+    trend = fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
     assert np.mean(trend.decided_slope == 0) < 0.03
     assert np.all((trend.slope == 0) == (trend.decided_slope == 0))
-    monkeypatch.setattr("anomaly.models.forecast.ENDED_PERSIST_SECONDS", 0.0)
-    alone = _fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
+    monkeypatch.setattr("anomaly.models.forecast.trend.ENDED_PERSIST_SECONDS", 0.0)
+    alone = fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
     assert np.mean(alone.decided_slope == 0) > 0.2
     monkeypatch.undo()
 
     ended = 0.6 * np.clip(48.0 - HOURS_AGO, 0.0, 30.0) / 24.0
     rate, u, origins = _trended_rates(ended, 0)
-    trend = _fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
+    trend = fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
     assert np.mean(trend.decided_slope == 0) >= 0.99
 
 
@@ -561,14 +613,14 @@ def test_trend_fit_times_a_young_ramp_by_its_own_start_but_decides_as_before() -
     pace; the hourly kink of the timing fit finds it. Without a trend, the timing fit adds no
     slope where the decision found none."""
     rate, u, origins = _trended_rates(0.6 * np.clip(9.0 - HOURS_AGO, 0.0, None) / 24.0, 2)
-    trend = _fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
+    trend = fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
     assert np.all(trend.decided_slope > 0)
     assert abs(np.median(trend.slope) - 0.6) < 0.05
     assert np.median(trend.decided_slope) < 0.5
     assert np.median(np.abs(trend.slope - 0.6)) < np.median(np.abs(trend.decided_slope - 0.6))
 
     rate, u, origins = _trended_rates(np.zeros(HOURS_AGO.size), 3)
-    trend = _fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
+    trend = fit_trend(rate, u, origins, STEP, TREND_POINTS, 3.0)
     assert np.all((trend.slope == 0) == (trend.decided_slope == 0))
     assert np.mean(trend.slope == 0) > 0.95
 
@@ -582,7 +634,9 @@ def test_rate_mode_follows_a_steady_weekday_spend_whatever_the_history(days: flo
     t = np.asarray(data.timestamps)
     n = t.size - 288
     history = slice(n - int(days * 288) + 288, n)  # the first day of sums is NaN
-    fc = forecast(t[history], spend[history], DAY, step_seconds=STEP, rate=rate[history])
+    fc = forecast(
+        t[history], spend[history], ForecastParams(DAY), step_seconds=STEP, rate=rate[history]
+    )
     actual = spend[n : n + 288]
     assert fc.valid.all()
     worst = np.max(np.abs(fc.value / actual - 1.0), axis=0)
@@ -599,7 +653,7 @@ def test_huge_values_give_finite_forecasts_without_overflow_warnings() -> None:
     y = 1e300 * (1.0 + 0.01 * rng.normal(size=t.size))
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        fc = forecast(t, y, DAY, step_seconds=STEP)
+        fc = forecast(t, y, ForecastParams(DAY), step_seconds=STEP)
     value, lower, upper = fc.at(DAY)
     assert fc.valid.all() and np.isfinite(value).all()
     assert lower[0] <= value[0] <= upper[0]
@@ -624,10 +678,10 @@ def test_rate_mode_reference_keeps_its_level_across_a_local_weekend_edge() -> No
     rate = truth * drift * np.exp(0.05 * rng.standard_normal(truth.shape))
 
     per_day = round(DAY / STEP)
-    shape, typical = _shape_profile(t, rate, STEP, per_day)
+    shape, typical = shape_profile(t, rate, STEP, per_day)
     start = round((t[0] % DAY) / STEP)
     prof = shape[(start + np.arange(t.size)) % per_day]
-    edges = _weekend_edges(t, rate, prof, np.isfinite(rate), STEP)
+    edges = weekend_edges(t, rate, prof, np.isfinite(rate), STEP)
     opens_or_closes = np.diff(np.floor(local / DAY), axis=0, prepend=0) > 0
     expected = opens_or_closes & ((weekday == 5) | (weekday == 0))
     expected[0] = False
@@ -638,9 +692,7 @@ def test_rate_mode_reference_keeps_its_level_across_a_local_weekend_edge() -> No
     # on (the same hours one week earlier had no drift and the same weekday/weekend split).
     n_t, n_h = t.size, per_day
     lo = n_t - round(1.5 * DAY / STEP)
-    u = _profile_reference(
-        rate, shape, typical, t, STEP, per_day, 7 * per_day, lo, n_t + n_h, "weekly", 72
-    )
+    u = profile_reference(rate, shape, typical, Grid(t, STEP, n_h, "weekly"), lo, 72)
     t_all = np.concatenate([t[lo:], t[-1] + STEP * np.arange(1, n_h + 1)])
     local_all = t_all[:, None] + offsets * HOUR
     wd_all = (np.floor(local_all / DAY) + 3) % 7
@@ -670,8 +722,8 @@ def test_noise_exponent_tells_counting_noise_from_multiplicative(seed: int) -> N
     good = np.ones(wt.shape, dtype=bool)
     ramp = 0.3 * (36.0 - hours)[:, None, None] / 24.0
     noise = 0.03 * rng.standard_normal(wt.shape)
-    multiplicative = _noise_exponent(ramp + noise, wt, good)
-    counting = _noise_exponent(ramp + noise / np.sqrt(wt), wt, good)
+    multiplicative = noise_exponent(ramp + noise, wt, good)
+    counting = noise_exponent(ramp + noise / np.sqrt(wt), wt, good)
     assert np.median(multiplicative) == 0.0
     assert np.median(counting) >= 0.75
     assert np.mean(multiplicative) < 0.3 < 0.6 < np.mean(counting)
@@ -679,4 +731,4 @@ def test_noise_exponent_tells_counting_noise_from_multiplicative(seed: int) -> N
     assert np.mean(counting >= 0.75) > 0.6
     few = good.copy()
     few[5:] = False
-    assert np.all(_noise_exponent(ramp + noise, wt, few) == 1.0)
+    assert np.all(noise_exponent(ramp + noise, wt, few) == 1.0)

@@ -14,10 +14,13 @@ from anomaly.models.features import (
     quantile_sorted,
     sorted_last,
 )
+from anomaly.models.rules import RuleDetector
 from anomaly.models.scoring import AnomalyModel
-from anomaly.models.seasonal import SeasonalDetector
+from anomaly.models.seasonal import SeasonalBaseline
 
 _MONDAY = 1767571200.0
+#: Half-width of the point band in noise scales (the rules' default point threshold).
+_SIGMAS = 5.0
 
 
 def _weekly_rate(n_days: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -36,21 +39,27 @@ def test_past_outage_neither_becomes_normal_nor_inflates_the_scale() -> None:
     broken = clean.copy()
     tuesday_noon = np.flatnonzero(times >= _MONDAY + 86400 + 11 * 3600)[:24]
     broken[tuesday_noon] = 0.0
-    a = SeasonalDetector(holdout_seconds=0).fit(times, clean)
-    b = SeasonalDetector(holdout_seconds=0).fit(times, broken)
+    a = SeasonalBaseline(holdout_seconds=0).fit(times, clean)
+    b = SeasonalBaseline(holdout_seconds=0).fit(times, broken)
     probe = times[tuesday_noon] + 7 * 86400
-    exp_a, low_a, up_a = a.bands(probe)
-    exp_b, low_b, up_b = b.bands(probe)
+    # The model's point band: as wide as the threshold rules fitted on the same rows make it.
+    sigmas_a = RuleDetector().fit(a.features(times, clean), a.valid_).band_sigmas()
+    sigmas_b = RuleDetector().fit(b.features(times, broken), b.valid_).band_sigmas()
+    exp_a, low_a, up_a = a.bands(probe, sigmas_a)
+    exp_b, low_b, up_b = b.bands(probe, sigmas_b)
     np.testing.assert_allclose(exp_b, exp_a, rtol=0.05)
     assert np.all((up_b - low_b) <= 1.3 * (up_a - low_a))
 
 
 def test_bands_follow_the_level_for_multiplicative_noise() -> None:
     times, values = _weekly_rate()
-    det = SeasonalDetector().fit(times, values)
+    det = SeasonalBaseline().fit(times, values)
     day = _MONDAY + 2 * 86400
     peak, night = np.array([day + 13 * 3600]), np.array([day + 3 * 3600])
-    (e_peak, lo_peak, up_peak), (e_night, lo_night, up_night) = det.bands(peak), det.bands(night)
+    (e_peak, lo_peak, up_peak), (e_night, lo_night, up_night) = (
+        det.bands(peak, _SIGMAS),
+        det.bands(night, _SIGMAS),
+    )
     assert e_peak[0, 0] > 3 * e_night[0, 0]
     width_peak, width_night = up_peak - lo_peak, up_night - lo_night
     ratio = (width_peak / e_peak)[0, 0] / (width_night / e_night)[0, 0]
@@ -60,10 +69,12 @@ def test_bands_follow_the_level_for_multiplicative_noise() -> None:
 
 def test_saturday_has_its_own_profile() -> None:
     times, values = _weekly_rate(n_days=8)
-    det = SeasonalDetector().fit(times, values)
+    det = SeasonalBaseline().fit(times, values)
     saturday_noon = np.array([_MONDAY + 5 * 86400 + 13 * 3600])
     tuesday_noon = np.array([_MONDAY + 1 * 86400 + 13 * 3600])
-    assert det.bands(saturday_noon)[0][0, 0] < 0.6 * det.bands(tuesday_noon)[0][0, 0]
+    assert (
+        det.bands(saturday_noon, _SIGMAS)[0][0, 0] < 0.6 * det.bands(tuesday_noon, _SIGMAS)[0][0, 0]
+    )
 
 
 def test_value_outside_the_band_is_an_anomaly() -> None:

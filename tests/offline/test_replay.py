@@ -18,14 +18,12 @@ from anomaly.cli import main
 from anomaly.config import config_from_dict
 from anomaly.errors import DataError
 from anomaly.models.scoring import AnomalyModel
+from anomaly.offline.decision import DECISIONS
 from anomaly.offline.replay import (
-    DECISIONS,
     OUTPUT_COLUMNS,
     OfflineOptions,
-    alert_onsets,
     infer_step,
     late_rows,
-    routine_evidence,
     score_csv,
     score_series,
     snap_step,
@@ -241,19 +239,6 @@ def test_the_job_decision_is_the_model_score_against_the_threshold() -> None:
     np.testing.assert_array_equal(job.is_anomaly, job.model_score >= 0.5)
 
 
-def test_alert_onsets_open_once_per_incident_and_reopen_after_the_refractory_period() -> None:
-    times = np.arange(20, dtype=float) * 10.0
-    above = np.zeros(20, dtype=bool)
-    above[2:9] = True  # one incident: one alert
-    above[10] = True  # flaps back within the refractory period (100 s): none
-    above[13] = above[15] = True  # after a below row past the period: a new alert, then none
-    opens = alert_onsets(times, above, refractory_seconds=100.0)
-    assert list(np.flatnonzero(opens)) == [2, 13]
-    assert list(np.flatnonzero(alert_onsets(times, above, 0.0))) == [2, 10, 13, 15]
-    # Held above for longer than the period: still one alert until it drops below.
-    assert list(np.flatnonzero(alert_onsets(times, np.ones(20, dtype=bool), 30.0))) == [0]
-
-
 def test_a_young_series_needs_stronger_evidence_to_open_an_alert() -> None:
     t, v = daily_series(4 * 288, 300.0, seed=14)
     v[int(1.5 * 288)] += 12  # moderate spikes: on day 1.5 and on day 3.5
@@ -283,23 +268,6 @@ def test_a_spike_at_the_same_time_every_night_stops_paging() -> None:
     assert plain.is_anomaly[nightly].sum() >= 5  # every night pages
     assert routine.is_anomaly[nightly[4:]].sum() == 0  # from the fifth night on, routine
     assert routine.is_anomaly.sum() < plain.is_anomaly.sum()
-
-
-def test_routine_evidence_is_the_median_of_past_days_at_the_same_time() -> None:
-    t = np.arange(6 * 288, dtype=float) * 300.0
-    ev = np.zeros(t.size)
-    ev[288 + 100] = 4.0  # day 1, slot 100
-    ev[2 * 288 + 102] = 2.0  # day 2, ten minutes later
-    ev[3 * 288 + 150] = 9.0  # day 3, another time
-    r = routine_evidence(t, ev)
-    assert r[3 * 288 + 100] == 2.0  # median of 0 (day 0), 4 and 2 around slot 100
-    assert r[4 * 288 + 100] == 1.0  # median of 0, 4, 2, 0
-    assert r[4 * 288 + 150] == 0.0  # one surprising day of four: not routine
-    assert (r[: 2 * 288] == 0).all()  # fewer than two past days
-    # Causal: evidence of the last day changes nothing before it.
-    later = ev.copy()
-    later[5 * 288 :] = 7.0
-    np.testing.assert_array_equal(routine_evidence(t, later)[: 5 * 288], r[: 5 * 288])
 
 
 @pytest.mark.parametrize(

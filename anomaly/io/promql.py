@@ -1,0 +1,214 @@
+"""PromQL text: escaping label values, and finding and restricting a query's selectors.
+
+Injection: tenant names and other label values that end up inside a query must go through
+:func:`escape_label_value` (for ``=``/``!=``) or :func:`regex_escape_label_value` (for
+``=~``/``!~``). :func:`restrict_query` adds a tenant matcher (:func:`tenant_matcher`) to every
+selector of a query, so Prometheus reads only those tenants' series; :func:`series_selectors`
+gives the selectors as ``match[]`` strings for the series and label APIs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = [
+    "escape_label_value",
+    "regex_escape_label_value",
+    "restrict_query",
+    "series_selectors",
+    "tenant_matcher",
+]
+
+# --------------------------------------------------------------------------- PromQL escaping
+
+_STRING_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# RE2 metacharacters, as escaped by Go's regexp.QuoteMeta.
+_RE2_META = frozenset("\\.+*?()|[]{}^$")
+
+
+def escape_label_value(value: str) -> str:
+    """Escape ``value`` for use inside a double-quoted PromQL string literal.
+
+    The result goes between the quotes: ``f'{{org="{escape_label_value(v)}"}}'``. Backslashes,
+    double quotes and control characters are escaped, so no value can end the literal early
+    and change the query (``x"} or vector(1) #`` stays one label value).
+    """
+    out = []
+    for ch in value:
+        esc = _STRING_ESCAPES.get(ch)
+        if esc is not None:
+            out.append(esc)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def regex_escape_label_value(value: str) -> str:
+    """Escape ``value`` so that an ``=~`` matcher matches exactly this one string.
+
+    RE2 metacharacters are backslash-escaped (like Go's ``regexp.QuoteMeta``) and the result is
+    then escaped as a string literal, so it goes straight between the quotes:
+    ``f'{{org=~"{regex_escape_label_value(v)}"}}'``. Prometheus anchors regex matchers, so the
+    matcher accepts ``value`` and nothing else. Join several with ``|`` for a set.
+    """
+    quoted = "".join("\\" + ch if ch in _RE2_META else ch for ch in value)
+    return escape_label_value(quoted)
+
+
+# --------------------------------------------------------------------------- selectors in PromQL
+
+# Words that are never a metric name where they stand in an expression (PromQL keywords are
+# case-insensitive). `by`/`without`/`on`/`ignoring`/`group_left`/`group_right` take a
+# parenthesised list of label names, which is not an expression either.
+_KEYWORDS = frozenset(
+    {"and", "or", "unless", "bool", "offset", "atan2", "inf", "nan", "start", "end"}
+    | {"sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values"}
+    | {"bottomk", "topk", "quantile"}  # aggregation operators: keywords, never metric names
+)
+_LABEL_LIST_KEYWORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
+_IDENT_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+@dataclass(frozen=True)
+class _Selector:
+    """A vector selector in a query: ``text[start:end]``; ``brace`` is the index of its
+    closing ``}`` (or -1 for a bare metric name)."""
+
+    start: int
+    end: int
+    brace: int
+
+
+def _skip_string(text: str, i: int) -> int:
+    """Index just after the string literal opening at ``text[i]``."""
+    quote_char = text[i]
+    i += 1
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and quote_char != "`":
+            i += 2
+            continue
+        if ch == quote_char:
+            return i + 1
+        i += 1
+    raise ValueError("unterminated string literal")
+
+
+def _closing(text: str, i: int, close: str) -> int:
+    """Index of the ``close`` character that ends the bracket opening at ``text[i]``."""
+    i += 1
+    while i < len(text):
+        ch = text[i]
+        if ch in "\"'`":
+            i = _skip_string(text, i)
+            continue
+        if ch == close:
+            return i
+        i += 1
+    raise ValueError(f"unbalanced {text[i - 1] if i else close!r}")
+
+
+def _next_significant(text: str, i: int) -> int:
+    while i < len(text) and text[i].isspace():
+        i += 1
+    return i
+
+
+def _selectors(query: str) -> list[_Selector]:
+    """Every vector selector (``name``, ``name{...}``, ``{...}``) of a PromQL expression.
+
+    A small lexer, not a parser: it skips strings, comments, ``[...]`` ranges, numbers and
+    durations, function and aggregation names (an identifier before ``(``), keywords, and the
+    label lists of ``by``/``without``/``on``/``ignoring``/``group_left``/``group_right``.
+    Raises ValueError on unbalanced brackets or strings.
+    """
+    out: list[_Selector] = []
+    i, n = 0, len(query)
+    while i < n:
+        ch = query[i]
+        if ch.isspace():
+            i += 1
+        elif ch == "#":
+            nl = query.find("\n", i)
+            i = n if nl < 0 else nl + 1
+        elif ch in "\"'`":
+            i = _skip_string(query, i)
+        elif ch == "[":
+            i = _closing(query, i, "]") + 1
+        elif ch == "{":
+            close = _closing(query, i, "}")
+            out.append(_Selector(i, close + 1, close))
+            i = close + 1
+        elif ch.isdigit() or (ch == "." and i + 1 < n and query[i + 1].isdigit()):
+            i += 1
+            while i < n and (query[i].isalnum() or query[i] in "._"):
+                i += 1
+        elif ch.isalpha() or ch in "_:":
+            m = _IDENT_RE.match(query, i)
+            word = m.group(0) if m else ch
+            end = i + len(word)
+            nxt = _next_significant(query, end)
+            lowered = word.lower()
+            if lowered in _LABEL_LIST_KEYWORDS:
+                i = _closing(query, nxt, ")") + 1 if nxt < n and query[nxt] == "(" else end
+            elif nxt < n and query[nxt] == "(" or lowered in _KEYWORDS:
+                i = end
+            elif nxt < n and query[nxt] == "{":
+                close = _closing(query, nxt, "}")
+                out.append(_Selector(i, close + 1, close))
+                i = close + 1
+            else:
+                out.append(_Selector(i, end, -1))
+                i = end
+        else:
+            i += 1
+    return out
+
+
+def series_selectors(query: str) -> list[str]:
+    """The vector selectors of ``query`` as ``match[]`` strings for the series and label APIs.
+
+    Empty when the query has none (e.g. ``vector(1)``) or cannot be read (unbalanced brackets).
+    """
+    try:
+        return [query[s.start : s.end] for s in _selectors(query)]
+    except ValueError:
+        return []
+
+
+def tenant_matcher(label: str, values: Iterable[str]) -> str:
+    """``label=~"v1|v2|..."`` matching exactly ``values`` (each escaped; sorted, deduplicated)."""
+    alternatives = "|".join(regex_escape_label_value(v) for v in sorted(set(values)))
+    return f'{label}=~"{alternatives}"'
+
+
+def restrict_query(query: str, matcher: str) -> str | None:
+    """``query`` with ``matcher`` (e.g. from :func:`tenant_matcher`) added to every selector.
+
+    The result equals ``query`` restricted to the matching series when the query never mixes
+    tenants (the premise of per-tenant models): each selector is filtered in the index, so
+    Prometheus reads only those series. ``None`` when the query has no selector or cannot be
+    read.
+    """
+    try:
+        selectors = _selectors(query)
+    except ValueError:
+        return None
+    if not selectors:
+        return None
+    parts: list[str] = []
+    pos = 0
+    for sel in selectors:
+        if sel.brace < 0:
+            parts.append(query[pos : sel.end] + "{" + matcher + "}")
+        else:
+            inner = query[sel.start : sel.brace].rstrip()
+            sep = "" if inner.endswith(("{", ",")) else ","
+            parts.append(query[pos : sel.start] + inner + sep + matcher + "}")
+        pos = sel.end
+    parts.append(query[pos:])
+    return "".join(parts)

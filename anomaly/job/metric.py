@@ -1,0 +1,487 @@
+"""One metric's step of a run: read → fit or load the stored model → score → forecast.
+
+- :func:`read_frame` — the metric's aligned :class:`~anomaly.frame.Frame` from Prometheus
+  (only some tenants' series, for a batch);
+- :func:`load_or_fit` — reuse stored fitted state where it is fresh, fit the series without;
+- :func:`score_metric` — the whole step, as a :class:`~anomaly.job.report.MetricOutcome`;
+- :func:`metric_outcomes` — the metrics of one batch of a plan, sharing their reads: a metric
+  that is the rate of a forecast metric is read once for both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from anomaly.config import Config, ForecastConfig, MetricConfig, format_duration
+from anomaly.errors import DataError, QueryError, StoreError
+from anomaly.frame import Frame, SeriesKey, build_frame
+from anomaly.io.prometheus import PrometheusSource
+from anomaly.io.promql import restrict_query, tenant_matcher
+from anomaly.io.store import ModelStore
+from anomaly.job.plan import BatchPlan, evaluation_window
+from anomaly.job.report import MetricOutcome
+from anomaly.models.forecast import Forecast, ForecastParams, breach_seconds, forecast
+from anomaly.models.scoring import AnomalyModel
+
+__all__ = ["load_or_fit", "metric_outcomes", "read_frame", "score_metric"]
+
+log = logging.getLogger(__name__)
+
+MODEL_FORMAT = 1
+#: Series fitted in one call (see :func:`load_or_fit`).
+FIT_CHUNK_SERIES = 64
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_frame(
+    config: Config,
+    mc: MetricConfig,
+    *,
+    now: float | None,
+    source: PrometheusSource,
+    tenants: Collection[str] | None = None,
+) -> Frame:
+    """Query ``mc`` over its lookback and align it on the run's grid.
+
+    With ``tenants``, only their series: the query gets a matcher for them on every selector
+    (:func:`~anomaly.io.promql.restrict_query`; a metric with ``split: false`` or without
+    selectors is fetched whole), and the frame keeps only their columns.
+    """
+    times = evaluation_window(config, now, mc)
+    frame = build_frame(
+        mc.name,
+        _query_range(config, source, mc, float(times[0]), float(times[-1]), tenants),
+        times,
+        config.tenant_label,
+    )
+    if tenants is None:
+        return frame
+    wanted = set(tenants)
+    keep = [j for j, k in enumerate(frame.keys) if k.tenant in wanted]
+    return frame if len(keep) == frame.n_series else frame.select(keep)
+
+
+def _query_range(
+    config: Config,
+    source: PrometheusSource,
+    mc: MetricConfig,
+    start: float,
+    end: float,
+    tenants: Collection[str] | None,
+) -> Iterator[tuple[dict[str, str], np.ndarray, np.ndarray]]:
+    query = mc.query
+    if tenants is not None and config.tenant_label is not None:
+        restricted = (
+            restrict_query(mc.query, tenant_matcher(config.tenant_label, tenants))
+            if mc.split and tenants
+            else None
+        )
+        if restricted is None:
+            log.debug("metric %s: fetched whole, filtered by tenant afterwards", mc.name)
+        else:
+            query = restricted
+    wanted = None if tenants is None or query != mc.query else set(tenants)
+    tl = config.tenant_label
+    for r in source.query_range(query, start, end, config.step_seconds):
+        # A whole fetch for a batch: drop other tenants' series before they cost anything.
+        if wanted is not None and tl is not None and r.labels.get(tl) not in wanted:
+            continue
+        yield r.labels, r.times, r.values
+
+
+def _fetch_lookback(config: Config, mc: MetricConfig) -> float:
+    """How far back a batch reads ``mc``: its own lookback, or that of a forecast metric it is
+    the rate of, if longer, so that one read serves both (:func:`_shared_frame`)."""
+    return max(
+        m.lookback_seconds or config.lookback_seconds
+        for m in config.metrics
+        if m.name == mc.name or (m.forecast is not None and m.forecast.rate == mc.name)
+    )
+
+
+def _shared_frame(
+    config: Config,
+    mc: MetricConfig,
+    times: np.ndarray,
+    *,
+    now: float,
+    source: PrometheusSource,
+    tenants: Collection[str] | None,
+    frames: dict[str, Frame],
+) -> Frame | None:
+    """``mc`` on the grid ``times`` (a suffix of its :func:`_fetch_lookback` window), read at
+    most once per batch: ``frames`` keeps each read. ``None`` if ``times`` is not such a
+    suffix. Raises :class:`QueryError`."""
+    if mc.name not in frames:
+        wide = dataclasses.replace(mc, lookback_seconds=_fetch_lookback(config, mc))
+        frames[mc.name] = read_frame(config, wide, now=now, source=source, tenants=tenants)
+    frame = frames[mc.name]
+    n = times.size
+    if n > frame.times.size or not np.array_equal(frame.times[frame.times.size - n :], times):
+        return None
+    return frame.last_rows(n)
+
+
+def _rate_for(
+    config: Config,
+    frame: Frame,
+    rate_metric: MetricConfig,
+    source: PrometheusSource,
+    tenants: Collection[str] | None = None,
+    *,
+    now: float | None = None,
+    frames: dict[str, Frame] | None = None,
+) -> np.ndarray | None:
+    """The rate metric's values on ``frame``'s grid, columns matched to ``frame``'s series
+    (same labels, else same tenant); NaN where a series has no rate. None if the query fails.
+
+    With ``frames`` (and ``now``, the run's time), the batch's one read of the rate metric is
+    reused (:func:`_shared_frame`): it also feeds the rate metric's own detection."""
+    try:
+        rates = None
+        if frames is not None and now is not None:
+            rates = _shared_frame(
+                config,
+                rate_metric,
+                frame.times,
+                now=now,
+                source=source,
+                tenants=tenants,
+                frames=frames,
+            )
+        if rates is None:
+            raw = _query_range(
+                config, source, rate_metric, float(frame.times[0]), float(frame.times[-1]), tenants
+            )
+            rates = build_frame(rate_metric.name, list(raw), frame.times, config.tenant_label)
+    except QueryError as e:
+        log.error("metric %s: rate query %s failed: %s", frame.metric, rate_metric.name, e)
+        return None
+    by_key = {k: j for j, k in enumerate(rates.keys)}
+    by_tenant = {k.tenant: j for j, k in enumerate(rates.keys) if k.tenant is not None}
+    out = np.full(frame.values.shape, np.nan)
+    for i, key in enumerate(frame.keys):
+        j = by_key.get(key, by_tenant.get(key.tenant) if key.tenant is not None else None)
+        if j is not None:
+            out[:, i] = rates.values[:, j]
+    return out
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _key_id(key: SeriesKey) -> str:
+    return json.dumps([key.tenant, [list(kv) for kv in key.labels]], ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """A usable stored model: its series' ids (column order) and when it was fitted."""
+
+    model: AnomalyModel
+    column_of: dict[str, int]
+    fitted_at: float
+
+
+def _load_fresh(
+    store: ModelStore, metric: str, params: dict[str, object], now: float, refit_seconds: float
+) -> _Stored | None:
+    """The stored model of ``metric`` if it is fresh, fitted with ``params`` and intact."""
+    loaded = store.load(metric)
+    if loaded is None:
+        return None
+    arrays, meta = loaded
+    try:
+        fitted_at = float(meta.get("fitted_at", 0))
+        if now - fitted_at >= refit_seconds or meta.get("params") != params:
+            return None
+        model = AnomalyModel.from_state(arrays)
+        ids = [str(k) for k in meta.get("keys", [])]
+        if len(ids) != model.n_series_:
+            raise DataError("key count does not match the stored model")
+    except (DataError, TypeError, ValueError) as e:
+        log.warning("metric %s: stored model unusable (%s); refitting", metric, e)
+        return None
+    return _Stored(model, {k: i for i, k in enumerate(ids)}, fitted_at)
+
+
+def load_or_fit(
+    config: Config,
+    frame: Frame,
+    store: ModelStore | None,
+    now: float,
+    *,
+    key: str | None = None,
+    save_errors: list[str] | None = None,
+) -> tuple[AnomalyModel, int]:
+    """Reuse stored fitted state where it is fresh; fit the series that have none.
+
+    ``key`` names the stored state (default: the metric's name); a sharded or batched run keys
+    it by shard and batch too, so that each holds only its own series.
+
+    A series that appeared since the last full refit is fitted alone and joins the stored
+    model, which keeps its fitting time, so the whole metric still refits on the configured
+    cadence. Returns the model (columns in the frame's order) and the number of series fitted
+    now.
+
+    A model that cannot be saved (:class:`~anomaly.errors.StoreError`: disk full, no permission)
+    raises, unless ``save_errors`` is given: then the message is appended to it and the model
+    is returned all the same.
+    """
+    det = config.detection
+    params: dict[str, object] = {
+        "step_seconds": frame.step_seconds,
+        "threshold": det.threshold,
+        "lookback_seconds": float(frame.times[-1] - frame.times[0]),
+        "format": MODEL_FORMAT,
+    }
+    key = frame.metric if key is None else key
+    stored = (
+        _load_fresh(store, key, params, now, det.refit_interval_seconds)
+        if store is not None
+        else None
+    )
+    column_of = stored.column_of if stored is not None else {}
+    ids = [_key_id(k) for k in frame.keys]
+    known = [i for i, k in enumerate(ids) if k in column_of]
+    missing = [i for i, k in enumerate(ids) if k not in column_of]
+    pieces: list[AnomalyModel] = []
+    if stored is not None and known:
+        columns = np.array([column_of[ids[i]] for i in known], dtype=int)
+        same = np.array_equal(columns, np.arange(stored.model.n_series_))
+        pieces.append(stored.model if same else stored.model.select(columns))
+    # Fitting holds about 3 MB of temporaries per series (the forests' growth), so series are
+    # fitted FIT_CHUNK_SERIES at a time: memory stays flat whatever the batch size.
+    for first in range(0, len(missing), FIT_CHUNK_SERIES):
+        sub = frame.select(missing[first : first + FIT_CHUNK_SERIES])
+        fresh = AnomalyModel(step_seconds=frame.step_seconds, threshold=det.threshold)
+        pieces.append(fresh.fit(sub.times, sub.values))
+    model = pieces[0] if len(pieces) == 1 else AnomalyModel.concat(pieces)
+    order = known + missing
+    if order != sorted(order):
+        model = model.select(np.argsort(np.array(order)))
+    if store is not None and missing:
+        fitted_at = stored.fitted_at if stored is not None and known else now
+        state = model.get_state(copy=False)
+        try:
+            store.save(key, state, {"keys": ids, "fitted_at": fitted_at, "params": params})
+        except StoreError as e:
+            if save_errors is None:
+                raise
+            save_errors.append(str(e))
+            log.error("metric %s: %s; scored without saving the model", frame.metric, e)
+    return model, len(missing)
+
+
+# --------------------------------------------------------------------------- forecasts
+
+
+def _forecast(
+    config: Config,
+    fcc: ForecastConfig,
+    frame: Frame,
+    *,
+    now: float,
+    source: PrometheusSource,
+    tenants: Collection[str] | None,
+    frames: dict[str, Frame] | None,
+) -> tuple[Forecast, np.ndarray | None]:
+    """The forecast of every series of ``frame`` (of a rolling sum from its rate, when
+    ``fcc.rate`` names one), and the seconds until it crosses ``fcc.threshold`` (``None``
+    without a threshold). The one place the job calls :mod:`anomaly.models.forecast`."""
+    rate = None
+    if fcc.rate is not None:
+        rate = _rate_for(
+            config, frame, config.metric(fcc.rate), source, tenants, now=now, frames=frames
+        )
+    params = ForecastParams(
+        fcc.horizon_seconds,
+        window_seconds=fcc.window_seconds,
+        rate_unit_seconds=fcc.rate_unit_seconds,
+    )
+    fc = forecast(frame.times, frame.values, params, rate=rate, step_seconds=frame.step_seconds)
+    if fcc.threshold is None:
+        return fc, None
+    return fc, breach_seconds(fc, None, fcc.threshold, fcc.direction)
+
+
+def _breach_lines(outcome: MetricOutcome) -> list[tuple[float, str]]:
+    mc = outcome.metric
+    fc, frame, fc_cfg = outcome.forecast, outcome.frame, mc.forecast
+    if outcome.breach_seconds is None or frame is None or fc is None or fc_cfg is None:
+        return []
+    value, _, _ = fc.at(fc_cfg.horizon_seconds)
+    lines = []
+    for j, key in enumerate(frame.keys):
+        b = float(outcome.breach_seconds[j])
+        if math.isfinite(b):
+            who = key.tenant if key.tenant is not None else str(key)
+            when = "already crossed" if b == 0 else f"crosses in {b / 3600:.1f}h"
+            lines.append(
+                (
+                    b,
+                    f"  {who:<16} {mc.name:<14} {when:<18} threshold "
+                    f"{fc_cfg.threshold:g} ({fc_cfg.direction}), forecast "
+                    f"{value[j]:.4g} in {format_duration(fc_cfg.horizon_seconds)}",
+                )
+            )
+    return lines
+
+
+# --------------------------------------------------------------------------- the step
+
+
+def score_metric(
+    config: Config,
+    mc: MetricConfig,
+    *,
+    now: float,
+    source: PrometheusSource,
+    store: ModelStore | None,
+    tenants: Collection[str] | None = None,
+    store_key: str | None = None,
+    frames: dict[str, Frame] | None = None,
+) -> MetricOutcome:
+    """Fetch, fit or reuse, and score one metric (``tenants``: only theirs, see
+    :func:`read_frame`). A broken query is reported, not raised.
+
+    ``frames`` is the batch's cache of reads shared between metrics: a metric that is the
+    rate of a forecast metric is read once over the longer of the two lookbacks, for its own
+    detection and for that forecast (in either order)."""
+    t0 = time.perf_counter()
+    outcome = MetricOutcome(mc)
+    try:
+        frame = None
+        own = mc.lookback_seconds or config.lookback_seconds
+        if frames is not None and _fetch_lookback(config, mc) > own:
+            times = evaluation_window(config, now, mc)
+            frame = _shared_frame(
+                config, mc, times, now=now, source=source, tenants=tenants, frames=frames
+            )
+        if frame is None:
+            frame = read_frame(config, mc, now=now, source=source, tenants=tenants)
+    except QueryError as e:
+        outcome.error = str(e)
+        outcome.query_failed = True
+        log.error("metric %s: query failed: %s", mc.name, e)
+        return outcome
+    t1 = time.perf_counter()
+    outcome.fetch_seconds = t1 - t0
+    outcome.frame = frame
+    outcome.n_series, outcome.n_skipped = frame.n_series, len(frame.skipped)
+    if frame.n_series == 0:
+        outcome.error = (
+            f"all {len(frame.skipped)} series skipped ({frame.skipped[0].reason})"
+            if frame.skipped
+            else "query returned no series"
+        )
+        if tenants is None:
+            log.warning("metric %s: %s", mc.name, outcome.error)
+        return outcome
+    if mc.detect:
+        save_errors: list[str] = []
+        model, outcome.refitted = load_or_fit(
+            config, frame, store, now, key=store_key, save_errors=save_errors
+        )
+        outcome.store_error = save_errors[0] if save_errors else None
+        t2 = time.perf_counter()
+        outcome.result = model.score(frame.times, frame.values, n_eval=1)
+        outcome.model_seconds, outcome.score_seconds = t2 - t1, time.perf_counter() - t2
+        outcome.n_unscored = int(np.count_nonzero(~outcome.result.valid))
+        for j, reason in enumerate(outcome.result.reason):
+            if reason:
+                log.warning("metric %s: series %s not scored: %s", mc.name, frame.keys[j], reason)
+    if mc.forecast is not None:
+        t3 = time.perf_counter()
+        fc, outcome.breach_seconds = _forecast(
+            config, mc.forecast, frame, now=now, source=source, tenants=tenants, frames=frames
+        )
+        outcome.forecast = fc
+        for j, reason in enumerate(fc.reason):
+            if reason:
+                log.warning("metric %s: series %s not forecast: %s", mc.name, frame.keys[j], reason)
+        outcome.breaches = _breach_lines(outcome)
+        outcome.forecast_seconds = time.perf_counter() - t3
+    outcome.seconds = time.perf_counter() - t0
+    return outcome
+
+
+# --------------------------------------------------------------------------- a batch's metrics
+
+
+def _batch_outcome(
+    config: Config,
+    plan: BatchPlan,
+    index: int,
+    mc: MetricConfig,
+    *,
+    now: float,
+    source: PrometheusSource,
+    store: ModelStore | None,
+    frames: dict[str, Frame] | None = None,
+) -> MetricOutcome:
+    """One metric of one batch: refused by the plan, empty, or scored (``frames``: the
+    batch's shared reads, see :func:`score_metric`)."""
+    tenants = None if plan.batches is None else plan.batches[index]
+    if mc.name in plan.failed:
+        return MetricOutcome(mc, error=plan.failed[mc.name], query_failed=True)
+    if tenants is not None and not tenants:
+        return MetricOutcome(mc)
+    return score_metric(
+        config,
+        mc,
+        now=now,
+        source=source,
+        store=store,
+        tenants=tenants,
+        store_key=plan.store_key(mc.name, index),
+        frames=frames,
+    )
+
+
+def metric_outcomes(
+    config: Config,
+    plan: BatchPlan,
+    index: int,
+    metrics: Sequence[int],
+    *,
+    now: float,
+    source: PrometheusSource,
+    store: ModelStore | None,
+) -> list[MetricOutcome]:
+    """The outcomes of the metrics at ``metrics`` (indices into ``config.metrics``, in order)
+    for batch ``index`` of ``plan``, sharing their reads (see :func:`score_metric`).
+
+    Each scored metric logs a progress line as it finishes, prefixed with its batch when the
+    run has several (in a worker process too: its log records reach the run's log)."""
+    frames: dict[str, Frame] = {}
+    outcomes = []
+    for i in metrics:
+        outcome = _batch_outcome(
+            config,
+            plan,
+            index,
+            config.metrics[i],
+            now=now,
+            source=source,
+            store=store,
+            frames=frames,
+        )
+        if outcome.error is None and outcome.n_series:
+            where = (
+                f"batch {index + 1}/{plan.n_batches}: "
+                if plan.n_batches > 1
+                else f"[{i + 1}/{len(config.metrics)}] "
+            )
+            log.info("%s%s", where, outcome.progress())
+        outcomes.append(outcome)
+    return outcomes

@@ -1,0 +1,270 @@
+"""The plain forecaster: a series extrapolated from its own past, vectorised over all series.
+
+``y(t) = reference(t) + d(t)``
+    The *reference* is the seasonal expectation: in ``weekly`` mode the (lightly smoothed)
+    value one week earlier (the median over up to three earlier weeks when the history holds
+    them), in ``daily`` mode the median time-of-day profile over all days. Weekly mode is what
+    keeps a tenant whose spend only swings with the week (low weekends, a Monday climb) from
+    being extrapolated into a breach; it needs a week plus two days of history, and ``auto``
+    falls back to daily mode with less.
+
+``d(t + k) = A + rho * (q * (A - B) + dc(t - 1d + k') - B)``  with ``k = q * 1d + k'``
+    The deviation from the reference continues as it did over the last day: ``A`` and ``B``
+    are robust levels of ``d`` over the last ``smooth_seconds`` now and one day earlier, and
+    ``dc`` is ``d`` smoothed over ``smooth_seconds``. So the trend grows by ``A - B`` a day and
+    inside the day it grows *in the shape it grew yesterday*: a spend ramp that only climbs in
+    business hours (the 24-hour rolling sum of a drifting rate does exactly that) is forecast
+    to climb in business hours again, rather than at its daily average pace. A linear ramp is
+    extrapolated exactly; a series without trend gets ``A - B`` and the shape near zero.
+    ``rho`` is the acceleration: today's growth over the last ``recent_seconds`` divided by
+    the growth over the same hours yesterday (1 unless both are clearly beyond the noise,
+    bounded by ``max_acceleration``), so a ramp in its first day is not under-forecast.
+    For positive series ``d`` is the ratio ``y / reference - 1`` (a drifting rate scales
+    weekdays and weekends alike), otherwise the difference.
+
+Intervals are normal approximations whose variance grows with the lead time ``k``:
+``sigma_noise**2 + sigma_day**2 * (k / 1d + (k / 1d)**2)``, where ``sigma_noise`` is the spread
+of ``d`` around ``dc`` (point noise) and ``sigma_day`` the spread of the day-over-day change of
+``dc`` (how irregular the trend and the reference are).
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import NamedTuple
+
+import numpy as np
+
+from anomaly.models.forecast.common import (
+    Grid,
+    by_day,
+    cumsum0,
+    finite_or,
+    first_slot,
+    quiet,
+    robust_sigma,
+    smooth_slots,
+)
+from anomaly.models.forecast.params import ForecastParams
+
+
+def forecast_plain(
+    grid: Grid, y: np.ndarray, params: ForecastParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point forecast and band of every column of `y`, ``(value, lower, upper)``, each of shape
+    ``(n_h, n_s)``.
+
+    Parameters
+    ----------
+    grid : Grid
+        The input's times and step, the points to forecast and the season.
+    y : array, shape (n_t, n_s)
+        Series that can be forecast (checked by the caller); NaN marks a gap.
+    params : ForecastParams
+    """
+    n_t = y.shape[0]
+    t, step, n_h, per_day = grid.t, grid.step, grid.n_h, grid.per_day
+    smooth = max(1, round(params.smooth_seconds / step))
+    # The tail where the deviation d is needed: the last day plus margins for the smoothing,
+    # and one more day for the day-over-day spread that sizes the interval.
+    r0 = max(0, n_t - 2 * per_day - 2 * smooth)
+    daily = _daily_profile(t, y, step, per_day)
+    ref_tail = _reference(y, daily, grid, r0)
+    ref_past = ref_tail[: n_t - r0]
+    ref_future = ref_tail[n_t - r0 :]
+    # Positive series (spend, rates, latencies) deviate multiplicatively: a drifting rate
+    # scales the weekday and the weekend alike, so the ratio to the reference grows evenly
+    # where the difference would jump at every weekend.
+    with np.errstate(invalid="ignore"):
+        tail = y[r0:]
+        positive = (np.nanmin(tail, axis=0) > 0) & (np.nanmin(ref_tail, axis=0) > 0)
+    if params.multiplicative is False:
+        positive[:] = False
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.where(positive, tail / ref_past - 1.0, tail - ref_past)
+
+    lv = _deviation_levels(d, per_day, smooth, max(1, round(params.recent_seconds / step)))
+    a = finite_or(lv.a, 0.0)
+    trend_day = np.where(np.isfinite(lv.b), a - lv.b, 0.0)
+    b = a - trend_day
+    dev = _deviation_ahead(lv, a, b, trend_day, n_h, per_day, smooth, params.max_acceleration)
+
+    # The reference can still have holes (a slot never observed): the recent median stands in.
+    with quiet():
+        recent_median = np.nanmedian(y[max(0, n_t - per_day) :], axis=0)
+    fallback = np.where(positive, recent_median / (1.0 + a), recent_median - a)
+    fallback = finite_or(fallback, 0.0)
+    ref_future = finite_or(ref_future, fallback)
+    point = np.where(positive, ref_future * (1.0 + dev), ref_future + dev)
+
+    sigma_noise = finite_or(lv.sigma_noise, 0.0)
+    sigma_day = finite_or(lv.sigma_day, sigma_noise)
+    sigma_day = np.maximum(sigma_day, 0.25 * sigma_noise)
+    lead = (np.arange(1, n_h + 1) / per_day)[:, None]
+    sd = np.sqrt(sigma_noise**2 + sigma_day**2 * (lead + lead**2))
+    sd = np.where(positive, np.abs(ref_future) * sd, sd)
+    sd = np.hypot(sd, 1e-6 * np.maximum(1.0, np.abs(point)))  # no overflow near 1e300
+    z = NormalDist().inv_cdf(0.5 + params.interval / 2)
+    return point, point - z * sd, point + z * sd
+
+
+class _Levels(NamedTuple):
+    """Robust summaries of the deviation ``d`` ``(n_d, n_s)`` from its reference; each field
+    ``(n_s,)`` but ``dc``."""
+
+    a: np.ndarray
+    """Median of ``d`` over the last `smooth` points (``A``)."""
+    b: np.ndarray
+    """The same a day earlier (``B``; NaN without that day)."""
+    a_then: np.ndarray
+    """``A`` as it was `recent` points ago."""
+    b_then: np.ndarray
+    """``B`` as it was `recent` points ago."""
+    dc: np.ndarray
+    """``d`` smoothed over `smooth` points (centred where possible), shape ``(n_d, n_s)``."""
+    sigma_noise: np.ndarray
+    """Spread of ``d`` around ``dc``."""
+    sigma_day: np.ndarray
+    """Spread of the day-over-day change of ``dc``."""
+
+
+def _deviation_levels(d: np.ndarray, per_day: int, smooth: int, recent: int) -> _Levels:
+    """Robust levels of the deviation `d` now and a day earlier, its smoothed shape and spreads."""
+    n_d, n_s = d.shape
+    with quiet():
+        a = np.nanmedian(d[n_d - smooth :], axis=0)
+        b_rows = d[max(0, n_d - per_day - smooth) : n_d - per_day]
+        b = np.nanmedian(b_rows, axis=0) if b_rows.size else np.full(a.shape, np.nan)
+        a_then = np.nanmedian(d[max(0, n_d - recent - smooth) : n_d - recent], axis=0)
+        b_rows = d[max(0, n_d - per_day - recent - smooth) : max(0, n_d - per_day - recent)]
+        b_then = np.nanmedian(b_rows, axis=0) if b_rows.size else np.full(a.shape, np.nan)
+        dc = _centred_nanmean(d, smooth)
+        sigma_noise = robust_sigma(d - dc)
+        day_change = dc[per_day:] - dc[:-per_day] if n_d > per_day else np.empty((0, n_s))
+        sigma_day = robust_sigma(day_change)
+    return _Levels(a, b, a_then, b_then, dc, sigma_noise, sigma_day)
+
+
+def _deviation_ahead(
+    lv: _Levels,
+    a: np.ndarray,
+    b: np.ndarray,
+    trend_day: np.ndarray,
+    n_h: int,
+    per_day: int,
+    smooth: int,
+    max_acceleration: float,
+) -> np.ndarray:
+    """The deviation at leads ``1..n_h``, shape ``(n_h, n_s)``: ``A`` (`a`) plus the daily
+    growth `trend_day` per whole day and yesterday's shape from ``B`` (`b`) on within the day,
+    scaled by the acceleration."""
+    n_d, n_s = lv.dc.shape
+    # Yesterday's shape of the deviation from B onwards, k' = 1..per_day; gaps fall back to
+    # the straight line with the same daily growth.
+    shape = lv.dc[n_d - per_day : n_d] - b if n_d >= per_day else np.full((per_day, n_s), np.nan)
+    line = trend_day * (np.arange(1, per_day + 1) / per_day)[:, None]
+    shape = finite_or(shape, line)
+
+    # Acceleration: how today's growth over the last `recent_seconds` compares with the same
+    # hours yesterday. A ramp in its first day grows faster today than yesterday; yesterday's
+    # shape is scaled by the ratio when both growths are clearly beyond the noise.
+    grow_now = a - lv.a_then
+    grow_then = b - lv.b_then
+    noise_floor = 4.0 * finite_or(lv.sigma_noise, 0.0) / math.sqrt(smooth)
+    clear = (
+        np.isfinite(grow_now)
+        & np.isfinite(grow_then)
+        & (np.abs(grow_then) > noise_floor)
+        & (np.abs(grow_now) > noise_floor)
+        & (np.sign(grow_now) == np.sign(grow_then))
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(clear, grow_now / grow_then, 1.0)
+    ratio = np.clip(ratio, 1.0 / max_acceleration, max_acceleration)
+
+    k = np.arange(1, n_h + 1)
+    q, k_in_day = np.divmod(k - 1, per_day)
+    return np.asarray(a + ratio * (q[:, None] * trend_day + shape[k_in_day]))
+
+
+def _daily_profile(t: np.ndarray, y: np.ndarray, step: float, per_day: int) -> np.ndarray:
+    """Median time-of-day profile, shape ``(per_day, n_series)``, lightly smoothed, NaN if unseen.
+
+    A trend across days (Theil-Sen slope of the daily medians) is removed first, so that a
+    ramp leaves a flat profile and not a saw-tooth whose jump would sit at midnight.
+    """
+    n_t, n_s = y.shape
+    days, offset = by_day(t, y, step, per_day)
+    n_days = days.shape[0]
+    with quiet():
+        medians = np.nanmedian(days, axis=1)  # (n_days, n_s)
+        medians[np.isfinite(days).sum(axis=1) < 0.8 * per_day] = np.nan
+        i, j = np.triu_indices(n_days, k=1)
+        slope = (
+            np.nanmedian((medians[j] - medians[i]) / (j - i)[:, None], axis=0) if i.size else None
+        )
+    if slope is not None:
+        slope = finite_or(slope, 0.0)
+        position = np.arange(n_days * per_day) / per_day - (offset + n_t - 1) / per_day
+        days = days - (position[:, None] * slope).reshape(n_days, per_day, n_s)
+    with quiet():
+        profile = np.nanmedian(days, axis=0)
+    return smooth_slots(profile, per_day)
+
+
+def _reference(y: np.ndarray, daily: np.ndarray, grid: Grid, lo: int) -> np.ndarray:
+    """Seasonal reference of `y` from grid index `lo` through the forecast (``n_t + n_h``,
+    exclusive), shape ``(n_t + n_h - lo, n_s)``; `daily` is the time-of-day profile."""
+    n_t = y.shape[0]
+    per_day, per_week = grid.per_day, grid.per_week
+    idx = np.arange(lo, n_t + grid.n_h)
+    slot = (first_slot(grid.t, grid.step) + idx) % per_day
+    by_slot = daily[slot]
+    if grid.season == "daily":
+        return by_slot
+    # Same slot in earlier weeks (the newest week before `n_t` for future points), each value
+    # smoothed over +-4 points; the median over up to three weeks.
+    weeks_back = np.maximum(1, -((n_t - idx - 1) // per_week))  # ceil((idx - n_t + 1) / W)
+    picks = []
+    for extra in range(3):
+        src = idx - per_week * (weeks_back + extra)
+        picks.append(_smoothed_at(y, src))
+    with quiet():
+        weekly = np.nanmedian(np.stack(picks), axis=0)
+    return finite_or(weekly, by_slot)
+
+
+def _smoothed_at(y: np.ndarray, idx: np.ndarray, half: int = 4) -> np.ndarray:
+    """Mean of ``y`` over ``idx - half .. idx + half`` (NaN-aware; NaN where ``idx`` is outside)."""
+    n_t = y.shape[0]
+    total = np.zeros((idx.size, y.shape[1]))
+    count = np.zeros((idx.size, y.shape[1]))
+    for s in range(-half, half + 1):
+        j = idx + s
+        ok = (j >= 0) & (j < n_t)
+        rows = np.where(ok, j, 0)
+        v = y[rows]
+        good = ok[:, None] & np.isfinite(v)
+        total += np.where(good, v, 0.0)
+        count += good
+    inside = (idx >= 0) & (idx < n_t)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = total / count
+    out[~inside] = np.nan
+    return out
+
+
+def _centred_nanmean(a: np.ndarray, window: int) -> np.ndarray:
+    """Mean over a centred window of `window` rows (truncated at the ends), NaN-aware."""
+    half_lo = window // 2
+    half_hi = window - 1 - half_lo
+    ok = np.isfinite(a)
+    csum = cumsum0(np.where(ok, a, 0.0))
+    ccnt = cumsum0(ok)
+    n = a.shape[0]
+    i = np.arange(n)
+    lo = np.clip(i - half_lo, 0, n)
+    hi = np.clip(i + half_hi + 1, 0, n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray((csum[hi] - csum[lo]) / (ccnt[hi] - ccnt[lo]))

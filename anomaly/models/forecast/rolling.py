@@ -1,0 +1,265 @@
+"""Rate mode: rolling sums carried forward from their rate, with a calibrated band and a guard.
+
+A rolling 24-hour sum such as ``increase(processaudit_ai_cost_usd_total[1d])`` lags its rate by
+up to a day, so it is not extrapolated itself. With the rate beside it
+(``rate(...[15m]) * 3600``), the sum is carried forward exactly: ``sum(o + k) = sum(o) - (rate
+history leaving the window) + (forecast rate entering)``. Only the rate is forecast, as its
+seasonal reference (:mod:`.rate_reference`) times ``1 + level + slope * lead``, the level and
+slope fitted to the last ``trend_seconds`` (:mod:`.trend`); the slope is held after
+``trend_horizon_seconds`` (a ramp seldom runs on for a whole day).
+
+The band comes from the forecaster's own walk-forward errors: the same computation from every
+half-hourly origin of the last ``calibration_seconds`` is compared with what followed, and the
+empirical quantiles of the ratio errors at each lead (vectorised over origins, leads and
+series) scale the point forecast; leads seen from too few origins grow the widths of the
+longest well-seen lead by the square root of the lead. Beside it, :attr:`Forecast.guard` is the
+forecast with the deciding fit's level and slope ``guard_z`` standard errors nearer zero, and
+:attr:`Forecast.held_guard` the guards of the half-hourly origins of the last
+``hold_seconds``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from anomaly.models.forecast.common import SECONDS_PER_DAY, Grid, cumsum0, finite_or, quiet
+from anomaly.models.forecast.params import ForecastParams
+from anomaly.models.forecast.rate_reference import rate_reference
+from anomaly.models.forecast.trend import Trend, fit_trend
+
+RATE_CHUNK_SERIES = 32
+"""Series forecast together; memory stays flat whatever the number of tenants."""
+CALIBRATION_STRIDE_SECONDS = 1800.0
+"""Spacing of the walk-forward origins whose errors calibrate the band, and of the origins
+whose guards are held."""
+
+
+class RollingForecast(NamedTuple):
+    """Rate mode's result for the series it was given: fields ``(n_h, n_s)`` but the last."""
+
+    value: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    guard: np.ndarray
+    held_guard: np.ndarray | None
+    """``(n_held, n_h, n_s)``, or ``None`` where ``hold_seconds`` holds no origin."""
+
+
+def forecast_rolling(
+    grid: Grid, y: np.ndarray, rate: np.ndarray, params: ForecastParams
+) -> RollingForecast:
+    """Point forecast, calibrated band, guard and held guards of the rolling sums `y` of `rate`.
+
+    Parameters
+    ----------
+    grid : Grid
+        The input's times and step, the points to forecast and the season.
+    y, rate : array, shape (n_t, n_s)
+        Rolling sums over ``params.window_seconds`` and their rate per
+        ``params.rate_unit_seconds``, of series that can be forecast (checked by the caller).
+    params : ForecastParams
+    """
+    n_h, n_s = grid.n_h, y.shape[1]
+    n_held = int(params.hold_seconds // CALIBRATION_STRIDE_SECONDS)
+    value, lower, upper, guard = (np.full((n_h, n_s), np.nan) for _ in range(4))
+    held = np.full((n_held, n_h, n_s), np.nan)
+    # A few series at a time: the walk-forward calibration holds (origins x leads) paths
+    # per series (~3.5 MB each at 5-minute steps), and every series' result is its own.
+    for first in range(0, n_s, RATE_CHUNK_SERIES):
+        c = np.arange(first, min(first + RATE_CHUNK_SERIES, n_s))
+        part = _forecast_chunk(grid, y[:, c], rate[:, c], params, n_held)
+        value[:, c], lower[:, c], upper[:, c], guard[:, c] = part[:4]
+        held[:, :, c] = part.held_guard
+    return RollingForecast(value, lower, upper, guard, held if n_held else None)
+
+
+def _forecast_chunk(
+    grid: Grid, y: np.ndarray, rate: np.ndarray, params: ForecastParams, n_held: int
+) -> RollingForecast:
+    """:func:`forecast_rolling` of a few series, with `n_held` held guards (an array always)."""
+    n_t, n_s = y.shape
+    step, n_h = grid.step, grid.n_h
+    w = max(3, round(params.trend_seconds / step))
+    n_calib = max(0, round(params.calibration_seconds / step))
+    stride = max(1, round(CALIBRATION_STRIDE_SECONDS / step))
+    lo = max(0, n_t - 1 - max(n_calib, n_held * stride) - w)
+    u = rate_reference(grid, rate, lo)
+    carry = _carry(
+        y,
+        rate,
+        u,
+        lo,
+        n_h,
+        step,
+        n_win=max(1, round(params.window_seconds / step)),
+        cap=max(1, round(params.trend_horizon_seconds / step)),
+        per_point=step / params.rate_unit_seconds,
+    )
+    rate_tail, u_tail = rate[lo:], u[: n_t - lo]
+
+    newest = np.array([n_t - 1])
+    trend = fit_trend(rate_tail, u_tail, newest - lo, step, w, params.trend_z)
+    point = carry.paths(newest, trend.level, trend.slope)[0]
+    guard = carry.guards(newest, trend, params.guard_z)[0]
+    first = lo + w
+    held = np.full((n_held, n_h, n_s), np.nan)
+    back = n_t - 1 - stride * np.arange(1, n_held + 1)
+    can = back >= first
+    if can.any():
+        trend_back = fit_trend(rate_tail, u_tail, back[can] - lo, step, w, params.trend_z)
+        held[can] = carry.guards(back[can], trend_back, params.guard_z)
+
+    # Walk-forward errors: forecasts from past origins against what happened, as ratios.
+    origins = np.arange(n_t - 2, first - 1, -stride)[::-1]
+    if origins.size:
+        past_trend = fit_trend(rate_tail, u_tail, origins - lo, step, w, params.trend_z)
+        past = carry.paths(origins, past_trend.level, past_trend.slope)
+        q_lo, q_hi = _error_quantiles(past, y, origins, params.interval)
+    else:
+        q_lo, q_hi = np.full((n_h, n_s), np.nan), np.full((n_h, n_s), np.nan)
+    q_lo = np.minimum(finite_or(q_lo, 0.0), 0.0)
+    q_hi = np.maximum(finite_or(q_hi, 0.0), 0.0)
+    q_lo = np.minimum.accumulate(q_lo, axis=0)
+    q_hi = np.maximum.accumulate(q_hi, axis=0)
+    lower = point * (1.0 + q_lo)
+    upper = point * (1.0 + q_hi)
+    return RollingForecast(point, np.minimum(lower, point), np.maximum(upper, point), guard, held)
+
+
+class _Carry(NamedTuple):
+    """What carrying the rolling sums forward from any origin (absolute index) needs.
+
+    Cumulative sums have a row of zeros first (:func:`~.common.cumsum0`); the reference's run
+    from grid index `lo` over the future.
+    """
+
+    anchor: np.ndarray
+    """``(n_t, n_s)``: the sums, rebuilt from the rate where missing."""
+    cc: np.ndarray
+    """``(n_t + 1, n_s)``: cumulative inflow of the rate history (gaps: the window's mean)."""
+    cu: np.ndarray
+    """``(n_t - lo + n_h + 1, n_s)``: cumulative inflow of the reference."""
+    cup: np.ndarray
+    """Like `cu`, of the reference's inflow times `fpos`."""
+    fpos: np.ndarray
+    """``(n_t - lo + n_h, 1)``: days from the newest point of each point from `lo` on."""
+    lo: int
+    n_h: int
+    n_win: int
+    """Points in the rolling window."""
+    cap: int
+    """Points the slope is extrapolated; the ratio is held after."""
+    step: float
+
+    def paths(self, origins: np.ndarray, level: np.ndarray, slope: np.ndarray) -> np.ndarray:
+        """Forecasts from each origin with the rate's `level` and `slope` (``(n_o, n_s)``) of
+        its ratio to the reference, shape ``(n_o, n_h, n_s)``."""
+        n_t, n_h, cap, n_win = self.anchor.shape[0], self.n_h, self.cap, self.n_win
+        k = np.arange(1, n_h + 1)
+        tail_o = origins - self.lo
+        end = tail_o[:, None] + k[None, :]  # tail index of o + k
+        # The reference's inflow from o to o + k, and the same weighted by the lead in days.
+        inflow_u = self.cu[end + 1] - self.cu[tail_o + 1][:, None]
+        inflow_up = self.cup[end + 1] - self.cup[tail_o + 1][:, None]
+        inflow_ux = inflow_up - self.fpos[tail_o][:, None] * inflow_u
+        if cap < n_h:  # the slope is extrapolated `cap` points, the ratio then held
+            held = inflow_ux[:, cap - 1 : cap] + (cap * self.step / SECONDS_PER_DAY) * (
+                inflow_u - inflow_u[:, cap - 1 : cap]
+            )
+            inflow_ux = np.where(k[None, :, None] <= cap, inflow_ux, held)
+        ao, bo = level[:, None], slope[:, None]
+        inflow = np.maximum((1.0 + ao) * inflow_u + bo * inflow_ux, 0.0)
+        leave_hi = np.clip(origins[:, None] + k[None, :] - n_win + 1, 0, n_t)
+        leave_lo = np.clip(origins - n_win + 1, 0, n_t)[:, None]
+        outflow = self.cc[leave_hi] - self.cc[leave_lo]
+        return np.asarray(self.anchor[origins][:, None] + inflow - outflow)
+
+    def guards(self, origins: np.ndarray, trend: Trend, guard_z: float) -> np.ndarray:
+        """The guard from each origin: the decided level and slope `guard_z` standard errors
+        nearer none; shape ``(n_o, n_h, n_s)``."""
+        level = _toward_zero(trend.decided_level, guard_z * trend.se_level)
+        slope = _toward_zero(trend.decided_slope, guard_z * trend.se_slope)
+        return self.paths(origins, level, slope)
+
+
+def _carry(
+    y: np.ndarray,
+    rate: np.ndarray,
+    u: np.ndarray,
+    lo: int,
+    n_h: int,
+    step: float,
+    *,
+    n_win: int,
+    cap: int,
+    per_point: float,
+) -> _Carry:
+    """The sums `y`, the rate history and its reference `u` (from grid index `lo` on, over the
+    future too) as cumulative sums; `per_point` turns a rate into one point's inflow."""
+    n_t = y.shape[0]
+    c_in = finite_or(rate, np.nan) * per_point
+    with quiet():
+        mean_in = np.nanmean(c_in[max(0, n_t - n_win) :], axis=0)
+    c_in = finite_or(c_in, finite_or(mean_in, 0.0))
+    cc = cumsum0(c_in)
+    uu = u * per_point
+    fpos = ((np.arange(u.shape[0]) + lo - (n_t - 1)) * step / SECONDS_PER_DAY)[:, None]
+    anchor = finite_or(y, cc[1:] - cc[np.maximum(0, np.arange(n_t) + 1 - n_win)])
+    return _Carry(anchor, cc, cumsum0(uu), cumsum0(uu * fpos), fpos, lo, n_h, n_win, cap, step)
+
+
+def _toward_zero(a: np.ndarray, by: np.ndarray) -> np.ndarray:
+    """`a` moved `by` towards zero, stopping there."""
+    return np.asarray(np.sign(a) * np.maximum(np.abs(a) - by, 0.0))
+
+
+def _error_quantiles(
+    past: np.ndarray, y: np.ndarray, origins: np.ndarray, interval: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper quantiles of the ratio errors ``actual / forecast - 1`` of the forecasts
+    `past` ``(n_o, n_h, n_s)`` from `origins` against `y`, at each lead: shapes ``(n_h, n_s)``.
+
+    Leads seen from too few origins borrow the widths of the longest well-seen lead, grown
+    with the square root of the lead; NaN for a series without one.
+    """
+    n_t = y.shape[0]
+    n_h, n_s = past.shape[1:]
+    k = np.arange(1, n_h + 1)
+    target = origins[:, None] + k[None, :]
+    actual = y[np.minimum(target, n_t - 1)]
+    actual[target > n_t - 1] = np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(np.abs(past) > 0, actual / past - 1.0, np.nan)
+    alpha = (1.0 - interval) / 2
+    q_lo, q_hi, n_ok = _quantiles_axis0(ratio, alpha, 1.0 - alpha)
+    enough = n_ok >= 8
+    ref_k = np.where(enough.any(axis=0), n_h - 1 - np.argmax(enough[::-1], axis=0), -1)
+    for j in range(n_s):
+        r = ref_k[j]
+        if r < 0:
+            q_lo[:, j], q_hi[:, j] = np.nan, np.nan
+            continue
+        grow = np.sqrt(k[r + 1 :] / k[r])
+        q_lo[r + 1 :, j] = q_lo[r, j] * grow
+        q_hi[r + 1 :, j] = q_hi[r, j] * grow
+    return q_lo, q_hi
+
+
+def _quantiles_axis0(
+    a: np.ndarray, q_low: float, q_high: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NaN-aware quantiles along axis 0 (linear interpolation) and the count of finite values."""
+    s = np.sort(a, axis=0)  # NaN last
+    n = np.isfinite(a).sum(axis=0)
+    out = []
+    for q in (q_low, q_high):
+        pos = q * np.maximum(n - 1, 0)
+        i0 = np.floor(pos).astype(int)
+        i1 = np.minimum(i0 + 1, np.maximum(n - 1, 0))
+        frac = pos - i0
+        v0 = np.take_along_axis(s, i0[None], axis=0)[0]
+        v1 = np.take_along_axis(s, i1[None], axis=0)[0]
+        out.append(np.where(n > 0, v0 + frac * (v1 - v0), np.nan))
+    return out[0], out[1], n

@@ -1,0 +1,124 @@
+"""Threshold rules on the seasonal features: a detector (:class:`RuleDetector`).
+
+Each rule compares one feature of :data:`~anomaly.models.seasonal.FEATURE_NAMES` with its own
+threshold; the evidence is the largest ratio,
+
+    ``evidence = max_k |f_k| / (threshold_k * calibration_k)``
+
+so 1 means "at the decision threshold": the point residual ``z`` against
+``point_threshold``, the trailing means of ``z`` against ``mean_threshold``, the variance
+ratio (upwards only) against ``var_threshold``, and the surprise of a run of repeated values
+against ``stuck_threshold_nats``. ``calibration_k >= 1`` widens a feature's threshold for a
+series whose training distribution of that feature has heavier tails than a Gaussian (its
+95th percentile of ``|f_k|`` over 1.96).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+import numpy as np
+
+from anomaly.errors import DataError
+from anomaly.models.base import SERIES, Detector, Field, check_features, param, valid_series
+from anomaly.models.features import nanquantile0
+from anomaly.models.seasonal import FEATURE_NAMES, N_FEATURES
+
+#: Features whose tails are calibrated (two-sided q95 against a Gaussian's 1.96).
+_CALIBRATED = (0, 1, 2, 3, 4)
+
+
+class RuleDetector(Detector):
+    """Per-feature thresholds on the seasonal features, calibrated per series.
+
+    Parameters
+    ----------
+    point_threshold, mean_threshold, var_threshold : float
+        Normalised feature values (about "sigmas") at which a point / a trailing mean / the
+        variance ratio alone reaches the decision threshold.
+    stuck_threshold_nats : float
+        Surprise (nats) of a run of repeated values that alone reaches the threshold.
+    """
+
+    state_fields: ClassVar[dict[str, Field]] = {
+        "point_threshold": param(1e-6, 1e6),
+        "mean_threshold": param(1e-6, 1e6),
+        "var_threshold": param(1e-6, 1e6),
+        "stuck_threshold_nats": param(1e-6, 1e9),
+        "calibration": Field(np.float64, (N_FEATURES, SERIES), finite=True),
+        "valid": Field(np.bool_, (SERIES,)),
+    }
+
+    def __init__(
+        self,
+        point_threshold: float = 5.0,
+        mean_threshold: float = 5.5,
+        var_threshold: float = 4.0,
+        stuck_threshold_nats: float = 25.0,
+    ) -> None:
+        self.point_threshold = point_threshold
+        self.mean_threshold = mean_threshold
+        self.var_threshold = var_threshold
+        self.stuck_threshold_nats = stuck_threshold_nats
+
+    def fit(self, features: np.ndarray, valid: np.ndarray | None = None) -> RuleDetector:
+        """Calibrate the thresholds on the tails of each series' training features
+        (:meth:`~anomaly.models.seasonal.SeasonalBaseline.features` of the training rows); see
+        :meth:`Detector.fit <anomaly.models.base.Detector.fit>`."""
+        check_features(features)
+        if features.shape[1] != N_FEATURES:
+            raise ValueError(_n_features_message(features.shape[1]))
+        n_s = features.shape[2]
+        self.valid_ = valid_series(valid, n_s)
+        self.calibration_ = np.ones((N_FEATURES, n_s))
+        q95 = nanquantile0(np.abs(features[:, _CALIBRATED, :]), 0.95)
+        self.calibration_[_CALIBRATED, :] = np.where(
+            np.isfinite(q95), np.maximum(1.0, q95 / 1.96), 1.0
+        )
+        return self
+
+    def evidence(self, features: np.ndarray) -> np.ndarray:
+        """The largest ratio of a feature to its threshold (NaN features count 0); see
+        :meth:`Detector.evidence <anomaly.models.base.Detector.evidence>`."""
+        self._check_scoring(features)
+        cal = self.calibration_
+        parts = [
+            np.abs(features[:, 0]) / (self.point_threshold * cal[0]),
+            np.abs(features[:, 1]) / (self.mean_threshold * cal[1]),
+            np.abs(features[:, 2]) / (self.mean_threshold * cal[2]),
+            np.abs(features[:, 3]) / (self.mean_threshold * cal[3]),
+            np.maximum(features[:, 4], 0.0) / (self.var_threshold * cal[4]),
+            features[:, 5] / self.stuck_threshold_nats,
+        ]
+        stacked = np.stack(parts, axis=0)
+        stacked = np.where(np.isnan(stacked), 0.0, stacked)
+        out = np.max(stacked, axis=0)
+        out = np.where(np.isfinite(out), out, np.where(np.isnan(out), 0.0, np.inf))
+        out[:, ~self.valid_] = 0.0
+        return out
+
+    def band_sigmas(self) -> np.ndarray:
+        """Half-width of the point band in noise scales, shape (n_series,): a value beyond it
+        alone reaches the decision threshold (see
+        :meth:`~anomaly.models.seasonal.SeasonalBaseline.bands`)."""
+        self._check_fitted()
+        return self.point_threshold * self.calibration_[0]
+
+    def check_n_features(self, n_features: int) -> None:
+        if n_features != N_FEATURES:
+            raise DataError(_n_features_message(n_features))
+
+    @classmethod
+    def _check_arrays(
+        cls, arrays: Mapping[str, np.ndarray], params: Mapping[str, float], prefix: str
+    ) -> None:
+        if np.any(arrays["calibration"] < 1):
+            raise DataError(f"state `{prefix}calibration` must be at least 1")
+
+
+def _n_features_message(n_features: int) -> str:
+    return (
+        f"the threshold rules read the {N_FEATURES} features {', '.join(FEATURE_NAMES)}, "
+        f"got {n_features}"
+    )

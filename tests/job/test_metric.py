@@ -1,0 +1,113 @@
+"""The cycle's model reuse: stored state is reused while fresh, new series are fitted alone,
+stale or unusable state means a refit, a model that cannot be saved is reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from anomaly_lab import synth
+
+from anomaly.config import Config, config_from_dict
+from anomaly.errors import StoreError
+from anomaly.frame import Frame, build_frame
+from anomaly.io.store import ModelStore
+from anomaly.job.metric import load_or_fit
+
+END = 1795305600.0 + 10 * 3600  # Sunday 2026-11-22 10:00 UTC
+
+
+def _config(tmp_path: Path) -> Config:
+    return config_from_dict(
+        {
+            "prometheus": {"url": "http://127.0.0.1:9"},
+            "pushgateway": {"url": "http://127.0.0.1:9"},
+            "metrics": [{"name": "latency_p95", "query": "x"}],
+            "model_dir": str(tmp_path / "models"),
+            "detection": {"refit_interval": "1d"},
+        }
+    )
+
+
+def _frame(n_tenants: int = 4, seed: int = 1) -> Frame:
+    ds = synth.generate(n_tenants, days=7.0, end=END, seed=seed)
+    values = ds.matrix("latency_p95")
+    series = [
+        ({"organization_id": t}, ds.timestamps, values[:, j]) for j, t in enumerate(ds.tenants)
+    ]
+    return build_frame("latency_p95", series, ds.timestamps, "organization_id")
+
+
+def test_fresh_state_is_reused_without_refitting(tmp_path: Path) -> None:
+    config, frame = _config(tmp_path), _frame()
+    store = ModelStore(config.model_dir)
+    first, fitted = load_or_fit(config, frame, store, END)
+    assert fitted == 4
+    second, fitted = load_or_fit(config, frame, store, END + 3600)
+    assert fitted == 0
+    a = first.score(frame.times, frame.values)
+    b = second.score(frame.times, frame.values)
+    np.testing.assert_array_equal(a.score, b.score)
+    np.testing.assert_array_equal(a.expected, b.expected)
+
+
+def test_only_new_series_are_fitted_and_order_follows_the_frame(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    store = ModelStore(config.model_dir)
+    full = _frame(4)
+    load_or_fit(config, full.select([0, 2]), store, END)
+    model, fitted = load_or_fit(config, full, store, END + 60)
+    assert fitted == 2
+    alone = load_or_fit(config, full, None, END)[0]
+    got = model.score(full.times, full.values)
+    want = alone.score(full.times, full.values)
+    # Each column is its own model, wherever it was fitted: same bands as fitting all at once.
+    np.testing.assert_allclose(got.expected, want.expected)
+
+
+def test_stale_state_is_refitted(tmp_path: Path) -> None:
+    config, frame = _config(tmp_path), _frame()
+    store = ModelStore(config.model_dir)
+    load_or_fit(config, frame, store, END)
+    _, fitted = load_or_fit(config, frame, store, END + 86400 + 1)
+    assert fitted == 4
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "pickle"])
+def test_damaged_store_means_a_refit(tmp_path: Path, damage: str) -> None:
+    config, frame = _config(tmp_path), _frame()
+    store = ModelStore(config.model_dir)
+    load_or_fit(config, frame, store, END)
+    path = store.file_for("latency_p95")
+    marker = tmp_path / "pwned"
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == "garbage":
+        path.write_bytes(b"\x00not a model\xff" * 50)
+    else:
+        import pickle
+
+        class Payload:
+            def __reduce__(self) -> tuple:
+                return (open, (str(marker), "w"))
+
+        path.write_bytes(pickle.dumps(Payload()))
+    model, fitted = load_or_fit(config, frame, store, END + 60)
+    assert fitted == 4
+    assert not marker.exists()
+    assert model.score(frame.times, frame.values).valid.all()
+
+
+def test_a_model_that_cannot_be_saved_raises_or_is_reported(tmp_path: Path) -> None:
+    config, frame = _config(tmp_path), _frame()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    store = ModelStore(blocker / "models")  # its directory cannot be created
+    with pytest.raises(StoreError, match="cannot create model directory"):
+        load_or_fit(config, frame, store, END)
+    errors: list[str] = []
+    model, fitted = load_or_fit(config, frame, store, END, save_errors=errors)
+    assert fitted == 4 and len(errors) == 1 and str(blocker) in errors[0]
+    want = load_or_fit(config, frame, None, END)[0].score(frame.times, frame.values)
+    np.testing.assert_array_equal(model.score(frame.times, frame.values).score, want.score)
