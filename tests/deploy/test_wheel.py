@@ -1,5 +1,6 @@
 """What ships: the `anomaly` wheel holds the product and nothing else, and each distribution
-(`anomaly`, and `anomaly-lab` beside it) declares the third-party modules its code imports.
+(`anomaly`, and `anomaly-lab` beside it) declares the third-party modules its code imports, and
+the wheel alone, in a fresh venv without extras, runs a cycle against real servers.
 
 The wheel is built once per module by pip with the venv's setuptools (``--no-build-isolation``,
 ``--no-index``: nothing is downloaded) from a copy of the checkout, because setuptools writes
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import json
 import re
 import shutil
 import subprocess
@@ -19,9 +21,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 import tomllib
+from anomaly_lab import synth
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from tests.conftest import Servers, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -185,3 +191,49 @@ def _imports_of(node: ast.AST) -> Iterator[tuple[str, int]]:
             yield alias.name.partition(".")[0], node.lineno
     elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
         yield node.module.partition(".")[0], node.lineno
+
+
+@pytest.mark.e2e
+def test_the_wheel_alone_runs_a_cycle_against_real_servers(
+    wheel: zipfile.ZipFile, servers: Servers, tmp_path: Path
+) -> None:
+    """The wheel in a fresh venv, without extras (what the image installs), runs
+    ``anomaly run --once`` against a real Prometheus and Pushgateway."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel.filename],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    listed = subprocess.run(
+        [str(python), "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    installed = {canonicalize_name(d["name"]) for d in json.loads(listed.stdout)}
+    assert "anomaly" in installed
+    assert (
+        installed & {"anomaly-lab", "scikit-learn", "statsmodels", "scipy", "matplotlib"} == set()
+    )
+
+    dataset = synth.generate(3, days=11.0, seed=5)  # the shipped AI spend forecast reads 10 d
+    with servers.stack(dataset=dataset, with_alertmanager=False) as stack:
+        config = write_config(tmp_path / "config.yaml", stack)
+        run = subprocess.run(
+            [str(venv / "bin" / "anomaly"), "run", "--once", "--config", str(config)]
+            + ["--at", str(dataset.end)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        groups = requests.get(f"{stack.pushgateway_url}/api/v1/metrics", timeout=10).json()["data"]
+    pushed = {g["labels"].get("organization_id") for g in groups} - {None}
+    assert pushed == set(dataset.tenants)
+    assert "scored" in run.stdout
