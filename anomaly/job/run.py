@@ -199,7 +199,7 @@ def _start_worker(records: multiprocessing.Queue[logging.LogRecord], level: int)
 #: any thread (``serve`` runs cycles in APScheduler's thread, where ``fork`` could copy a lock
 #: another thread holds). Measured with 2 workers: the server costs ~0.5 s once per process
 #: (``serve`` keeps it across cycles), then a pool starts in ~0.03 s like ``fork``'s; ``spawn``
-#: costs ~1.1 s every run (each worker imports numpy, pandas and scikit-learn anew). Memory:
+#: costs ~1.1 s every run (each worker imports numpy and pandas anew). Memory:
 #: the server's libraries are shared with the workers but not with this process, ~70 MiB more
 #: peak PSS than ``fork`` (``spawn``: ~90 MiB).
 START_METHOD = "forkserver"

@@ -72,7 +72,8 @@ def test_weekend_is_not_anomalous_for_being_a_weekend() -> None:
         hist = model.score_history(times, values)
         flags.append(hist.is_anomaly[-288:][weekday[-288:] >= 5].ravel())
     allflags = np.concatenate(flags)
-    assert allflags.size == 0 or allflags.mean() < 0.01
+    assert allflags.size >= 4 * 2 * 72  # every seed's last day holds weekend points
+    assert allflags.mean() < 0.01
 
 
 def test_with_isolation_forest_clean_stays_quiet_and_outage_is_caught() -> None:
