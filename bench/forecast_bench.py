@@ -77,28 +77,14 @@ _BASE_END = 1_704_067_200.0  # 2024-01-01 00:00 UTC, a Monday
 
 
 @dataclass
-class Tally:
-    """Figures accumulated over seeds (per-seed lists give the spread)."""
+class Tally(reference.BreachFigures):
+    """The product's figures accumulated over seeds (per-seed lists give the spread)."""
 
-    drifting: int = 0
-    detected: int = 0
     leads_hours: list[float] = field(default_factory=list)
-    errors_hours: list[float] = field(default_factory=list)
     floor_hours: list[float] = field(default_factory=list)
     """The same runs' errors of a forecaster that knows the expected spend rate (the floor)."""
     tenant_hours: list[tuple[float, float]] = field(default_factory=list)
     """Per crossing drifter: its mean error over those runs, and the floor's."""
-    missed_runs: int = 0
-    steady: int = 0
-    false_steady: int = 0
-    under: int = 0
-    false_under: int = 0
-    false_runs: int = 0
-    runs_quiet: int = 0
-    mae: dict[str, list[float]] = field(default_factory=lambda: {"steady": [], "drifting": []})
-    mae_naive: dict[str, list[float]] = field(
-        default_factory=lambda: {"steady": [], "drifting": []}
-    )
     scale: dict[str, list[float]] = field(default_factory=lambda: {"steady": [], "drifting": []})
     covered: dict[str, dict[float, list[bool]]] = field(
         default_factory=lambda: {
@@ -106,7 +92,6 @@ class Tally:
         }
     )
     per_seed: list[tuple[int, int, int, float, float, int]] = field(default_factory=list)
-    seconds: float = 0.0
     n_forecasts: int = 0
     cases: list[str] = field(default_factory=list)
     """One line per missed or mistimed crossing and per false warning (``--cases``)."""

@@ -356,9 +356,15 @@ class SeedCase:
     """The product's forecast at the sampled runs."""
 
 
+def _by_group() -> dict[str, list[float]]:
+    return {"steady": [], "drifting": []}
+
+
 @dataclass
-class Figures:
-    """One forecaster's figures, accumulated over seeds."""
+class BreachFigures:
+    """What the forecast bench counts of a forecaster, accumulated over seeds: crossing
+    drifters warned and their breach-time errors, false warnings, MAE beside the seasonal-naive
+    one, interval coverage (the product's :class:`bench.forecast_bench.Tally` adds its own)."""
 
     drifting: int = 0
     detected: int = 0
@@ -370,14 +376,18 @@ class Figures:
     false_under: int = 0
     false_runs: int = 0
     runs_quiet: int = 0
-    mae: dict[str, list[float]] = field(default_factory=lambda: {"steady": [], "drifting": []})
-    mae_naive: dict[str, list[float]] = field(
-        default_factory=lambda: {"steady": [], "drifting": []}
-    )
+    mae: dict[str, list[float]] = field(default_factory=_by_group)
+    mae_naive: dict[str, list[float]] = field(default_factory=_by_group)
     covered: dict[str, dict[float, list[bool]]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class Figures(BreachFigures):
+    """One reference forecaster's figures, accumulated over seeds."""
+
     fits: int = 0
     skips: list[Skip] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 @dataclass

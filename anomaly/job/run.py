@@ -18,6 +18,7 @@ import logging
 import logging.handlers
 import math
 import multiprocessing
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -195,22 +196,27 @@ def _start_worker(records: multiprocessing.Queue[logging.LogRecord], level: int)
     root.setLevel(level)
 
 
-#: Worker processes start from a fork server that has imported this module: safe to start from
-#: any thread (``serve`` runs cycles in APScheduler's thread, where ``fork`` could copy a lock
-#: another thread holds). Measured with 2 workers: the server costs ~0.5 s once per process
-#: (``serve`` keeps it across cycles), then a pool starts in ~0.03 s like ``fork``'s; ``spawn``
-#: costs ~1.1 s every run (each worker imports numpy and pandas anew). Memory:
-#: the server's libraries are shared with the workers but not with this process, ~70 MiB more
-#: peak PSS than ``fork`` (``spawn``: ~90 MiB).
-START_METHOD = "forkserver"
+def _start_method() -> str:
+    """How worker processes start: ``fork`` from the main thread (``run --once``: the cheapest,
+    and the only other thread, our log listener, holds no lock a child needs: Python
+    reinitialises logging's locks at fork), a fork server from any other thread (``serve`` runs
+    cycles in APScheduler's thread, where ``fork`` could copy a lock another thread holds).
+
+    Measured (scale_bench, N=1000, 2 workers): the fork server adds ~2 s and ~130 MiB peak PSS
+    to a run that starts it (it imports the libraries once more, shared with the workers but
+    not with this process); ``serve`` keeps it across cycles, so it pays that once. ``spawn``
+    costs ~1.1 s every run (each worker imports numpy and pandas anew).
+    """
+    return "fork" if threading.current_thread() is threading.main_thread() else "forkserver"
 
 
 @contextlib.contextmanager
 def _worker_pool(n: int) -> Iterator[ProcessPoolExecutor]:
     """``n`` worker processes whose log records reach this process's loggers as they are
     emitted (a queue and a listener thread), all of them delivered when the pool closes."""
-    ctx = multiprocessing.get_context(START_METHOD)
-    if START_METHOD == "forkserver":
+    method = _start_method()
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
         ctx.set_forkserver_preload([__name__])
     records: multiprocessing.Queue[logging.LogRecord] = ctx.Queue()
     listener = logging.handlers.QueueListener(records, _Relay())

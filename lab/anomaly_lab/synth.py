@@ -689,7 +689,8 @@ def evaluation_scenario(
     return dataset, dataset.anomalous_pairs()
 
 
-def _format_value(v: float) -> str:
+def format_value(v: float) -> str:
+    """A sample value as Prometheus writes it (``NaN``, ``+Inf``, ``-Inf``, else ``repr``)."""
     if math.isnan(v):
         return "NaN"
     if math.isinf(v):
@@ -728,7 +729,7 @@ def write_openmetrics(dataset: Dataset, path: str | os.PathLike[str]) -> None:
                 )
                 prefix = f"{spec.name}{{{labels}}} "
                 out.writelines(
-                    f"{prefix}{_format_value(v)} {t}\n"
+                    f"{prefix}{format_value(v)} {t}\n"
                     for v, t in zip(s.values.tolist(), ts_text, strict=True)
                 )
         out.write("# EOF\n")

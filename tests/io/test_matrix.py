@@ -4,10 +4,10 @@ anything unusual to it."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
+from anomaly_lab import synth
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -21,13 +21,7 @@ _LABEL_TEXT = st.lists(
 _SAMPLE = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -0.0, 1e300])
 
 
-def _prom_value(v: float) -> str:
-    """How Prometheus writes a sample value."""
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    return repr(v)
+_prom_value = synth.format_value  # how Prometheus writes a sample value
 
 
 def _slow_path(text: str) -> list[tuple[dict[str, str], list[float], list[float]]]:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from pathlib import Path
 
 import pytest
 
 from anomaly.config import load_config
+from anomaly.job.report import RunReport
 from anomaly.job.run import run_once
 from tests.conftest import write_config
 from tests.job.conftest import World
@@ -57,3 +59,30 @@ def test_progress_lines_appear_in_order_for_a_multi_batch_run(
     assert len(totals) == N_METRICS
     assert max(done_at) < min(totals) and max(totals) < len(lines) - 1
     assert lines[-1].startswith(f"run finished: {report.series_scored} series in 4 batches, ")
+
+
+def test_workers_started_from_another_thread_give_the_same_run(
+    world: World, tmp_path: Path
+) -> None:
+    """``serve`` runs cycles in APScheduler's thread, where workers start from a fork server
+    (``run --once`` forks from the main thread): both give the same findings and health."""
+    config = load_config(
+        write_config(tmp_path / "config.yaml", world.stack, scale={"batch_series": 1})
+    )
+    in_main = run_once(config, now=world.dataset.end, workers=2)
+    reports: list[RunReport] = []
+    thread = threading.Thread(
+        target=lambda: reports.append(run_once(config, now=world.dataset.end, workers=2))
+    )
+    thread.start()
+    thread.join(timeout=300)
+    (in_thread,) = reports
+
+    def found(report: RunReport) -> list[tuple[str, str | None, float, bool]]:
+        return sorted((f.metric, f.key.tenant, f.score, f.is_anomaly) for f in report.findings)
+
+    assert in_thread.batches == in_main.batches == N_BATCHES
+    assert found(in_thread) == found(in_main) and found(in_main)
+    assert [(h.tenant, h.score) for h in in_thread.health] == [
+        (h.tenant, h.score) for h in in_main.health
+    ]
