@@ -186,32 +186,51 @@ def is_repeat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.abs(a - b) <= 1e-9 * np.maximum(np.abs(a), np.abs(b))
 
 
-def run_surprise(values: np.ndarray, cost: np.ndarray) -> np.ndarray:
-    """Accumulated surprise of the current run of repeated values.
+def is_still(values: np.ndarray, y: np.ndarray, tol: np.ndarray) -> np.ndarray:
+    """Whether each row barely moved from the previous one, shape ``(n_t, n_series)``.
 
-    ``S[t] = S[t-1] + cost[t]`` while ``values[t]`` repeats ``values[t-1]`` (both finite, see
-    :func:`is_repeat`), else 0.
+    A row is *still* when its raw value repeats the previous one (:func:`is_repeat`) or when
+    its step in model space ``|y[t] - y[t-1]|`` is within ``tol[t]``: a fraction of the
+    series' normal point-to-point variation, so a rate alternating between two close values by
+    rounding (0.001377, 0.0013773, ...) is as still as an exact repeat. The first row and
+    rows next to a missing value are never still.
 
     Parameters
     ----------
-    values : ndarray of shape (n_t, n_series)
-        Raw values (NaN = missing; a gap ends a run).
+    values, y : ndarray of shape (n_t, n_series)
+        Raw values and the same in model space (NaN = missing).
+    tol : ndarray of shape (n_t, n_series)
+        Largest step (model space) that still counts as no movement; 0 = exact repeats only.
+    """
+    still = np.zeros(values.shape, dtype=bool)
+    if values.shape[0] > 1:
+        with np.errstate(invalid="ignore", over="ignore"):
+            step = np.abs(y[1:] - y[:-1])
+            still[1:] = is_repeat(values[1:], values[:-1]) | (step <= tol[1:])
+    return still
+
+
+def run_surprise(still: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Accumulated surprise of the current run of still rows.
+
+    ``S[t] = S[t-1] + cost[t]`` while ``still[t]`` (see :func:`is_still`), else 0.
+
+    Parameters
+    ----------
+    still : ndarray of bool, shape (n_t, n_series)
+        Whether each row continues the run of the previous one (a gap ends a run).
     cost : ndarray of shape (n_t, n_series)
-        Surprise (nats) of one more repeat at each row.
+        Surprise (nats) of one more still row at each row.
 
     Returns
     -------
     ndarray of shape (n_t, n_series)
     """
-    n_t = values.shape[0]
-    repeat = np.zeros(values.shape, dtype=bool)
-    if n_t > 1:
-        with np.errstate(invalid="ignore"):
-            repeat[1:] = is_repeat(values[1:], values[:-1])
-    c = np.where(repeat, cost, 0.0)
+    n_t = still.shape[0]
+    c = np.where(still, cost, 0.0)
     csum = np.cumsum(c, axis=0)
     # Cumulated cost at the last row that broke the run.
-    idx = np.where(~repeat, np.arange(n_t)[:, None], 0)
+    idx = np.where(~still, np.arange(n_t)[:, None], 0)
     last_break = np.maximum.accumulate(idx, axis=0)
     return csum - np.take_along_axis(csum, last_break, axis=0)
 

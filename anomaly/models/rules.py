@@ -7,8 +7,8 @@ threshold; the evidence is the largest ratio,
 
 so 1 means "at the decision threshold": the point residual ``z`` against
 ``point_threshold``, the trailing means of ``z`` against ``mean_threshold``, the variance
-ratio (upwards only) against ``var_threshold``, and the surprise of a run of repeated values
-against ``stuck_threshold_nats``. ``calibration_k >= 1`` widens a feature's threshold for a
+ratio (upwards only) against ``var_threshold``, and the surprise of a run of still values
+(repeated, or moving far less than the series normally does) against ``stuck_threshold_nats``. ``calibration_k >= 1`` widens a feature's threshold for a
 series whose training distribution of that feature has heavier tails than a Gaussian (its
 95th percentile of ``|f_k|`` over 1.96).
 """
@@ -38,7 +38,7 @@ class RuleDetector(Detector):
         Normalised feature values (about "sigmas") at which a point / a trailing mean / the
         variance ratio alone reaches the decision threshold.
     stuck_threshold_nats : float
-        Surprise (nats) of a run of repeated values that alone reaches the threshold.
+        Surprise (nats) of a run of still values that alone reaches the threshold.
     """
 
     state_fields: ClassVar[dict[str, Field]] = {

@@ -10,7 +10,8 @@ stay finite. In that space it learns, per series and vectorised over all series:
   when the series' weekend visibly starts elsewhere (a tenant in UTC+10);
 * a per-slot robust noise scale (MAD over neighbouring slots of all days; for sparse counts
   with many exact zeros, at least the 95th percentile of the deviations / 1.96);
-* per slot, how surprising a repeated value is (for stuck series).
+* per slot, the typical point-to-point step, and how surprising a row that barely moves
+  (a repeat, or a step far below that typical one) is there (for stuck series).
 
 Profiles are medians over days and neighbouring slots, refitted once with points beyond
 ``outlier_z`` scales masked, so a past outage or level shift neither becomes normal nor
@@ -20,8 +21,9 @@ in progress at fit time is not learned.
 
 From the standardised residual ``z`` the baseline derives the feature rows the detectors
 read (:data:`FEATURE_NAMES`): point ``z``, trailing means of ``z`` over 6/12/36 rows, a
-variance ratio over 12 rows, the surprise of a run of repeated values, the local change, and
-calendar position; the learned ones are normalised by their training median and MAD.
+variance ratio over 12 rows, the surprise of a run of still rows (a collapse of the
+point-to-point variation), the local change, and calendar position; the learned ones are
+normalised by their training median and MAD.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from anomaly.models.features import (
     asinh_scale,
     calendar_index,
     from_model_space,
-    is_repeat,
+    is_still,
     median_sorted,
     n_slots_per_day,
     nanmedian0,
@@ -105,6 +107,8 @@ class SeasonalBaseline(FittedState):
         "profile": Field(np.float64, ("n_types", "n_slots", SERIES), finite=True),
         "scale": Field(np.float64, ("n_slots", SERIES), finite=True),
         "stuck_cost": Field(np.float64, ("n_slots", SERIES), finite=True),
+        "stuck_cost_zero": Field(np.float64, ("n_slots", SERIES), finite=True),
+        "stuck_tol": Field(np.float64, ("n_slots", SERIES), finite=True),
         "c": Field(np.float64, (SERIES,), finite=True),
         "nonneg": Field(np.bool_, (SERIES,)),
         "center": Field(np.float64, (N_FEATURES, SERIES), finite=True),
@@ -210,7 +214,9 @@ class SeasonalBaseline(FittedState):
         self.day_offset_ = day_offset
         self.profile_ = profile
         self.scale_ = scale
-        self.stuck_cost_ = _fit_stuck_cost(grid, n_days, n_slots, ks)
+        self.stuck_cost_, self.stuck_cost_zero_, self.stuck_tol_ = _fit_stuck(
+            grid, n_days, n_slots, ks
+        )
         self.c_ = c
         with np.errstate(invalid="ignore"):
             self.nonneg_ = ~np.any(v < 0, axis=0)
@@ -305,7 +311,9 @@ class SeasonalBaseline(FittedState):
         var = rolling_nanmean(np.minimum(zc * zc, 36.0), _VAR_WINDOW, min_count=_VAR_WINDOW // 2)
         out[:, 4] = np.log(var + 0.1)
         _, slot, _ = calendar_index(t, self.step_seconds, self.n_slots_)
-        out[:, 5] = run_surprise(v, self.stuck_cost_[slot])
+        still = is_still(v, y, self.stuck_tol_[slot])
+        cost = np.where(v == 0, self.stuck_cost_zero_[slot], self.stuck_cost_[slot])
+        out[:, 5] = run_surprise(still, cost)
         if n_t > 1:
             out[1:, 6] = zc[1:] - zc[:-1]
         phase = 2.0 * np.pi * (np.mod(t, SECONDS_PER_DAY) / SECONDS_PER_DAY)
@@ -338,8 +346,10 @@ class SeasonalBaseline(FittedState):
             or np.any(arrays["c"] <= 0)
         ):
             raise DataError(f"state `{prefix}scale`, `spread` and `c` must be positive")
-        if np.any(arrays["stuck_cost"] < 0):
-            raise DataError(f"state `{prefix}stuck_cost` out of range")
+        if any(np.any(arrays[k] < 0) for k in ("stuck_cost", "stuck_cost_zero", "stuck_tol")):
+            raise DataError(
+                f"state `{prefix}stuck_cost`, `stuck_cost_zero` and `stuck_tol` must be >= 0"
+            )
         if np.any(np.abs(arrays["day_offset"]) > SECONDS_PER_DAY):
             raise DataError(f"state `{prefix}day_offset` must be within one day")
 
@@ -556,26 +566,46 @@ def _fit_scale(
     return np.maximum(np.maximum(local, 0.3 * glob), 1e-6)
 
 
-def _fit_stuck_cost(grid: np.ndarray, n_days: int, n_slots: int, ks: int) -> np.ndarray:
-    """Surprise (nats) of one more repeated value per slot, shape (n_slots, n_series).
+#: A step below this fraction of the slot's typical step (median |first difference| in model
+#: space) counts as no movement: a collapse of the point-to-point variation.
+_STILL_FRACTION = 0.05
 
-    The repeat rate is the median over days of each day's rate around the slot, so one
-    stuck period in training does not make repeats look normal.
+
+def _fit_stuck(
+    grid: np.ndarray, n_days: int, n_slots: int, ks: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Surprise (nats) of one more still row per slot, at a nonzero value and at zero, and the
+    step tolerance that makes a row still (see :func:`~anomaly.models.features.is_still`),
+    each of shape (n_slots, n_series).
+
+    The tolerance is :data:`_STILL_FRACTION` of the median step around the slot over all
+    days (0 where most steps are exact repeats: then only repeats are still). The still rates
+    are the medians over days of each day's rate around the slot, so one stuck period in
+    training does not make stillness look normal, while a series that is routinely still at
+    some hours learns it there. Runs of zeros (a sparse count at night) keep the cost of an
+    exact repeat of any value; a row still at a nonzero value costs by the rate of those
+    alone, so zeros repeating at some hour do not make a value held there look normal.
     """
     n_s = grid.shape[1]
-    pair = np.zeros(grid.shape, dtype=bool)
-    rep = np.zeros(grid.shape)
-    pair[1:] = np.isfinite(grid[1:]) & np.isfinite(grid[:-1])
-    with np.errstate(invalid="ignore"):
-        rep[1:] = is_repeat(grid[1:], grid[:-1])
-    rep = np.where(pair, rep, np.nan)
-    stack = sliding_stack(rep, ks).reshape(2 * ks + 1, n_days, n_slots, n_s)
-    n_pairs = np.sum(np.isfinite(stack), axis=0)  # (n_days, n_slots, n_s)
-    n_rep = np.nansum(stack, axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rate = np.where(n_pairs > 0, n_rep / n_pairs, np.nan)
-    typical = nanmedian0(rate)
-    total = np.sum(n_pairs, axis=0)
-    typical = np.where(np.isfinite(typical), typical, 0.0)
-    p = np.clip((typical * total + 0.5) / (total + 1.0), 1e-6, 0.999)
-    return -np.log(p)
+    step = np.full(grid.shape, np.nan)
+    step[1:] = np.abs(grid[1:] - grid[:-1])
+    step_stack = sliding_stack(step, ks).reshape((2 * ks + 1) * n_days, n_slots, n_s)
+    typical = nanmedian0(step_stack)
+    tol = _STILL_FRACTION * np.where(np.isfinite(typical), typical, 0.0)
+    pair = np.isfinite(step)
+    still = is_still(grid, grid, np.tile(tol, (n_days, 1)))
+    exact = is_still(grid, grid, np.zeros(grid.shape))
+    costs = []
+    for counted in (still & (grid != 0), exact):
+        rep = np.where(pair, counted.astype(np.float64), np.nan)
+        stack = sliding_stack(rep, ks).reshape(2 * ks + 1, n_days, n_slots, n_s)
+        n_pairs = np.sum(np.isfinite(stack), axis=0)  # (n_days, n_slots, n_s)
+        n_rep = np.nansum(stack, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = np.where(n_pairs > 0, n_rep / n_pairs, np.nan)
+        typical_rate = nanmedian0(rate)
+        total = np.sum(n_pairs, axis=0)
+        typical_rate = np.where(np.isfinite(typical_rate), typical_rate, 0.0)
+        p = np.clip((typical_rate * total + 0.5) / (total + 1.0), 1e-6, 0.999)
+        costs.append(-np.log(p))
+    return costs[0], costs[1], tol

@@ -111,3 +111,23 @@ def test_a_model_that_cannot_be_saved_raises_or_is_reported(tmp_path: Path) -> N
     assert fitted == 4 and len(errors) == 1 and str(blocker) in errors[0]
     want = load_or_fit(config, frame, None, END)[0].score(frame.times, frame.values)
     np.testing.assert_array_equal(model.score(frame.times, frame.values).score, want.score)
+
+
+@pytest.mark.parametrize("keep_format", [False, True])
+def test_a_model_of_the_previous_format_is_refitted(tmp_path: Path, keep_format: bool) -> None:
+    # Format 1 had no `stuck_tol` / `stuck_cost_zero` (the stuck-value test of exact repeats
+    # only): such a file is refitted, never a crash, whether or not its params say so.
+    config, frame = _config(tmp_path), _frame()
+    store = ModelStore(config.model_dir)
+    load_or_fit(config, frame, store, END)
+    loaded = store.load("latency_p95")
+    assert loaded is not None
+    arrays, meta = loaded
+    old = {k: a for k, a in arrays.items() if not k.endswith(("stuck_tol", "stuck_cost_zero"))}
+    assert len(old) == len(arrays) - 2
+    if not keep_format:
+        meta = {**meta, "params": {**meta["params"], "format": 1}}
+    store.save("latency_p95", old, meta)
+    model, fitted = load_or_fit(config, frame, store, END + 60)
+    assert fitted == 4
+    assert model.score(frame.times, frame.values).valid.all()

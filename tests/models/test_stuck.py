@@ -1,0 +1,75 @@
+"""The stuck-value evidence: a collapse of the point-to-point variation, exact or by rounding."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from anomaly.models.scoring import AnomalyModel
+from anomaly.models.seasonal import FEATURE_NAMES, SeasonalBaseline
+
+STEP = 300.0
+#: 2026-01-05 00:00 UTC, a Monday.
+_MONDAY = 1767571200.0
+_STUCK = FEATURE_NAMES.index("stuck")
+
+
+def _times(days: float, end_hour: float) -> np.ndarray:
+    end = _MONDAY + 14 * 86400 + end_hour * 3600
+    n_t = int(days * 86400 / STEP)
+    return end - STEP * np.arange(n_t)[::-1]
+
+
+def _shape(t: np.ndarray) -> np.ndarray:
+    hours = np.mod(t / 3600.0, 24.0)
+    return 1.0 + 0.6 * np.sin(2 * np.pi * (hours - 8.0) / 24.0)
+
+
+def _noisy_rate(rng: np.random.Generator, t: np.ndarray, n_s: int) -> tuple[np.ndarray, np.ndarray]:
+    level = 0.0015 * rng.uniform(0.5, 2.0, n_s)
+    expected = _shape(t)[:, None] * level
+    return expected * (1.0 + 0.08 * rng.standard_normal((t.size, n_s))), expected
+
+
+def test_a_rate_alternating_by_rounding_for_40_minutes_is_flagged() -> None:
+    # A spend counter rising at a constant rate reads, through rate() and float rounding,
+    # 0.001377, 0.0013773, 0.001377, ...: no exact repeat, but no variation either.
+    rng = np.random.default_rng(7)
+    t = _times(8.0, end_hour=14.0)
+    values, expected = _noisy_rate(rng, t, 8)
+    held = expected[-9]
+    for i in range(1, 9):  # the newest 8 rows (40 minutes) of the first four series
+        values[-i, :4] = np.where(i % 2, held, held * (1 + 2e-4))[:4]
+    assert not np.any(values[-8:, :4][1:] == values[-8:, :4][:-1])
+    result = AnomalyModel().fit(t, values).score(t, values)
+    assert result.is_anomaly[-1].tolist() == [True] * 4 + [False] * 4
+    # It is the stuck evidence that fires, not the level (the value is the expected one).
+    model = SeasonalBaseline().fit(t, values)
+    feats = model.features(t[-40:], values[-40:])
+    assert np.all(feats[-1, _STUCK, :4] >= 25.0)
+    assert np.all(np.abs(feats[-1, 0, :4]) < 3.0)
+
+
+def test_exact_repeats_are_still_flagged() -> None:
+    rng = np.random.default_rng(11)
+    t = _times(8.0, end_hour=11.0)
+    values, _ = _noisy_rate(rng, t, 6)
+    values[-8:, :3] = values[-9, :3]
+    result = AnomalyModel().fit(t, values).score(t, values)
+    assert result.is_anomaly[-1].tolist() == [True] * 3 + [False] * 3
+
+
+def test_a_zero_run_at_night_of_a_sparse_series_is_not_flagged() -> None:
+    # A sparse failure count: zero for hours every night in training, so a zero run at night
+    # is routine; a value held during the day is not.
+    rng = np.random.default_rng(5)
+    t = _times(8.0, end_hour=3.0)
+    hours = np.mod(t / 3600.0, 24.0)
+    mean = np.where((hours >= 22) | (hours < 6), 0.01, 3.0)
+    n_s = 12
+    values = rng.poisson(mean[:, None], (t.size, n_s)).astype(np.float64)
+    values[-24:] = 0.0  # the newest two hours: a run of zeros, at night
+    model = AnomalyModel().fit(t, values)
+    result = model.score(t, values)
+    assert not result.is_anomaly[-1].any()
+    feats = model.seasonal_.features(t[-40:], values[-40:])
+    assert np.all(feats[-1, _STUCK] < 25.0)
