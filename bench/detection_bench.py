@@ -17,7 +17,7 @@ pushes, and the job is replayed as the scheduler would run it: ``run_once(config
 end), models stored between runs and refitted per the config. The config is the repository's
 ``config.yaml`` with the scenario's metrics, health objectives and step.
 
-Judged per (tenant, metric) pair, all seeds of a generator together:
+Judged per (tenant, metric) pair, all seeds of one side of a generator together:
 
 * an incident is **found** when any run at or after its start flags its pair; a pair with an
   incident is a TP when one of its incidents is found, else a FN; a pair without one is a FP
@@ -29,9 +29,11 @@ Judged per (tenant, metric) pair, all seeds of a generator together:
 * **health AUC**: the probability that a troubled tenant's health at the last run is below a
   quiet tenant's (same scenario; ties count 0.5).
 
-The table says which generators were used while tuning ("tuned") and which were only
-measured ("measured only"); the figures of the latter are the ones that count, and the F1 gap
-between the two is printed.
+Each generator has two fixed sides (:class:`bench.zoo.Generator`): its tune seeds, whose
+misses and false positives are printed and may be studied while tuning, and its measure seeds,
+of which only the table row is printed. A row is "tuned" when its seeds or its generator's
+design were tuned on, else "measured only": the measure seeds of generators not designed on
+are the figures that count, and the F1 gap between the two groups is printed.
 
     python -m bench.detection_bench [SEED ...]           # the house figure, then the zoo
     python -m bench.detection_bench --fast [SEED ...]    # the house figure only
@@ -472,12 +474,22 @@ def zoo(
     """Replay and judge every scenario of ``generators`` (their own seeds, or ``seeds``);
     print progress, the misses and false positives, and the table. Returns the figures per
     generator and the scenarios that failed (one line each)."""
+    # One row per generator and side: its tune seeds (looked at while tuning) and its measure
+    # seeds (only ever seen through this table); ``seeds`` overrides both with one row.
+    units: list[tuple[str, Generator, tuple[int, ...], bool]] = []
+    for gen in generators:
+        if seeds:
+            units.append((gen.name, gen, tuple(seeds), gen.tuned))
+            continue
+        units.append((f"{gen.name} tune", gen, gen.seeds, True))
+        if gen.measure_seeds:
+            units.append((f"{gen.name} measure", gen, gen.measure_seeds, gen.tuned))
     results: dict[str, Figures] = {}
     failed: list[str] = []
     t_all = time.perf_counter()
-    for gen in generators:
-        fig = results.setdefault(gen.name, Figures())
-        for seed in seeds or gen.seeds:
+    for label, gen, unit_seeds, _ in units:
+        fig = results.setdefault(label, Figures())
+        for seed in unit_seeds:
             t0 = time.perf_counter()
             try:
                 scenario, tsdb, made = prepare(gen, seed, cache=cache, rebuild=rebuild)
@@ -499,10 +511,12 @@ def zoo(
                 f"[{time.perf_counter() - t0:.0f}s]",
                 flush=True,
             )
-    for gen in generators:
-        fig = results[gen.name]
+    for label, _, _, tuned in units:
+        fig = results[label]
+        if not tuned:  # the measure side's cases stay unseen: only its table row is printed
+            continue
         if fig.misses or fig.false_positives or fig.problems:
-            print(f"\n{gen.name}:")
+            print(f"\n{label}:")
         for line in fig.misses:
             print(f"  miss  {line}")
         for line in fig.false_positives:
@@ -511,20 +525,22 @@ def zoo(
             print(f"  note  {line}")
     print()
     print(
-        f"{'generator':<12} {'used':<14} {'scen':>4} {'pairs':>5} {'TP':>4} {'FP':>4} {'FN':>4} "
-        f"{'prec':>5} {'recall':>6} {'F1':>5} {'FP/1k series-runs':>17} {'health AUC':>10}"
+        f"{'generator / seeds':<22} {'used':<14} {'scen':>4} {'pairs':>5} {'TP':>4} {'FP':>4} "
+        f"{'FN':>4} {'prec':>5} {'recall':>6} {'F1':>5} {'FP/1k series-runs':>17} "
+        f"{'health AUC':>10}"
     )
-    for gen in generators:
-        f = results[gen.name]
+    for label, _, unit_seeds, tuned in units:
+        f = results[label]
+        used = "tuned" if tuned else "measured only"
         print(
-            f"{gen.name:<12} {'tuned' if gen.tuned else 'measured only':<14} {f.scenarios:>4} "
+            f"{label + ' ' + ','.join(map(str, unit_seeds)):<22} {used:<14} {f.scenarios:>4} "
             f"{f.pairs:>5} {f.tp:>4} {f.fp:>4} {f.fn:>4} {f.precision:>5.3f} {f.recall:>6.3f} "
             f"{f.f1:>5.3f} {f.fp_per_1000:>17.2f} {f.health_auc:>10.2f}"
         )
-    for gen in generators:
-        print(f"recall per kind, {gen.name}: {_kinds(results[gen.name])}")
-    tuned = [g.name for g in generators if g.tuned and results[g.name].scenarios]
-    measured = [g.name for g in generators if not g.tuned and results[g.name].scenarios]
+    for label, _, _, _ in units:
+        print(f"recall per kind, {label}: {_kinds(results[label])}")
+    tuned = [label for label, _, _, t in units if t and results[label].scenarios]
+    measured = [label for label, _, _, t in units if not t and results[label].scenarios]
     if tuned and measured:
         a = Figures()
         b = Figures()
@@ -533,12 +549,12 @@ def zoo(
         for name in measured:
             b.add(results[name])
         print(
-            f"F1 gap: tuned ({'+'.join(tuned)}) {a.f1:.3f} - measured only "
-            f"({'+'.join(measured)}) {b.f1:.3f} = {a.f1 - b.f1:+.3f}; "
+            f"F1 gap: tuned ({' + '.join(tuned)}) {a.f1:.3f} - measured only "
+            f"({' + '.join(measured)}) {b.f1:.3f} = {a.f1 - b.f1:+.3f}; "
             f"false positives per 1,000 series-runs {a.fp_per_1000:.2f} vs {b.fp_per_1000:.2f}"
         )
     else:
-        print("F1 gap: needs a tuned and a measured-only generator; ran " + ", ".join(results))
+        print("F1 gap: needs a tuned and a measured-only side; ran " + ", ".join(results))
     for line in failed:
         print(f"FAILED {line}")
     n = sum(f.scenarios for f in results.values())

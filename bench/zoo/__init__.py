@@ -8,9 +8,11 @@ config entries a user would write to read them back (PromQL, labels), and the an
 the judged window with ``run_once(config, now=T)``, and scores what was flagged against the
 answer key, per generator.
 
-Generators differ in design on purpose (see each module's docstring). Each declares whether it
-was used while tuning (:attr:`Generator.tuned`): the figures of the ones that were not are the
-ones that count.
+Generators differ in design on purpose (see each module's docstring). Each declares whether its
+design was tuned on (:attr:`Generator.tuned`: the house generator) and splits its seeds: the
+``seeds`` a person may look at while tuning (misses diagnosed, changes tried) and the
+``measure_seeds`` nobody looks at but through the bench's table. The measure seeds of the
+generators whose design was not tuned on give the figures that count.
 
 A generator is a module in this package with a module-level ``GENERATOR = Generator(...)``;
 :data:`GENERATORS` lists them in the order the bench reports them.
@@ -110,15 +112,18 @@ class Generator:
 
     ``make(seed, workdir)`` writes the OpenMetrics file under ``workdir`` and returns the
     scenario; it must be deterministic in ``seed`` (``numpy.random.default_rng(seed)``).
-    ``tuned`` says whether the team looked at its figures while tuning the detector.
+    ``tuned`` says whether the detector was designed and tuned on this generator's data.
     """
 
     name: str
     make: Callable[[int, Path], Scenario]
     tuned: bool
     seeds: tuple[int, ...]
-    """The seeds the bench runs by default."""
+    """The tune side: seeds whose scenarios may be looked at while tuning."""
     description: str
+    measure_seeds: tuple[int, ...] = ()
+    """The measure side: seeds nobody looks at but through the bench's table (fixed; never
+    move a seed from here to ``seeds`` after looking at it)."""
 
 
 #: The generators' modules, in report order.

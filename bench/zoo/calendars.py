@@ -689,6 +689,7 @@ GENERATOR = Generator(
     make=make,
     tuned=False,
     seeds=(1, 2),
+    measure_seeds=(3, 4),
     description=(
         "16–24 ProcessAudit tenants × 6 metrics, 11 days of 1-minute samples, each tenant on its "
         "own local calendar: UTC offsets −10 h…+12:45 with half and quarter hours, Friday–"

@@ -1327,6 +1327,7 @@ GENERATOR = Generator(
     make=make,
     tuned=False,
     seeds=(1, 2),
+    measure_seeds=(3, 4),
     description=(
         "16 tenants seen through PromQL over 60 s scrapes: per-pod request counters and "
         "latency histograms on 2-4 pods that restart (counter resets), roll out and scale by "
