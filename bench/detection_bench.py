@@ -49,7 +49,6 @@ import hashlib
 import importlib
 import inspect
 import logging
-import pickle
 import shutil
 import sys
 import tempfile
@@ -161,19 +160,18 @@ def prepare(
 ) -> tuple[Scenario, Path, float | None]:
     """The scenario of ``(generator, seed)`` and its backfilled TSDB directory.
 
-    Cached under ``cache/<generator>-<seed>/`` (``scenario.pickle``, ``tsdb/``); made and
+    Cached under ``cache/<generator>-<seed>/`` (``scenario.json``, ``tsdb/``); made and
     backfilled when missing, when the generator's sources changed, or with ``rebuild``. The
     OpenMetrics file is deleted once backfilled (the TSDB holds the same samples). Returns the
     seconds spent making it (``None`` when it came from the cache).
     """
     root = cache / f"{generator.name}-{seed}"
-    marker, tsdb = root / "scenario.pickle", root / "tsdb"
+    marker, tsdb = root / "scenario.json", root / "tsdb"
     stamp = _fingerprint(generator)
     stamp_file = root / "fingerprint"
     cached = marker.is_file() and tsdb.is_dir() and stamp_file.is_file()
     if cached and not rebuild and stamp_file.read_text() == stamp:
-        with open(marker, "rb") as f:
-            return pickle.load(f), tsdb, None
+        return Scenario.from_json(marker.read_text()), tsdb, None
     print(f"  {generator.name} seed {seed}: making and backfilling it into {root}", flush=True)
     t0 = time.perf_counter()
     shutil.rmtree(root, ignore_errors=True)
@@ -182,8 +180,7 @@ def prepare(
     devstack.create_blocks(scenario.openmetrics, tsdb, timeout_seconds=3600)
     scenario.openmetrics.unlink(missing_ok=True)
     stamp_file.write_text(stamp)
-    with open(marker, "wb") as f:  # written last: its presence means the cache is whole
-        pickle.dump(scenario, f)
+    marker.write_text(scenario.to_json())  # written last: its presence means the cache is whole
     return scenario, tsdb, time.perf_counter() - t0
 
 

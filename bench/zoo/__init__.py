@@ -20,7 +20,9 @@ A generator is a module in this package with a module-level ``GENERATOR = Genera
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +106,27 @@ class Scenario:
     def troubled(self) -> frozenset[str]:
         """Tenants with an incident in the judged window (health should rank them lower)."""
         return frozenset(i.tenant for i in self.incidents)
+
+    def to_json(self) -> str:
+        """The scenario as JSON text (the bench's cache: data, never pickle)."""
+        raw = dataclasses.asdict(self)
+        raw["openmetrics"] = str(self.openmetrics)
+        return json.dumps(raw)
+
+    @classmethod
+    def from_json(cls, text: str) -> Scenario:
+        """The scenario :meth:`to_json` wrote."""
+        raw = json.loads(text)
+        return cls(
+            **{
+                **raw,
+                "openmetrics": Path(raw["openmetrics"]),
+                "metrics": tuple(MetricEntry(**m) for m in raw["metrics"]),
+                "tenants": tuple(raw["tenants"]),
+                "incidents": tuple(Incident(**i) for i in raw["incidents"]),
+                "objectives": tuple(raw["objectives"]),
+            }
+        )
 
 
 @dataclass(frozen=True)
