@@ -32,7 +32,7 @@ from anomaly.models.base import FittedState, scalar
 from anomaly.models.features import SECONDS_PER_DAY
 from anomaly.models.iforest import IsolationForestDetector
 from anomaly.models.rules import RuleDetector
-from anomaly.models.seasonal import N_FEATURES, SeasonalBaseline, check_input, training_rows
+from anomaly.models.seasonal import N_FEATURES, SeasonalBaseline, check_input
 
 _CHUNK_SERIES = 256
 _HISTORY_ROWS = 48
@@ -154,8 +154,10 @@ class AnomalyModel:
             # The detectors learn from the baseline's training cells (the newest day held out):
             # the rules calibrate on features of those cells' values alone (what the baseline
             # normalised its features on), the forest on the window's features at those cells.
-            rows, mask = training_rows(t, chunk, self.holdout_seconds, self.step_seconds)
-            held_in = np.where(mask, chunk, np.nan)[rows]
+            # Days that fit no profile (a holiday) are left out of both, as of the baseline.
+            mask = seasonal.train_cells_
+            rows = mask.any(axis=1) | (n_s == 0)
+            held_in = seasonal.train_values_[rows]
             rules = RuleDetector().fit(seasonal.features(t[rows], held_in), valid=seasonal.valid_)
             forest = IsolationForestDetector(
                 n_estimators=self.n_estimators,
@@ -163,7 +165,8 @@ class AnomalyModel:
                 random_state=self.random_state,
             )
             if self.use_iforest:
-                feats = np.where(mask[:, None, :], seasonal.features(t, chunk), np.nan)
+                feats = seasonal.features(t, seasonal.aligned_values_)
+                feats = np.where(mask[:, None, :], feats, np.nan)
                 forest.fit(feats[rows], valid=seasonal.valid_)
             else:  # an all-skipped forest: no evidence, same state layout
                 forest.fit(np.full((1, N_FEATURES, n_s), np.nan), valid=np.zeros(n_s, bool))
@@ -212,10 +215,14 @@ class AnomalyModel:
             raise ValueError(
                 f"`values` has {v.shape[1]} series, the model was fitted on {self.n_series_}"
             )
-        start = max(0, t.shape[0] - n_eval - _HISTORY_ROWS)
+        # A day of history: the trailing features need 36 rows, reading today's day type
+        # needs today so far.
+        history = max(_HISTORY_ROWS, int(np.ceil(SECONDS_PER_DAY / self.step_seconds)))
+        start = max(0, t.shape[0] - n_eval - history)
         t, v = t[start:], v[start:]
         ev = self._evidence(t, v, n_eval)
-        expected, lower, upper = self.seasonal_.bands(t[-n_eval:], self.rules_.band_sigmas())
+        expected, lower, upper = self.seasonal_.bands(t, self.rules_.band_sigmas(), v)
+        expected, lower, upper = expected[-n_eval:], lower[-n_eval:], upper[-n_eval:]
         return self._result(ev, expected, lower, upper)
 
     def score_history(self, times: np.ndarray, values: np.ndarray) -> ScoreResult:
@@ -233,7 +240,7 @@ class AnomalyModel:
                 f"`values` has {v.shape[1]} series, the model was fitted on {self.n_series_}"
             )
         ev = self._evidence(t, v)
-        expected, lower, upper = self.seasonal_.bands(t, self.rules_.band_sigmas())
+        expected, lower, upper = self.seasonal_.bands(t, self.rules_.band_sigmas(), v)
         return self._result(ev, expected, lower, upper)
 
     def _result(

@@ -35,6 +35,13 @@ import numpy as np
 
 from anomaly.errors import DataError
 from anomaly.models.base import SERIES, Field, FittedState, param
+from anomaly.models.calendar import (
+    ClockSwitch,
+    describe,
+    estimate_calendar,
+    estimate_clock_switch,
+    local_weekday,
+)
 from anomaly.models.features import (
     SECONDS_PER_DAY,
     asinh_scale,
@@ -73,7 +80,6 @@ _VAR_WINDOW = 12
 _LEARNED = (1, 2, 3, 4, 6)
 _MAD_TO_SIGMA = 1.4826
 _Z_CLIP = 10.0
-_WEEKDAY_TO_DAY_TYPE = np.array([0, 0, 0, 0, 0, 1, 1], dtype=np.int64)
 
 
 class SeasonalBaseline(FittedState):
@@ -102,8 +108,10 @@ class SeasonalBaseline(FittedState):
 
     state_fields: ClassVar[dict[str, Field]] = {
         "step_seconds": param(1e-3, SECONDS_PER_DAY),
-        "day_type": Field(np.int64, (7,)),
+        "day_type": Field(np.int64, (7, SERIES)),
+        "rest": Field(np.bool_, (7, SERIES)),
         "day_offset": Field(np.float64, (SERIES,), finite=True),
+        "calendar": Field(np.str_, (SERIES,)),
         "profile": Field(np.float64, ("n_types", "n_slots", SERIES), finite=True),
         "scale": Field(np.float64, ("n_slots", SERIES), finite=True),
         "stuck_cost": Field(np.float64, ("n_slots", SERIES), finite=True),
@@ -162,6 +170,7 @@ class SeasonalBaseline(FittedState):
         # past instead of being learned as normal.
         rows, mask = training_rows(t, v, self.holdout_seconds, self.step_seconds)
         t_base, v_base = t[rows], np.where(mask, v, np.nan)[rows]
+
         valid, reason = _validity(v, min_points)
         c = asinh_scale(v)
         with np.errstate(invalid="ignore"):
@@ -172,13 +181,13 @@ class SeasonalBaseline(FittedState):
         day, slot, _ = calendar_index(t_base, self.step_seconds, n_slots)
         d0 = int(day.min())
         n_days = int(day.max()) - d0 + 1
-        flat = (day - d0) * n_slots + slot
         grid = np.full((n_days * n_slots, n_s), np.nan)
-        grid[flat] = y
+        grid[(day - d0) * n_slots + slot] = y
+        cell_time = d0 * SECONDS_PER_DAY + np.arange(n_days * n_slots) * (SECONDS_PER_DAY / n_slots)
         if self.estimate_day_offset:
-            # The whole window, held-out rows included: where a weekend ends is a fact of the
-            # calendar, and with a week of history the held-out day is often the only one
-            # that shows a weekend's edge.
+            # The whole window, held-out rows included: where a weekend ends or the clock moved
+            # is a fact of the calendar, and with a week of history the held-out day is often
+            # the only one that shows a weekend's edge.
             day_all, slot_all, _ = calendar_index(t, self.step_seconds, n_slots)
             a0 = int(day_all.min())
             n_days_all = int(day_all.max()) - a0 + 1
@@ -186,24 +195,69 @@ class SeasonalBaseline(FittedState):
             y_all = to_model_space(v, c)
             y_all[:, ~valid] = np.nan
             grid_all[(day_all - a0) * n_slots + slot_all] = y_all
-            day_offset = _estimate_day_offset(grid_all, n_days_all, n_slots, a0)
+            # The calendar read off the window as it is, then the clock switch judged day
+            # against day of the same type, then the calendar again on the newest clock.
+            day_offset, rest = estimate_calendar(grid_all, n_days_all, n_slots, a0)
+            switch = estimate_clock_switch(grid_all, n_days_all, n_slots, a0, day_offset, rest)
+            # Sparse counts (many exact zeros) show no clock worth moving.
+            switch = ClockSwitch(
+                np.where(sparse, -np.inf, switch.at), np.where(sparse, 0.0, switch.shift_seconds)
+            )
+            cell_all = a0 * SECONDS_PER_DAY + np.arange(grid_all.shape[0]) * (
+                SECONDS_PER_DAY / n_slots
+            )
+            if np.any(switch.shift_seconds):
+                grid_all = switch.realign(cell_all, grid_all)
+                day_offset, rest = estimate_calendar(grid_all, n_days_all, n_slots, a0)
+            grid = switch.realign(cell_time, grid)
+            v = switch.realign(t, v)  # what the detectors learn from, on the newest clock too
         else:
-            day_offset = np.zeros(n_s)
-        cell_time = d0 * SECONDS_PER_DAY + np.arange(n_days * n_slots) * (SECONDS_PER_DAY / n_slots)
-        wd_grid = _weekday(cell_time, day_offset)
+            switch = ClockSwitch.none(n_s)
+            day_offset, rest = np.zeros(n_s), np.zeros((7, n_s), dtype=bool)
+        wd_grid = local_weekday(cell_time, day_offset)
 
         weekly = n_days >= 14
-        day_type = np.arange(7, dtype=np.int64) if weekly else _WEEKDAY_TO_DAY_TYPE.copy()
+        day_type = (
+            np.repeat(np.arange(7, dtype=np.int64)[:, None], n_s, axis=1)
+            if weekly
+            else rest.astype(np.int64)
+        )
         k, ks = self.profile_half_width, self.scale_half_width
-        type_grid = day_type[wd_grid]
+        type_grid = np.take_along_axis(rest.astype(np.int64), wd_grid, axis=0)
+        pgrid = np.take_along_axis(day_type, wd_grid, axis=0)
 
-        profile = _fit_profiles(grid, n_days, n_slots, wd_grid, weekly, k)
-        scale = _fit_scale(grid, profile, type_grid, n_days, n_slots, ks, sparse)
-        resid = grid - _grid_expected(profile, type_grid, n_slots)
-        outlier = np.abs(resid) > self.outlier_z * np.tile(scale, (n_days, 1))
+        profile = _fit_profiles(grid, n_days, n_slots, wd_grid, rest, weekly, k)
+        scale = _fit_scale(grid, profile, pgrid, n_days, n_slots, ks, sparse)
+        resid = grid - _grid_expected(profile, pgrid, n_slots)
+        z = resid / np.tile(scale, (n_days, 1))
+        # Days that fit no profile (a public holiday, a deploy day, a past incident of hours)
+        # are left out whole; single points beyond `outlier_z` scales too.
+        cell_day = _local_day(cell_time, day_offset)
+        first_day, share = _day_shares(z, cell_day, n_slots)
+        odd = _odd_days(share)
+        # Of those, the days that fit the other day type (a public holiday: a work day at a
+        # rest day's level, a working Saturday) are left out of the detectors' calibration
+        # too. Other odd days (an incident, a new regime) still calibrate them: real series
+        # that once misbehaved for a day are likelier to do it again.
+        if profile.shape[0] == 2:
+            other = _grid_expected(profile, 1 - type_grid, n_slots)
+            z_other = (grid - other) / np.tile(scale, (n_days, 1))
+            with np.errstate(invalid="ignore"):
+                holiday = odd & (_day_shares(z_other, cell_day, n_slots)[1] < 0.25 * share)
+        else:
+            holiday = np.zeros_like(odd)
+        with np.errstate(invalid="ignore"):
+            outlier = (np.abs(z) > self.outlier_z) | _on_days(cell_day, first_day, odd)
         masked = np.where(outlier, np.nan, grid)
-        profile = _fit_profiles(masked, n_days, n_slots, wd_grid, weekly, k)
-        scale = _fit_scale(masked, profile, type_grid, n_days, n_slots, ks, sparse)
+        profile = _fit_profiles(masked, n_days, n_slots, wd_grid, rest, weekly, k)
+        scale = _fit_scale(masked, profile, pgrid, n_days, n_slots, ks, sparse)
+        del type_grid
+        # The cells the detectors learn from: the baseline's, less the holidays.
+        self.train_cells_ = mask & ~_on_days(_local_day(t, day_offset), first_day, holiday)
+        # The window on the newest clock, and its training values (NaN outside the training
+        # cells): what the detectors learn from. Not part of the state.
+        self.aligned_values_ = v
+        self.train_values_ = np.where(self.train_cells_, v, np.nan)
 
         fallback = nanmedian0(grid)
         profile = np.where(np.isfinite(profile), profile, fallback)
@@ -211,7 +265,20 @@ class SeasonalBaseline(FittedState):
         scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
 
         self.day_type_ = day_type
+        self.rest_ = rest
         self.day_offset_ = day_offset
+        self.calendar_ = np.array(
+            [
+                describe(
+                    day_offset[j],
+                    rest[:, j],
+                    float(switch.at[j]),
+                    float(switch.shift_seconds[j]),
+                )
+                for j in range(n_s)
+            ],
+            dtype=np.str_,
+        ).reshape(n_s)
         self.profile_ = profile
         self.scale_ = scale
         self.stuck_cost_, self.stuck_cost_zero_, self.stuck_tol_ = _fit_stuck(
@@ -225,7 +292,7 @@ class SeasonalBaseline(FittedState):
         self.center_ = np.zeros((N_FEATURES, n_s))
         self.spread_ = np.ones((N_FEATURES, n_s))
 
-        raw = self._raw_features(t_base, v_base)
+        raw = self._raw_features(t[rows], self.train_values_[rows])
         center = nanmedian0(raw[:, _LEARNED, :])
         spread = _MAD_TO_SIGMA * nanmedian0(np.abs(raw[:, _LEARNED, :] - center))
         self.center_[_LEARNED, :] = np.where(np.isfinite(center), center, 0.0)
@@ -238,14 +305,85 @@ class SeasonalBaseline(FittedState):
         return int(self.profile_.shape[1])
 
     # ------------------------------------------------------------------ baseline
-    def expected_model(self, times: np.ndarray) -> np.ndarray:
-        """Expected value in model space (``asinh(x / c)``), shape (n_t, n_series)."""
+    def expected_model(self, times: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
+        """Expected value in model space (``asinh(x / c)``), shape (n_t, n_series).
+
+        With ``values`` (the rows at ``times``), the newest day of each series is read as
+        the other day type when its values so far, up to an hour before the newest row,
+        clearly follow that type's profile instead of its own: a public holiday today is a
+        rest day, a working Saturday a work day (see :meth:`today_swapped`).
+        """
         self._check_fitted()
         t = np.asarray(times, dtype=np.float64)
+        types = self._types(t)
+        if values is not None:
+            swapped = self.today_swapped(t, values)
+            types = np.where(swapped, self._other(types), types)
+        return self._profile_at(t, types)
+
+    def _types(self, t: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(self.day_type_, local_weekday(t, self.day_offset_), axis=0)
+
+    def _other(self, types: np.ndarray) -> np.ndarray:
+        return 1 - types if self.profile_.shape[0] == 2 else types
+
+    def _profile_at(self, t: np.ndarray, types: np.ndarray) -> np.ndarray:
         _, slot, _ = calendar_index(t, self.step_seconds, self.n_slots_)
-        types = self.day_type_[_weekday(t, self.day_offset_)]
         n_s = self.profile_.shape[-1]
         return self.profile_[types, slot[:, None], np.arange(n_s)[None, :]]
+
+    def _residual(self, t: np.ndarray, v: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Standardised residual ``z`` of each row (n_t, n_series).
+
+        Within :data:`_EDGE_SECONDS` of a change of day type (a weekend starting or ending)
+        the row may belong to either side: the estimated day start is uncertain by a cell,
+        and a query with a trailing window (``rate(...[1h])``) still reads the previous
+        day for a while. There, the smaller residual of the two sides counts.
+        """
+        scale = self.scale_at(t)
+        expected = self.expected_model(t, v)
+        z = (y - expected) / scale
+        own = self._types(t)
+        for edge in (-_EDGE_SECONDS, _EDGE_SECONDS):
+            near = self._types(t + edge)
+            other = np.where(near != own, (y - self._profile_at(t, near)) / scale, np.nan)
+            with np.errstate(invalid="ignore"):
+                z = np.where(np.abs(other) < np.abs(z), other, z)
+        return z
+
+    def today_swapped(self, times: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Rows (n_t, n_series) of each series' newest local day that are read as the other
+        day type (work for rest, rest for work).
+
+        A day is swapped when, over its rows up to an hour before the newest one where the
+        two types' profiles differ by more than :data:`_SWAP_DIFFER` noise scales (two hours
+        of them at least), the other type's profile fits (median ``|z|`` below
+        :data:`_SWAP_FIT`) and its own does not (above :data:`_SWAP_MISFIT`). The newest hour
+        never votes, so an incident that starts now is judged against the day's own type.
+        Weekly profiles (two weeks of history) are never swapped.
+        """
+        t = np.asarray(times, dtype=np.float64)
+        v = np.asarray(values, dtype=np.float64)
+        out = np.zeros(v.shape, dtype=bool)
+        if self.profile_.shape[0] != 2 or t.shape[0] < 2:
+            return out
+        day = _local_day(t, self.day_offset_)
+        today = day == day[-1][None, :]
+        types = self._types(t)
+        own = self._profile_at(t, types)
+        other = self._profile_at(t, 1 - types)
+        scale = self.scale_at(t)
+        y = to_model_space(v, self.c_)
+        with np.errstate(invalid="ignore"):
+            differ = np.abs(own - other) > _SWAP_DIFFER * scale
+            votes = today & differ & np.isfinite(y) & (t <= t[-1] - 3600.0)[:, None]
+            z_own = np.where(votes, np.abs(y - own) / scale, np.nan)
+            z_other = np.where(votes, np.abs(y - other) / scale, np.nan)
+        enough = np.sum(votes, axis=0) * self.step_seconds >= 2 * 3600.0
+        m_own, m_other = nanmedian0(z_own), nanmedian0(z_other)
+        with np.errstate(invalid="ignore"):
+            swap = enough & (m_other < _SWAP_FIT) & (m_own > _SWAP_MISFIT)
+        return today & swap[None, :]
 
     def scale_at(self, times: np.ndarray) -> np.ndarray:
         """Noise scale in model space at ``times``, shape (n_t, n_series)."""
@@ -254,7 +392,7 @@ class SeasonalBaseline(FittedState):
         return self.scale_[slot]
 
     def bands(
-        self, times: np.ndarray, sigmas: np.ndarray | float
+        self, times: np.ndarray, sigmas: np.ndarray | float, values: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Expected value and the band of ``sigmas`` noise scales around it, in the source unit.
 
@@ -263,13 +401,16 @@ class SeasonalBaseline(FittedState):
         times : ndarray of shape (n_t,)
         sigmas : float or ndarray of shape (n_series,)
             Half-width of the band in noise scales (model space).
+        values : ndarray of shape (n_t, n_series), optional
+            The rows at ``times``: the newest day may then read as the other day type (see
+            :meth:`expected_model`).
 
         Returns
         -------
         expected, lower, upper : ndarray of shape (n_t, n_series)
             NaN for invalid series; ``lower`` is at least 0 for a series never negative.
         """
-        e = self.expected_model(times)
+        e = self.expected_model(times, values)
         half = sigmas * self.scale_at(times)
         expected = from_model_space(e, self.c_)
         lower = from_model_space(e - half, self.c_)
@@ -302,7 +443,7 @@ class SeasonalBaseline(FittedState):
         self._check_series(v)
         n_t, n_s = v.shape
         y = to_model_space(v, self.c_)
-        z = (y - self.expected_model(t)) / self.scale_at(t)
+        z = self._residual(t, v, y)
         zc = np.clip(z, -_Z_CLIP, _Z_CLIP)
         out = np.full((n_t, N_FEATURES, n_s), np.nan)
         out[:, 0] = z
@@ -319,7 +460,7 @@ class SeasonalBaseline(FittedState):
         phase = 2.0 * np.pi * (np.mod(t, SECONDS_PER_DAY) / SECONDS_PER_DAY)
         out[:, 7] = np.sin(phase)[:, None]
         out[:, 8] = np.cos(phase)[:, None]
-        out[:, 9] = (_weekday(t, self.day_offset_) >= 5).astype(np.float64)
+        out[:, 9] = np.take_along_axis(self.rest_, local_weekday(t, self.day_offset_), axis=0)
         return out
 
     def _normalise(self, raw: np.ndarray) -> np.ndarray:
@@ -338,7 +479,7 @@ class SeasonalBaseline(FittedState):
                 f"{params['step_seconds']:g}s has {n_slots}"
             )
         day_type = arrays["day_type"]
-        if day_type.min() < 0 or day_type.max() >= n_types:
+        if day_type.size and (day_type.min() < 0 or day_type.max() >= n_types):
             raise DataError(f"state `{prefix}day_type` is inconsistent with {n_types} profiles")
         if (
             np.any(arrays["scale"] <= 0)
@@ -355,10 +496,13 @@ class SeasonalBaseline(FittedState):
 
     @classmethod
     def _align_states(cls, states: list[dict[str, np.ndarray]]) -> None:
-        if any(not np.array_equal(s["day_type"], states[0]["day_type"]) for s in states):
+        if any(s["profile"].shape[0] != states[0]["profile"].shape[0] for s in states):
             for s in states:  # mixed weekly / day-type models: expand to one profile per weekday
-                s["profile"] = s["profile"][s["day_type"]]
-                s["day_type"] = np.arange(7, dtype=np.int64)
+                n_s = s["profile"].shape[-1]
+                s["profile"] = s["profile"][s["day_type"], :, np.arange(n_s)[None, :]].transpose(
+                    0, 2, 1
+                )
+                s["day_type"] = np.repeat(np.arange(7, dtype=np.int64)[:, None], n_s, axis=1)
 
     # ------------------------------------------------------------------ helpers
     def _check_series(self, v: np.ndarray) -> None:
@@ -453,42 +597,71 @@ def _validity(v: np.ndarray, min_points: int) -> tuple[np.ndarray, np.ndarray]:
     return reason == "", reason
 
 
-def _weekday(times: np.ndarray, day_offset: np.ndarray) -> np.ndarray:
-    """Weekday (Monday = 0) of each time in each series' day, shape (n_t, n_series)."""
-    local = np.asarray(times, dtype=np.float64)[:, None] + day_offset[None, :]
-    return ((np.floor(local / SECONDS_PER_DAY).astype(np.int64) + 3) % 7).astype(np.int64)
+def _local_day(times: np.ndarray, day_offset: np.ndarray) -> np.ndarray:
+    """Index of each time's day in each series' calendar, shape (n_t, n_series)."""
+    return np.floor((times[:, None] + day_offset[None, :]) / SECONDS_PER_DAY).astype(np.int64)
 
 
-def _estimate_day_offset(grid: np.ndarray, n_days: int, n_slots: int, d0: int) -> np.ndarray:
-    """Whole-hour shift of each series' day from UTC, in seconds, shape (n_series,).
+#: How far from a change of day type a row may still belong to the other side.
+_EDGE_SECONDS = 2700.0
 
-    Hourly medians minus the median of the same hour over all days leave the weekly effect;
-    the shift whose 48-hour weekend windows contrast most with the rest wins (the one
-    closest to UTC among those within 1 % of the best).
+#: Reading today as the other day type (:meth:`SeasonalBaseline.today_swapped`): where the
+#: profiles differ by this many scales, the other fits within this median |z| and its own
+#: misfits beyond this one.
+_SWAP_DIFFER = 2.0
+_SWAP_FIT = 1.5
+_SWAP_MISFIT = 3.0
+
+#: A day with at least this share of its points beyond :data:`_ODD_Z` scales fits no profile.
+_ODD_SHARE = 0.15
+_ODD_Z = 3.5
+
+
+def _day_shares(z: np.ndarray, local_day: np.ndarray, n_slots: int) -> tuple[int, np.ndarray]:
+    """Share of each local day's points beyond :data:`_ODD_Z` scales.
+
+    Returns
+    -------
+    first_day : int
+        Index of the first local day.
+    share : ndarray of shape (n_local_days, n_series)
+        NaN for a day with less than a quarter of its points.
     """
-    n_s = grid.shape[1]
-    if n_slots % 24 or n_days < 3:
-        return np.zeros(n_s)
-    per_hour = n_slots // 24
-    hourly = nanmedian0(grid.reshape(n_days * 24, per_hour, n_s).transpose(1, 0, 2))
-    ref = nanmedian0(hourly.reshape(n_days, 24, n_s))
-    dev = hourly - np.tile(ref, (n_days, 1))
-    finite = np.isfinite(dev)
-    dev = np.where(finite, dev, 0.0)
-    candidates = np.arange(-12, 12)
-    hours = d0 * 24 + np.arange(n_days * 24)
-    weekend = ((np.floor((hours[None, :] + candidates[:, None]) / 24) + 3) % 7 >= 5).astype(float)
-    sum_in = weekend @ dev
-    n_in = weekend @ finite.astype(float)
-    n_all = finite.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        contrast = np.abs(sum_in / n_in - (dev.sum(axis=0) - sum_in) / (n_all - n_in))
-    contrast = np.where(np.isfinite(contrast), contrast, 0.0)
-    # Among near-ties (a weekend effect confined to business hours fits many shifts), the
-    # shift closest to UTC.
-    near_best = contrast >= 0.99 * contrast.max(axis=0)
-    closeness = np.where(near_best, -np.abs(candidates)[:, None], -np.inf)
-    return candidates[np.argmax(closeness, axis=0)] * 3600.0
+    first = int(local_day.min()) if local_day.size else 0
+    n_ld = int(local_day.max()) - first + 1 if local_day.size else 0
+    share = np.full((n_ld, z.shape[1]), np.nan)
+    with np.errstate(invalid="ignore"):
+        big = np.abs(z) > _ODD_Z
+    fin = np.isfinite(z)
+    for i in range(n_ld):
+        on = local_day == first + i
+        n = np.sum(fin & on, axis=0)
+        share[i] = np.where(n >= n_slots // 4, np.sum(big & on, axis=0) / np.maximum(n, 1), np.nan)
+    return first, share
+
+
+def _odd_days(share: np.ndarray) -> np.ndarray:
+    """Days of each series that fit no profile (:func:`_day_shares` at least
+    :data:`_ODD_SHARE`): a public holiday, a deploy day, a past incident of hours. At most a
+    quarter of the judged days (the worst) per series; shape of ``share``."""
+    judged = np.sum(np.isfinite(share), axis=0)
+    cap = judged // 4
+    rank = np.argsort(np.argsort(-np.where(np.isfinite(share), share, -1.0), axis=0), axis=0)
+    with np.errstate(invalid="ignore"):
+        odd: np.ndarray = (share >= _ODD_SHARE) & (rank < cap[None, :])
+    return odd
+
+
+def _on_days(local_day: np.ndarray, first_day: int, odd: np.ndarray) -> np.ndarray:
+    """Whether each cell falls on one of the ``odd`` days, shape of ``local_day``."""
+    idx = local_day - first_day
+    inside = (idx >= 0) & (idx < odd.shape[0])
+    hit = (
+        np.take_along_axis(odd, np.clip(idx, 0, max(odd.shape[0] - 1, 0)), axis=0)
+        if odd.size
+        else np.zeros(idx.shape, bool)
+    )
+    return inside & hit
 
 
 def _fit_profiles(
@@ -496,10 +669,13 @@ def _fit_profiles(
     n_days: int,
     n_slots: int,
     wd_grid: np.ndarray,
+    rest: np.ndarray,
     weekly: bool,
     k: int,
 ) -> np.ndarray:
-    """Profiles (n_types, n_slots, n_series) from a grid and its weekdays (n_days * n_slots, n_series)."""
+    """Profiles (n_types, n_slots, n_series) from a grid (n_days * n_slots, n_series), the
+    weekday of each of its cells and each series' rest days (7, n_series): work and rest
+    day types, or one profile per weekday shrunk towards its type's when ``weekly``."""
     n_s = grid.shape[1]
     n_samples = (2 * k + 1) * n_days
 
@@ -511,13 +687,13 @@ def _fit_profiles(
         return nanmedian0(samples)
 
     all_days = pooled(None, None, 0)
-    type_grid = _WEEKDAY_TO_DAY_TYPE[wd_grid]
+    type_grid = np.take_along_axis(rest.astype(np.int64), wd_grid, axis=0)
     by_type = np.empty((2, n_slots, n_s))
     for g in range(2):
         mask = type_grid == g
         offset = nanmedian0(np.where(mask, grid - np.tile(all_days, (n_days, 1)), np.nan))
-        # The weekday shape shifted to the day type's level only breaks ties (one sample):
-        # it is a poor guess of a weekend's shape, but it sides with the normal one of two
+        # The all-days shape shifted to the day type's level only breaks ties (one sample):
+        # it is a poor guess of a rest day's shape, but it sides with the normal one of two
         # disagreeing days.
         prof = pooled(mask, all_days + offset, 1)
         by_type[g] = np.where(np.isfinite(prof), prof, all_days)
@@ -525,7 +701,7 @@ def _fit_profiles(
         return by_type
     by_weekday = np.empty((7, n_slots, n_s))
     for w in range(7):
-        prior = by_type[_WEEKDAY_TO_DAY_TYPE[w]]
+        prior = np.where(rest[w][None, :], by_type[1], by_type[0])
         prof = pooled(wd_grid == w, prior, 2 * k + 1)
         by_weekday[w] = np.where(np.isfinite(prof), prof, prior)
     return by_weekday

@@ -1,0 +1,470 @@
+"""The calendar each series lives by, learned from its own data.
+
+A tenant's traffic follows *its* local clock: its day starts at local midnight (UTC offsets
+of any half or quarter hour), its rest days are its own (Saturday-Sunday, Friday-Saturday, a
+six-day week's single Sunday), and its clock may move by an hour for daylight saving inside
+the training window. Nothing of that is configured; this module reads it off the series,
+vectorised over series, on quarter-hour medians of the model-space grid:
+
+* :func:`estimate_clock_switch`: whether the series' daily pattern moved by one hour from
+  one day on (a daylight-saving switch), chosen against "no switch" by how much closer the
+  days come to their common profile; :func:`realign` moves the older days onto the newest
+  clock, so the profiles learn one pattern instead of a blur of two;
+* :func:`estimate_calendar`: where the series' day starts (any quarter hour from -12 h to
+  +14 h around UTC) and which weekdays are rest days (none, one, or two consecutive ones),
+  chosen by how much of the day-to-day variation each candidate explains (a between-groups
+  sum of squares per time of day). A candidate must explain a clear share of it; otherwise
+  the series has no rest days (one daily profile).
+
+The choice is recorded per series (:func:`describe`) and kept in the fitted model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from anomaly.models.features import SECONDS_PER_DAY, nanmedian0
+
+#: 1970-01-01 was a Thursday; with Monday = 0 that is weekday 3.
+_EPOCH_WEEKDAY = 3
+WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _rest_blocks() -> np.ndarray:
+    """Candidate rest-day sets, shape (14, 7): each weekday alone, then each weekday with the
+    next one (Sunday with Monday)."""
+    blocks = np.zeros((14, 7), dtype=bool)
+    for w in range(7):
+        blocks[w, w] = True
+        blocks[7 + w, [w, (w + 1) % 7]] = True
+    return blocks
+
+
+REST_BLOCKS = _rest_blocks()
+_SAT_SUN = 7 + 5
+#: Earliest and latest day start searched, hours from UTC midnight.
+_OFFSET_HOURS = (-12, 14)
+#: Share of the day-to-day variation a rest-day candidate must explain to be chosen.
+_MIN_EXPLAINED = 0.3
+#: Rest days' mean deviation from the work days', in spreads of the work days' means.
+_MIN_SEPARATION = 2.5
+#: Candidates whose explained variation is within this fraction of the best tie.
+_TIE = 0.005
+#: Day-to-day deviations are winsorised at this many robust spreads.
+_CLIP = 4.0
+#: Share by which moving the older days' clock must bring them closer to the newer ones.
+_MIN_OWN_GAIN = 0.3
+_MAX_CROSS = 1.25
+
+
+@dataclass(frozen=True)
+class ClockSwitch:
+    """A one-hour move of a series' daily pattern inside the training window.
+
+    Attributes
+    ----------
+    at : ndarray of float, shape (n_series,)
+        Epoch seconds from which the series follows its newest clock (-inf = no switch).
+    shift_seconds : ndarray of float, shape (n_series,)
+        Seconds by which the older rows are moved onto the newest clock
+        (``aligned(t) = value(t + shift)``; 0 = no switch).
+    """
+
+    at: np.ndarray
+    shift_seconds: np.ndarray
+
+    @classmethod
+    def none(cls, n_series: int) -> ClockSwitch:
+        return cls(np.full(n_series, -np.inf), np.zeros(n_series))
+
+    def leading(self, times: np.ndarray) -> np.ndarray:
+        """Which of ``times`` are on each series' older clock, shape (n_t, n_series)."""
+        t = np.asarray(times, dtype=np.float64)[:, None]
+        return (t < self.at[None, :]) & (self.shift_seconds != 0)[None, :]
+
+    def realign(self, times: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """``values`` (rows at ``times``, one regular step apart) with the older rows moved
+        onto the newest clock (NaN where the row they come from is beyond the window or on
+        the newest clock already)."""
+        if not np.any(self.shift_seconds) or values.shape[0] < 2:
+            return values
+        step = float(np.median(np.diff(times)))
+        shift = np.rint(self.shift_seconds / step).astype(np.int64)
+        leading = self.leading(times)
+        n_rows = values.shape[0]
+        rows = np.arange(n_rows)[:, None]
+        src = np.where(leading, rows + shift[None, :], rows)
+        inside = (src >= 0) & (src < n_rows)
+        clipped = np.clip(src, 0, n_rows - 1)
+        moved = np.take_along_axis(values, clipped, axis=0)
+        from_leading = np.take_along_axis(leading, clipped, axis=0) | ~leading
+        return np.where(inside & from_leading, moved, np.nan)
+
+
+def cells_per_day(n_slots: int) -> int:
+    """Cells per day of the calendar search: quarter hours when the slots divide them, else
+    hours, else one per slot (0: too coarse to read a calendar from)."""
+    for n_cells in (96, 24):
+        if n_slots % n_cells == 0:
+            return n_cells
+    return 0
+
+
+def day_cells(grid: np.ndarray, n_days: int, n_slots: int) -> np.ndarray:
+    """Median of each cell of :func:`cells_per_day`, shape (n_days, n_cells, n_series)."""
+    n_cells = cells_per_day(n_slots)
+    n_s = grid.shape[1]
+    per = n_slots // n_cells
+    cells = grid.reshape(n_days, n_cells, per, n_s).transpose(2, 0, 1, 3)
+    return nanmedian0(cells)
+
+
+def estimate_clock_switch(
+    grid: np.ndarray,
+    n_days: int,
+    n_slots: int,
+    d0: int,
+    offset: np.ndarray | None = None,
+    rest: np.ndarray | None = None,
+) -> ClockSwitch:
+    """Find a one-hour move of each series' daily pattern (see the module docstring).
+
+    Works on each series' own days (``offset`` and ``rest``, see :func:`estimate_calendar`;
+    UTC days without rest days without them): a clock moves at night, so a switch falls between two of them. Every pair of
+    days is compared at its own level (the spread of the cell-by-cell difference around its
+    median) with the older day as it is and moved by one hour either way. A switch before
+    day ``k`` in one direction is chosen when, over the pairs it separates, the median
+    distance drops by :data:`_MIN_OWN_GAIN` with the move, and the moved pairs are then about
+    as close as the pairs it does not separate. A weekend's other shape differs from a
+    workday's at any shift, so it does not look like a moved clock; a holiday or an incident
+    is one day among many pairs.
+    """
+    n_s = grid.shape[1]
+    n_cells = cells_per_day(n_slots)
+    if n_cells == 0 or n_days < 3 or n_s == 0:
+        return ClockSwitch.none(n_s)
+    cell_seconds = SECONDS_PER_DAY / n_cells
+    offset = np.zeros(n_s) if offset is None else offset
+    rest = np.zeros((7, n_s), dtype=bool) if rest is None else rest
+    # The cells on each series' own days: local cell r holds UTC cell r - o - n_cells (one
+    # day of padding on each side).
+    utc = day_cells(grid, n_days, n_slots).reshape(n_days * n_cells, n_s)
+    o = np.rint(offset / cell_seconds).astype(np.int64)
+    n_ld = n_days + 2
+    src = np.arange(n_ld * n_cells)[:, None] - o[None, :] - n_cells
+    inside = (src >= 0) & (src < n_days * n_cells)
+    picked = np.take_along_axis(utc, np.clip(src, 0, n_days * n_cells - 1), axis=0)
+    flat = np.where(inside, picked, np.nan)
+    q = flat.reshape(n_ld, n_cells, n_s)
+    hour = n_cells // 24
+    moved = {m: _shift_rows(flat, m * hour).reshape(n_ld, n_cells, n_s) for m in (-1, 0, 1)}
+    # dist[m][a, b] = robust distance of day a (moved by m hours) to day b, NaN when they
+    # share less than half a day of cells.
+    dist = {m: np.full((n_ld, n_ld, n_s), np.nan) for m in (-1, 0, 1)}
+    for a in range(n_ld):
+        for m in (-1, 0, 1):
+            diff = moved[m][a][None] - q  # (n_ld, n_cells, n_s) against every day b
+            both = np.sum(np.isfinite(diff), axis=1)
+            center = nanmedian0(diff.transpose(1, 0, 2))
+            spread = nanmedian0(np.abs(diff - center[:, None, :]).transpose(1, 0, 2))
+            dist[m][a] = np.where(both >= n_cells // 2, spread, np.nan)
+    best = np.zeros(n_s)
+    at_day = np.zeros(n_s, dtype=np.int64)
+    shift = np.zeros(n_s)
+    idx = np.arange(n_ld)
+    full = np.sum(np.isfinite(q), axis=1) >= 0.8 * n_cells  # (n_ld, n_s)
+    is_rest = rest[(np.arange(n_ld) - 1 + d0 + _EPOCH_WEEKDAY) % 7]  # (n_ld, n_s)
+    same = is_rest[:, None, :] == is_rest[None, :, :]  # (n_ld, n_ld, n_s)
+    for k in range(1, n_ld):
+        # When the newer side has no full day (20 hours: a clock that moved during the
+        # newest day), its hours are compared with days of their own type only: a weekend's
+        # first hours are no moved clock.
+        pairs = np.where(full[k:].any(axis=0)[None, None, :], True, same)
+        cross = ((idx[:, None] < k) & (idx[None, :] >= k))[:, :, None] & pairs
+        within = (((idx[:, None] < k) == (idx[None, :] < k)) & (idx != idx[:, None]))[
+            :, :, None
+        ] & pairs
+        d0_cross = _masked_median(dist[0], cross)
+        d_within = _masked_median(dist[0], within)
+        for m in (-1, 1):
+            d_cross = _masked_median(dist[m], cross)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                gain = (d0_cross - d_cross) / d0_cross
+                ok = (gain >= _MIN_OWN_GAIN) & (d_cross <= _MAX_CROSS * d_within)
+            better = ok & (gain > best)
+            best = np.where(better, gain, best)
+            at_day = np.where(better, k, at_day)
+            shift = np.where(better, m * 3600.0, shift)
+    found = best > 0
+    at = (d0 - 1 + at_day) * SECONDS_PER_DAY - o * cell_seconds
+    return ClockSwitch(np.where(found, at, -np.inf), np.where(found, shift, 0.0))
+
+
+def _masked_median(d: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Median of ``d`` (n_ld, n_ld, n_s) over the (a, b) pairs of ``mask`` (same shape), per
+    series."""
+    sel = np.where(mask, d, np.nan).reshape(-1, d.shape[-1])
+    return nanmedian0(sel)
+
+
+def _shift_rows(flat: np.ndarray, shift: int) -> np.ndarray:
+    """``out[i] = flat[i + shift]`` (NaN beyond the ends)."""
+    out = np.full(flat.shape, np.nan)
+    n = flat.shape[0]
+    if shift >= 0:
+        out[: n - shift] = flat[shift:]
+    else:
+        out[-shift:] = flat[: n + shift]
+    return out
+
+
+def local_weekday(times: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Weekday (Monday = 0) of each time in each series' day, shape (n_t, n_series)."""
+    local = np.asarray(times, dtype=np.float64)[:, None] + offset[None, :]
+    return (np.floor(local / SECONDS_PER_DAY).astype(np.int64) + _EPOCH_WEEKDAY) % 7
+
+
+def estimate_calendar(
+    grid: np.ndarray, n_days: int, n_slots: int, d0: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each series' day start and rest days (see the module docstring).
+
+    Parameters
+    ----------
+    grid : ndarray of shape (n_days * n_slots, n_series)
+        Model-space values on UTC days ``d0 .. d0 + n_days - 1``, realigned.
+
+    Returns
+    -------
+    offset : ndarray of shape (n_series,)
+        Seconds added to UTC to get the series' day (its local midnight falls at UTC
+        ``-offset``).
+    rest : ndarray of bool, shape (7, n_series)
+        Its rest weekdays (none: one daily profile).
+    """
+    n_s = grid.shape[1]
+    offset = np.zeros(n_s)
+    rest = np.zeros((7, n_s), dtype=bool)
+    n_cells = cells_per_day(n_slots)
+    if n_cells == 0 or n_days < 3 or n_s == 0:
+        return offset, rest
+    q = day_cells(grid, n_days, n_slots)  # (n_days, n_cells, n_s)
+    median_day = nanmedian0(q)  # (n_cells, n_s)
+    dev = q - median_day[None]
+    # Winsorised at _CLIP robust spreads: an outage hours long (a value of 0 is very far in
+    # model space) weighs like a rest day at most, not like dozens of them.
+    spread = 1.4826 * nanmedian0(np.abs(dev).reshape(-1, n_s))
+    bound = _CLIP * np.where(np.isfinite(spread) & (spread > 0), spread, np.inf)
+    dev = np.clip(dev, -bound, bound)
+    cell_spread = np.where(np.isfinite(spread), spread, 0.0)
+    offset, rest = _search(dev, d0, median_day)
+    # Days that fit neither type (a public holiday: a work day at a rest day's level) are
+    # left out and the search run again: next to a weekend, a holiday makes a three-day low
+    # that fits a weekend starting anywhere in it.
+    means, is_rest, local_day, first = _day_means(dev, offset, rest, d0)
+    has_rest: np.ndarray = np.any(rest, axis=0)
+    odd = _odd_days(means, is_rest) & has_rest[None, :]
+    if odd.any():
+        idx = np.clip(local_day - first, 0, odd.shape[0] - 1)
+        drop = np.take_along_axis(odd, idx, axis=0).reshape(dev.shape)
+        dev = np.where(drop, np.nan, dev)
+        again = odd.any(axis=0)
+        offset2, rest2 = _search(dev[:, :, again], d0, median_day[:, again])
+        offset[again], rest[:, again] = offset2, rest2
+        means, is_rest, _, _ = _day_means(dev, offset, rest, d0)
+    # The rest days must stand apart from the work days as whole days: their mean deviation
+    # beyond _MIN_SEPARATION times the spread of the work days' (noise and wander), so a
+    # few days of noise never make a weekend.
+    distinct = _separation(means, is_rest, n_cells, cell_spread) >= _MIN_SEPARATION
+    rest &= distinct[None, :]
+    offset = np.where(distinct, offset, 0.0)
+    return offset, rest
+
+
+def _search(dev: np.ndarray, d0: int, median_day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The day start and rest block that explain most of ``dev`` (n_days, n_cells, n_s):
+    deviations from the median day, NaN where missing or left out."""
+    n_days, n_cells, n_s = dev.shape
+    offset = np.zeros(n_s)
+    rest = np.zeros((7, n_s), dtype=bool)
+    fin = np.isfinite(dev)
+    dev0 = np.where(fin, dev, 0.0)
+    finf = fin.astype(np.float64)
+    # Per time of day (batch axis first): sums over days.
+    dev_j = dev0.transpose(1, 0, 2)  # (n_cells, n_days, n_s)
+    fin_j = finf.transpose(1, 0, 2)
+    s_all = dev_j.sum(axis=1)
+    n_all = fin_j.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        base = np.where(n_all > 0, s_all**2 / n_all, 0.0)
+    total = np.sum((dev0**2).sum(axis=0) - base, axis=0)  # (n_s,)
+
+    per_hour = n_cells // 24
+    offsets = np.arange(_OFFSET_HOURS[0] * per_hour, _OFFSET_HOURS[1] * per_hour + 1)
+    cell = np.arange(n_days)[:, None] * n_cells + np.arange(n_cells)[None, :]
+    gains = np.empty((offsets.size, REST_BLOCKS.shape[0], n_s))
+    blocks_t = REST_BLOCKS.T.astype(np.float64)  # (7, n_blocks)
+    for i, o in enumerate(offsets):
+        weekday = (np.floor_divide(cell + o, n_cells) + d0 + _EPOCH_WEEKDAY) % 7
+        w = blocks_t[weekday].transpose(1, 2, 0)  # (n_cells, n_blocks, n_days)
+        s_in = w @ dev_j  # (n_cells, n_blocks, n_s)
+        n_in = w @ fin_j
+        s_out = s_all[:, None, :] - s_in
+        n_out = n_all[:, None, :] - n_in
+        with np.errstate(invalid="ignore", divide="ignore"):
+            term = (
+                np.where(n_in > 0, s_in**2 / n_in, 0.0)
+                + np.where(n_out > 0, s_out**2 / n_out, 0.0)
+                - base[:, None, :]
+            )
+        # A time of day with one group empty explains nothing.
+        gains[i] = np.where((n_in > 0) & (n_out > 0), term, 0.0).sum(axis=0)
+    best = gains.max(axis=(0, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        explained = np.where(total > 0, best / total, 0.0)
+    chosen = explained >= _MIN_EXPLAINED
+    near = gains >= (1.0 - _TIE) * best[None, None, :]
+    for j in np.flatnonzero(chosen):
+        block, o_idx = _pick(near[:, :, j], gains[:, :, j], offsets, per_hour, median_day[:, j])
+        rest[:, j] = REST_BLOCKS[block]
+        offset[j] = offsets[o_idx] * (SECONDS_PER_DAY / n_cells)
+    return offset, rest
+
+
+def _day_means(
+    dev: np.ndarray, offset: np.ndarray, rest: np.ndarray, d0: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Mean deviation of each of the series' own days with 20 hours of cells.
+
+    Returns
+    -------
+    means, is_rest : ndarray of shape (n_local_days, n_series)
+        NaN for a day with fewer cells; whether the day is a rest day.
+    local_day : ndarray of int, shape (n_days * n_cells, n_series)
+        The local day of each UTC cell.
+    first : int
+        The local day of row 0 of ``means``.
+    """
+    n_days, n_cells, n_s = dev.shape
+    o = np.rint(offset / (SECONDS_PER_DAY / n_cells)).astype(np.int64)
+    cell = np.arange(n_days * n_cells)[:, None] + o[None, :]
+    local_day = np.floor_divide(cell, n_cells)  # relative to d0
+    weekday = (local_day + d0 + _EPOCH_WEEKDAY) % 7
+    flat = dev.reshape(n_days * n_cells, n_s)
+    lo, hi = int(local_day.min()), int(local_day.max())
+    means = np.full((hi - lo + 1, n_s), np.nan)
+    is_rest = np.zeros((hi - lo + 1, n_s), dtype=bool)
+    for i, ld in enumerate(range(lo, hi + 1)):
+        on = local_day == ld
+        n = np.sum(on & np.isfinite(flat), axis=0)
+        total = np.nansum(np.where(on, flat, np.nan), axis=0)
+        means[i] = np.where(n >= 0.8 * n_cells, total / np.maximum(n, 1), np.nan)
+        wd = np.max(np.where(on, weekday, -1), axis=0)
+        is_rest[i] = np.take_along_axis(rest, np.clip(wd, 0, 6)[None, :], axis=0)[0]
+    return means, is_rest, local_day, lo
+
+
+def _odd_days(means: np.ndarray, is_rest: np.ndarray) -> np.ndarray:
+    """Days nearer the other type's median mean than their own's, shape of ``means``."""
+    work = nanmedian0(np.where(is_rest, np.nan, means))
+    off = nanmedian0(np.where(is_rest, means, np.nan))
+    own = np.where(is_rest, off, work)
+    other = np.where(is_rest, work, off)
+    with np.errstate(invalid="ignore"):
+        nearer: np.ndarray = np.abs(means - other) < np.abs(means - own)
+    return nearer
+
+
+def _separation(
+    means: np.ndarray, is_rest: np.ndarray, n_cells: int, cell_spread: np.ndarray
+) -> np.ndarray:
+    """How far the rest days' mean deviation lies from the work days', in robust spreads of
+    the work days' means (per series; 0 without rest days, three work days and five days).
+
+    Parameters
+    ----------
+    means, is_rest : see :func:`_day_means`.
+    cell_spread : ndarray of shape (n_series,)
+        Robust spread of single cells' deviations.
+    """
+    work = np.where(~is_rest, means, np.nan)
+    off = np.where(is_rest, means, np.nan)
+    n_work = np.sum(np.isfinite(work), axis=0)
+    n_rest = np.sum(np.isfinite(off), axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # Medians and MAD: one odd work day (an incident, the day in progress) neither
+        # moves the work days' level nor widens their spread.
+        work_mean = nanmedian0(work)
+        rest_mean = nanmedian0(off)
+        spread = 1.4826 * nanmedian0(np.abs(work - work_mean))
+        # Floors: what the cells' noise alone spreads a day's mean by (twice, for its
+        # autocorrelation), and a tenth of the difference itself, so that a few nearly
+        # equal work days do not make any difference look separated.
+        noise = 2.0 * cell_spread / np.sqrt(n_cells)
+        spread = np.maximum(np.maximum(spread, noise), 0.1 * np.abs(rest_mean - work_mean))
+        sep = np.abs(rest_mean - work_mean) / spread
+    ok = (n_work >= 3) & (n_rest >= 1) & (n_work + n_rest >= 5) & np.isfinite(sep)
+    return np.where(ok, sep, 0.0)
+
+
+def _pick(
+    near: np.ndarray,
+    gains: np.ndarray,
+    offsets: np.ndarray,
+    per_hour: int,
+    day_level: np.ndarray,
+) -> tuple[int, int]:
+    """Block and offset index among near-best candidates ``near`` (n_offsets, n_blocks).
+
+    Saturday-Sunday when it ties (a holiday next to a weekend makes a three-day low that
+    several blocks explain equally), else the best block. Its offset, among the run of
+    tying offsets around the best one (a weekend effect confined to business hours ties over
+    the whole night; a holiday next to the weekend over a whole day): one whose day starts
+    in the quietest hours of the median day (``day_level``, per cell), then a whole, then a
+    half hour, then the one nearest the run's middle.
+    """
+    if near[:, _SAT_SUN].any():
+        block = _SAT_SUN
+    else:  # the largest offset of exact ties: UTC+12 (Fiji) before its alias UTC-12
+        block = int(np.unravel_index(np.argmax(gains[::-1]), gains.shape)[1])
+    col = near[:, block]
+    top = int(np.argmax(np.where(col, gains[:, block], -np.inf)))
+    lo = top
+    while lo > 0 and col[lo - 1]:
+        lo -= 1
+    hi = top
+    while hi < col.size - 1 and col[hi + 1]:
+        hi += 1
+    run = np.arange(lo, hi + 1)
+    cells = offsets[run]
+    n_cells = day_level.shape[0]
+    level = np.where(np.isfinite(day_level), day_level, np.nanmin(day_level, initial=0.0))
+    around = np.mean(
+        [np.roll(level, -k) for k in range(-per_hour, per_hour + 1)], axis=0
+    )  # the hour around each cell
+    at_start = around[(-cells) % n_cells]
+    quiet = at_start <= at_start.min() + 0.1 * (level.max() - level.min())
+    coarse = np.where(cells % per_hour == 0, 0, np.where((2 * cells) % per_hour == 0, 1, 2))
+    middle = np.abs(run - (lo + hi) / 2.0)
+    return block, int(run[np.lexsort((middle, coarse, ~quiet))[0]])
+
+
+def describe(offset: float, rest: np.ndarray, switch_at: float, shift_seconds: float) -> str:
+    """One line for the notebook: ``"rest Sat-Sun; day starts 22:00 UTC"``, ``"daily"``,
+    ``"...; clock moved 1 h on 2026-10-25 01:00 UTC"``."""
+    parts = []
+    if rest.any():
+        names = [WEEKDAY_NAMES[w] for w in range(7) if rest[w]]
+        if rest[6] and rest[0]:
+            names = ["Sun", "Mon"]
+        parts.append("rest " + "-".join(names))
+        start = (-offset) % SECONDS_PER_DAY
+        parts.append(f"day starts {int(start // 3600):02d}:{int(start % 3600 // 60):02d} UTC")
+    else:
+        parts.append("daily")
+    if shift_seconds:
+        when = np.datetime64(int(switch_at), "s").astype("datetime64[m]")
+        parts.append(f"clock moved {abs(shift_seconds) / 3600:g} h at {when} UTC")
+    return "; ".join(parts)

@@ -1,0 +1,164 @@
+"""Calendars learned per series: local day starts, rest days on any weekday, holidays left
+out, clocks that move, and today read as the day it turns out to be."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from anomaly.models.calendar import local_weekday
+from anomaly.models.scoring import AnomalyModel
+
+STEP = 300.0
+#: 2026-11-02 00:00 UTC, a Monday.
+_MONDAY = 1793577600.0
+#: Noise of the generated rates (multiplicative, log scale).
+NOISE = 0.05
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """One tenant's clock: UTC offset (hours), rest weekdays (Monday = 0), how much lower a
+    rest day is, public holidays (local day numbers), and a clock switch."""
+
+    offset_hours: float = 0.0
+    rest: tuple[int, ...] = (5, 6)
+    rest_factor: float = 0.4
+    holidays: tuple[int, ...] = ()
+    switch_at: float | None = None
+    switch_hours: float = 0.0
+
+
+def local_seconds(t: np.ndarray, tenant: Tenant) -> np.ndarray:
+    shift = tenant.offset_hours * 3600.0
+    if tenant.switch_at is not None:
+        shift = shift + np.where(t >= tenant.switch_at, tenant.switch_hours * 3600.0, 0.0)
+    return t + shift
+
+
+def rate(t: np.ndarray, tenant: Tenant, seed: int) -> np.ndarray:
+    """A business-hours rate on the tenant's clock with multiplicative noise."""
+    rng = np.random.default_rng(seed)
+    local = local_seconds(t, tenant)
+    hours = np.mod(local / 3600.0, 24.0)
+    day = np.floor(local / 86400.0).astype(np.int64)
+    weekday = (day + 3) % 7
+    level = 100.0 * (0.15 + np.exp(-0.5 * ((hours - 13.0) / 2.5) ** 2))
+    resting = np.isin(weekday, tenant.rest) | np.isin(day, tenant.holidays)
+    level = np.where(resting, tenant.rest_factor * level, level)
+    return level * np.exp(NOISE * rng.standard_normal(t.size))
+
+
+def week(end: float, days: float = 7.0) -> np.ndarray:
+    return np.arange(end - days * 86400.0, end + 1.0, STEP)
+
+
+def fit(times: np.ndarray, values: np.ndarray) -> AnomalyModel:
+    return AnomalyModel(step_seconds=STEP, use_iforest=False).fit(times, values)
+
+
+def local_day_of(t: float, tenant: Tenant) -> int:
+    return int(np.floor(local_seconds(np.array([t]), tenant)[0] / 86400.0))
+
+
+@pytest.mark.parametrize(
+    ("tenant", "rest_names"),
+    [
+        (Tenant(offset_hours=5.75, rest=(4, 5)), "Fri-Sat"),
+        (Tenant(offset_hours=-3.5, rest=(6,)), "Sun"),
+        (Tenant(offset_hours=12.0, rest=(3, 4)), "Thu-Fri"),
+        (Tenant(offset_hours=-10.0, rest=(5, 6)), "Sat-Sun"),
+    ],
+)
+def test_rest_days_and_day_start_are_the_tenant_s_own(tenant: Tenant, rest_names: str) -> None:
+    times = week(_MONDAY + 9 * 86400 + 10 * 3600)
+    model = fit(times, rate(times, tenant, seed=1)[:, None])
+    start = (-tenant.offset_hours) % 24.0
+    assert f"rest {rest_names}" in model.seasonal_.calendar_[0]
+    day_start = model.seasonal_.calendar_[0].split("day starts ")[1][:5]
+    got = int(day_start[:2]) + int(day_start[3:]) / 60.0
+    # A boundary in the quiet night is anywhere in it; it must fall there.
+    assert abs((got - start + 12.0) % 24.0 - 12.0) <= 5.0
+    # The tenant's rest weekdays, on its local days.
+    probe = _MONDAY + 9 * 86400 + np.arange(0, 7 * 86400, 3600.0)
+    weekday = local_weekday(probe, model.seasonal_.day_offset_)[:, 0]
+    truth = (np.floor(local_seconds(probe, tenant) / 86400).astype(np.int64) + 3) % 7
+    day_hours = np.abs(np.mod(local_seconds(probe, tenant) / 3600.0, 24.0) - 13.0) < 5.0
+    assert np.array_equal(weekday[day_hours], truth[day_hours])
+
+
+def test_noise_alone_makes_no_weekend() -> None:
+    rng = np.random.default_rng(3)
+    for end_days in (4.5, 5.5, 7.0):
+        times = week(_MONDAY + 8 * 86400, days=end_days)
+        hours = np.mod(times / 3600.0, 24.0)
+        values = 50 + 20 * np.sin(2 * np.pi * hours / 24) + rng.normal(0, 1.5, times.size)
+        model = fit(times, values[:, None])
+        assert model.seasonal_.calendar_[0] == "daily"
+
+
+def _band_widths(model: AnomalyModel, times: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Half-widths of the 0.5-score band at working-day noon, in log-noise widths."""
+    result = model.score_history(times, values)
+    noon = np.abs(np.mod(times / 3600.0, 24.0) - 13.0) < 1.0
+    weekday = (np.floor(times / 86400).astype(np.int64) + 3) % 7
+    rows = noon & (weekday < 5) & (times >= times[-1] - 3 * 86400)
+    return np.log(result.upper[rows, 0] / result.expected[rows, 0]) / NOISE
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_holiday_in_training_does_not_widen_the_band(seed: int) -> None:
+    end = _MONDAY + 9 * 86400 + 15 * 3600  # a Wednesday afternoon
+    times = week(end)
+    plain = Tenant()
+    holiday = Tenant(holidays=(local_day_of(end - 5 * 86400, plain),))  # last Friday
+    widths = {}
+    for name, tenant in (("plain", plain), ("holiday", holiday)):
+        values = rate(times, tenant, seed)[:, None]
+        widths[name] = np.median(_band_widths(fit(times, values), times, values))
+    # Five noise widths at the default threshold, within a small margin; the holiday
+    # changes it by less than a tenth.
+    assert 4.0 <= widths["plain"] <= 7.0
+    assert abs(widths["holiday"] - widths["plain"]) <= 0.1 * widths["plain"]
+
+
+def test_a_holiday_in_training_keeps_a_level_shift_visible() -> None:
+    end = _MONDAY + 9 * 86400 + 14 * 3600
+    times = week(end)
+    tenant = Tenant(holidays=(local_day_of(end - 2 * 86400, Tenant()),))  # Monday
+    values = rate(times, tenant, seed=4)
+    values[-6:] *= np.exp(7 * NOISE)  # a 7-noise-width shift for the newest 30 minutes
+    result = fit(times, values[:, None]).score(times, values[:, None], n_eval=6)
+    assert result.is_anomaly[-1, 0]
+
+
+def test_a_clock_that_moved_is_followed_not_flagged() -> None:
+    end = _MONDAY + 9 * 86400 + 10 * 3600  # Wednesday morning: the daily ramp is on
+    times = week(end)
+    tenant = Tenant(offset_hours=1.0, switch_at=end - 3.6 * 86400, switch_hours=-1.0)
+    values = rate(times, tenant, seed=5)[:, None]
+    model = fit(times, values)
+    assert "clock moved 1 h" in model.seasonal_.calendar_[0]
+    result = model.score_history(times, values)
+    today = times >= end - 12 * 3600
+    assert not result.is_anomaly[today, 0].any()
+    # Without the move, the model expects the ramp an hour off.
+    rows = today & (np.abs(np.mod(local_seconds(times, tenant) / 3600, 24) - 10.5) < 1.5)
+    error = np.abs(np.log(result.expected[rows, 0] / values[rows, 0]))
+    assert np.median(error) < 2 * NOISE
+
+
+def test_a_holiday_today_is_read_as_a_rest_day() -> None:
+    end = _MONDAY + 9 * 86400 + 16 * 3600  # Wednesday 16:00
+    times = week(end)
+    tenant = Tenant(holidays=(local_day_of(end, Tenant()),))
+    values = rate(times, tenant, seed=6)[:, None]
+    result = fit(times, values).score(times, values, n_eval=12)
+    assert not result.is_anomaly[:, 0].any()
+    # ... while the same drop in the newest hour alone is an incident.
+    drop = rate(times, Tenant(), seed=6)
+    drop[-12:] *= Tenant().rest_factor
+    result = fit(times, drop[:, None]).score(times, drop[:, None], n_eval=12)
+    assert result.is_anomaly[-1, 0]
