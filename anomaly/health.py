@@ -8,9 +8,13 @@ The score is explainable: each tenant gets components that a person can read off
   are more trouble than one big one.
 - ``objectives``: the product of the objective components as fractions of 100, each raised
   to its objective's weight: every breached objective at least halves it (100 if none apply).
+- an outage of an objective's metric (no value, or zeros where there normally are values)
+  breaches it fully (35), whatever its direction: a latency of 0 or an error ratio of 0
+  during an outage is nothing measured, not an objective met.
 - ``anomalies``: the product over the tenant's anomalous metrics of ``1 - score / 2``: every
   anomalous metric takes a quarter to a half away (a flagged score is in [0.5, 1]); 100 with
-  none. Neither component reaches 0, so one more breach or anomaly always lowers the score.
+  none. The score is the highest of the run, or what is left of one flagged in the last
+  hour (weighed down linearly with its age), so trouble does not vanish between runs. Neither component reaches 0, so one more breach or anomaly always lowers the score.
 - the score: the weighted mean of ``objectives`` and ``anomalies`` (``health.weights``).
 
 Adding trouble - a breach, a larger breach, one more anomalous metric, a higher anomaly score -
@@ -20,10 +24,13 @@ never raises a component or the score.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from anomaly.config import HealthConfig, Objective
+
+#: An objective's component when its metric is out: the floor of a breach.
+OUTAGE_SCORE = 35.0
 
 
 @dataclass(frozen=True)
@@ -62,24 +69,32 @@ def tenant_health(
     tenant: str,
     current: Mapping[str, list[float]],
     anomaly_scores: Mapping[str, float],
+    outages: Collection[str] = (),
 ) -> TenantHealth:
     """Score one tenant.
 
     Parameters
     ----------
     current : metric name -> newest values of the tenant's series of that metric
-    anomaly_scores : metric name -> highest score among the tenant's *flagged* series of that
-        metric (metrics without an anomaly are absent or 0)
+    anomaly_scores : metric name -> the tenant's anomaly trouble in that metric: the highest
+        score among its flagged series, or what is left of a recent one (metrics without an
+        anomaly are absent or 0)
+    outages : metrics whose series are out (no value, or zeros where there normally are
+        values): an outage breaches the metric's objective fully, whatever its direction (a
+        latency of 0 is no latency met)
     """
     components: dict[str, float] = {}
     objectives = 1.0
     for obj in config.objectives:
-        if obj.metric not in current:
+        if obj.metric in outages:
+            s = OUTAGE_SCORE
+        elif obj.metric not in current:
             continue
-        value = worst_value(obj, current[obj.metric])
-        if not math.isfinite(value):
-            continue
-        s = objective_score(obj, value)
+        else:
+            value = worst_value(obj, current[obj.metric])
+            if not math.isfinite(value):
+                continue
+            s = objective_score(obj, value)
         components[f"objective:{obj.metric}"] = s
         objectives *= (s / 100.0) ** max(obj.weight, 0.0)
     components["objectives"] = 100.0 * objectives

@@ -137,3 +137,29 @@ def test_graded_trouble_orders_tenants_through_the_real_scoring_path() -> None:
     healthy = [h.score for h, b, a, _, _ in results if (b, a) == (0, 0)]
     troubled = [h.score for h, b, a, _, _ in results if b >= 1]
     assert healthy and troubled and max(troubled) < min(healthy) - 20
+
+
+def test_an_outage_of_an_objective_metric_breaches_it_whatever_its_direction() -> None:
+    healthy = tenant_health(CFG, "a", HEALTHY, {}).score
+    # During an outage the latency and the error ratio read 0, which "meets" their maximum.
+    silent = {**HEALTHY, "latency_p95": [0.0], "error_ratio": [0.0]}
+    assert tenant_health(CFG, "b", silent, {}).score == healthy
+    out = tenant_health(CFG, "c", silent, {}, outages={"latency_p95", "error_ratio"})
+    assert out.components["objective:latency_p95"] == out.components["objective:error_ratio"]
+    assert out.score < tenant_health(CFG, "d", {**HEALTHY, "latency_p95": [3.0]}, {}).score
+    # An objective whose metric has no value now (absent) counts when it is out, too.
+    absent = {k: v for k, v in HEALTHY.items() if k != "completion"}
+    assert tenant_health(CFG, "e", absent, {}, outages={"completion"}).score < healthy
+
+
+def test_is_out_reads_zeros_and_silence_where_values_were() -> None:
+    import numpy as np
+
+    from anomaly.job.run import is_out
+
+    normal = np.full(100, 0.4)
+    assert not is_out(normal)
+    assert is_out(np.r_[normal[:-3], 0.0, 0.0, 0.0])
+    assert is_out(np.r_[normal[:-3], np.nan, np.nan, np.nan])
+    assert not is_out(np.r_[normal[:-3], 0.4, np.nan, 0.0])  # one zero is no outage
+    assert not is_out(np.zeros(100))  # a series that is normally 0 is not out at 0

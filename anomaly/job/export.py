@@ -54,12 +54,12 @@ class Series:
 SERIES: tuple[Series, ...] = (
     Series(
         "anomaly_score",
-        "Anomaly score in [0, 1] of the newest evaluated points; higher is more anomalous.",
+        "Anomaly score in [0, 1]: the highest of the grid points since the previous run; 0.5 = one detector at its threshold.",
         "series",
     ),
     Series(
         "anomaly_detected",
-        "1 when the shipped decision rule flags the series as anomalous, else 0.",
+        "1 when any grid point since the previous run scored at least `detection.threshold`, else 0.",
         "series",
     ),
     Series(

@@ -26,8 +26,8 @@ from anomaly.frame import Frame, SeriesKey, build_frame
 from anomaly.io.prometheus import PrometheusSource
 from anomaly.io.promql import restrict_query, tenant_matcher
 from anomaly.io.store import ModelStore
-from anomaly.job.plan import BatchPlan, evaluation_window
-from anomaly.job.report import MetricOutcome
+from anomaly.job.plan import BatchPlan, evaluation_window, evidence_rows
+from anomaly.job.report import RECENT_SECONDS, MetricOutcome
 from anomaly.models.forecast import Forecast, ForecastParams, breach_seconds, forecast
 from anomaly.models.scoring import AnomalyModel
 
@@ -394,7 +394,13 @@ def score_metric(
         )
         outcome.store_error = save_errors[0] if save_errors else None
         t2 = time.perf_counter()
-        outcome.result = model.score(frame.times, frame.values, n_eval=1)
+        # The points since the previous run are judged; the last hour is scored too, for
+        # the recent trouble health remembers.
+        n_rows = frame.times.shape[0]
+        outcome.n_evidence = min(evidence_rows(config, frame.times, now), n_rows)
+        recent = int(np.count_nonzero(frame.times > frame.times[-1] - RECENT_SECONDS))
+        n_eval = min(max(outcome.n_evidence, recent), n_rows)
+        outcome.result = model.score(frame.times, frame.values, n_eval=n_eval)
         outcome.model_seconds, outcome.score_seconds = t2 - t1, time.perf_counter() - t2
         outcome.n_unscored = int(np.count_nonzero(~outcome.result.valid))
         for j, reason in enumerate(outcome.result.reason):

@@ -25,6 +25,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
@@ -34,7 +35,15 @@ from anomaly.frame import time_grid
 from anomaly.io.prometheus import PrometheusSource
 from anomaly.io.promql import series_selectors
 
-__all__ = ["BatchPlan", "Shard", "evaluation_window", "plan_batches", "tenant_hash"]
+__all__ = [
+    "BatchPlan",
+    "Shard",
+    "evaluation_window",
+    "evidence_rows",
+    "plan_batches",
+    "previous_run",
+    "tenant_hash",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,33 @@ def evaluation_window(
     end = math.floor(now / config.step_seconds) * config.step_seconds
     lookback = (metric.lookback_seconds if metric else None) or config.lookback_seconds
     return time_grid(end - lookback, end, config.step_seconds)
+
+
+def previous_run(schedule: str, now: float) -> float:
+    """When the ``schedule`` (cron, UTC) fired before the run at ``now``: the run itself
+    fired at the latest fire time up to ``now`` (it starts a little after it), so the one
+    before that (``now`` minus a day when it fires less often than daily)."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    trigger = CronTrigger.from_crontab(schedule, timezone="UTC")
+    for back in (3600.0, 86400.0):
+        start = datetime.fromtimestamp(now - back, tz=timezone.utc)
+        fired: list[float] = []
+        fire = trigger.get_next_fire_time(None, start)
+        while fire is not None and fire.timestamp() <= now:
+            fired.append(fire.timestamp())
+            fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+        if len(fired) >= 2:
+            return fired[-2]
+    return now - 86400.0
+
+
+def evidence_rows(config: Config, times: np.ndarray, now: float) -> int:
+    """How many of the newest rows a run judges: every grid point since the schedule's
+    previous run (one at a 5-minute schedule and a 5-minute step; five at a 1-minute
+    step), at least one."""
+    since = previous_run(config.schedule, now)
+    return max(1, int(np.count_nonzero(np.asarray(times) > since)))
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,22 @@ if TYPE_CHECKING:  # annotations only: the report's types, without their modules
     from anomaly.models.forecast import Forecast
     from anomaly.models.scoring import ScoreResult
 
-__all__ = ["Finding", "MetricOutcome", "RunReport", "format_summary"]
+__all__ = ["RECENT_SECONDS", "Finding", "MetricOutcome", "RunReport", "format_summary"]
+
+
+#: How long a flagged point still counts against its tenant's health (linearly less with
+#: age, nothing after this many seconds).
+RECENT_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One scored series at the newest point."""
+    """One scored series: its score over the points since the previous run (the highest),
+    its newest point, and its recent trouble.
+
+    ``recent`` is the highest flagged score of the last :data:`RECENT_SECONDS`, each weighed
+    down linearly with its age (0 when nothing was flagged): what health remembers.
+    """
 
     metric: str
     key: SeriesKey
@@ -32,6 +42,7 @@ class Finding:
     expected: float
     lower: float
     upper: float
+    recent: float = 0.0
 
 
 @dataclass
@@ -65,6 +76,9 @@ class MetricOutcome:
     breaches: list[tuple[float, str]] = field(default_factory=list)
     """``(seconds until breach, summary line)`` of every finite forecast breach."""
     query_failed: bool = False
+    n_evidence: int = 1
+    """The newest rows of ``result`` the run judges (those since the previous run); the
+    older ones are the recent past health remembers."""
     store_error: str | None = None
     """Why the fitted model could not be saved (the scores stand; the next run fits again)."""
 
@@ -74,16 +88,23 @@ class MetricOutcome:
         if frame is None or result is None:
             return []
         last = -1
+        n = max(1, min(self.n_evidence, result.score.shape[0]))
+        score = np.max(result.score[-n:], axis=0)
+        flagged = np.any(result.is_anomaly[-n:], axis=0)
+        times = frame.times[-result.score.shape[0] :]
+        weight = np.clip(1.0 - (frame.times[-1] - times) / RECENT_SECONDS, 0.0, 1.0)
+        recent = np.max(np.where(result.is_anomaly, result.score, 0.0) * weight[:, None], axis=0)
         return [
             Finding(
                 metric=self.metric.name,
                 key=key,
-                score=float(np.max(result.score[:, j])),
-                is_anomaly=bool(np.any(result.is_anomaly[:, j])),
+                score=float(score[j]),
+                is_anomaly=bool(flagged[j]),
                 actual=float(frame.values[last, j]),
                 expected=float(result.expected[last, j]),
                 lower=float(result.lower[last, j]),
                 upper=float(result.upper[last, j]),
+                recent=float(recent[j]),
             )
             for j, key in enumerate(frame.keys)
             if result.valid[j]

@@ -66,12 +66,28 @@ def newest_value(values: np.ndarray, k: int = 3) -> float:
     return float(finite[-1]) if finite.size else math.nan
 
 
+def is_out(values: np.ndarray, k: int = 3) -> bool:
+    """Whether a series that normally has nonzero values is out at its newest ``k`` points:
+    no value at all, or zeros (a request rate, a latency or an error ratio with nothing to
+    measure)."""
+    tail, history = values[-k:], values[:-k]
+    seen = history[np.isfinite(history)]
+    if seen.size == 0 or np.median(np.abs(seen)) == 0:
+        return False
+    finite = tail[np.isfinite(tail)]
+    return bool(finite.size == 0 or np.all(finite == 0))
+
+
 def _health(
     config: Config, outcomes: Sequence[MetricOutcome], findings: Sequence[Finding]
 ) -> list[TenantHealth]:
-    """Health of every tenant in ``outcomes``' frames (one batch's tenants are all of theirs)."""
+    """Health of every tenant in ``outcomes``' frames (one batch's tenants are all of theirs):
+    its objectives on the newest values, an outage of an objective's metric as a breach,
+    and its anomalies of the last hour (see :attr:`Finding.recent`)."""
     current: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     flagged: dict[str, dict[str, float]] = defaultdict(dict)
+    outages: dict[str, set[str]] = defaultdict(set)
+    objective_metrics = {o.metric for o in config.health.objectives}
     tenants: set[str] = set()
     for o in outcomes:
         if o.frame is None:
@@ -80,12 +96,18 @@ def _health(
             if key.tenant is None:
                 continue
             tenants.add(key.tenant)
-            current[key.tenant][o.metric.name].append(newest_value(o.frame.values[:, j]))
+            values = o.frame.values[:, j]
+            current[key.tenant][o.metric.name].append(newest_value(values))
+            if o.metric.name in objective_metrics and is_out(values):
+                outages[key.tenant].add(o.metric.name)
     for f in findings:
-        if f.is_anomaly and f.key.tenant is not None:
+        trouble = max(f.score if f.is_anomaly else 0.0, f.recent)
+        if trouble > 0 and f.key.tenant is not None:
             prev = flagged[f.key.tenant].get(f.metric, 0.0)
-            flagged[f.key.tenant][f.metric] = max(prev, f.score)
-    return [tenant_health(config.health, t, current[t], flagged[t]) for t in sorted(tenants)]
+            flagged[f.key.tenant][f.metric] = max(prev, trouble)
+    return [
+        tenant_health(config.health, t, current[t], flagged[t], outages[t]) for t in sorted(tenants)
+    ]
 
 
 def process_batch(
@@ -277,6 +299,7 @@ def _merge(total: MetricOutcome, part: MetricOutcome, single: bool) -> None:
     """Add one batch's outcome of a metric to the run's."""
     if single:
         total.frame, total.result = part.frame, part.result
+        total.n_evidence = part.n_evidence
         total.forecast, total.breach_seconds = part.forecast, part.breach_seconds
     for name in (
         "refitted",

@@ -71,6 +71,15 @@ class ScoreResult:
     reason: list[str | None]
 
 
+def _constant(values: np.ndarray) -> np.ndarray:
+    """Series whose finite values are all equal (or that have none), shape (n_series,)."""
+    finite = np.isfinite(values)
+    with np.errstate(invalid="ignore"):
+        hi = np.max(np.where(finite, values, -np.inf), axis=0, initial=-np.inf)
+        lo = np.min(np.where(finite, values, np.inf), axis=0, initial=np.inf)
+    return ~(hi > lo)
+
+
 def evidence_to_score(evidence: np.ndarray) -> np.ndarray:
     """Map evidence (>= 0, 1 = at threshold) to a score in [0, 1]; NaN -> 0."""
     e = np.where(np.isnan(evidence), 0.0, np.maximum(evidence, 0.0))
@@ -167,7 +176,9 @@ class AnomalyModel:
             if self.use_iforest:
                 feats = seasonal.features(t, seasonal.aligned_values_)
                 feats = np.where(mask[:, None, :], feats, np.nan)
-                forest.fit(feats[rows], valid=seasonal.valid_)
+                # A constant series has nothing for a forest to learn: its rules alone judge
+                # it (0 while it stays at its value).
+                forest.fit(feats[rows], valid=seasonal.valid_ & ~_constant(chunk))
             else:  # an all-skipped forest: no evidence, same state layout
                 forest.fit(np.full((1, N_FEATURES, n_s), np.nan), valid=np.zeros(n_s, bool))
             for attr, part in (("seasonal_", seasonal), ("rules_", rules), ("iforest_", forest)):

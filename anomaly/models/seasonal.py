@@ -584,16 +584,13 @@ def check_input(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.n
 
 def _validity(v: np.ndarray, min_points: int) -> tuple[np.ndarray, np.ndarray]:
     n_finite = np.sum(np.isfinite(v), axis=0)
-    with np.errstate(invalid="ignore"):
-        vmax = np.nanmax(np.where(np.isfinite(v), v, -np.inf), axis=0)
-        vmin = np.nanmin(np.where(np.isfinite(v), v, np.inf), axis=0)
     reason = np.full(v.shape[1], "", dtype="<U64")
     too_short = (n_finite > 0) & (n_finite < min_points)
-    constant = (n_finite >= min_points) & (vmax == vmin)
     reason[n_finite == 0] = "all values missing"
     for j in np.flatnonzero(too_short):
         reason[j] = f"too short: {int(n_finite[j])} finite points, need {min_points}"
-    reason[constant] = "constant"
+    # A constant series is scored: 0 while it stays at its value, an anomaly when it leaves
+    # it (its noise scale is the floor, so any departure is far).
     return reason == "", reason
 
 

@@ -75,6 +75,11 @@ def test_pathological_series_are_scored_or_skipped_with_a_reason(
     # What must be scored: well-behaved history with a few bad samples, or a level of 1e300.
     scored_patho = {lab[TENANT] for lab, _ in scores if lab["metric"] == "patho"}
     assert {"nonfinite", "huge", "glitch", "twin"} <= scored_patho, scored_patho
+    # A constant or all-zero series is scored too (about 0 while it stays put), so its
+    # tenant keeps an anomaly_score for dashboards and absent() rules.
+    for tenant in ("constant", "zeros"):
+        (score,) = [v for lab, v in scores if lab["metric"] == "patho" and lab[TENANT] == tenant]
+        assert score < 0.05, (tenant, score)
     # ... and what cannot be: no finite sample at all, or five points of history.
     assert {"all_nan", "newcomer"}.isdisjoint(scored_patho)
     assert {lab[TENANT] for lab, _ in scores if lab["metric"] == "patho_rate"} == set(

@@ -131,3 +131,27 @@ def test_a_model_of_the_previous_format_is_refitted(tmp_path: Path, keep_format:
     model, fitted = load_or_fit(config, frame, store, END + 60)
     assert fitted == 4
     assert model.score(frame.times, frame.values).valid.all()
+
+
+def test_findings_judge_the_points_since_the_previous_run_and_remember_the_last_hour() -> None:
+    from anomaly.config import MetricConfig
+    from anomaly.job.report import MetricOutcome
+    from anomaly.models.scoring import ScoreResult
+
+    frame = _frame(n_tenants=3)
+    n = 12  # the last hour at 5 minutes
+    score = np.zeros((n, 3))
+    score[-1, 0] = 0.9  # flagged now
+    score[-3, 1] = 0.9  # flagged ten minutes ago, quiet now
+    score[0, 2] = 0.9  # flagged 55 minutes ago
+    band = np.ones((n, 3))
+    result = ScoreResult(score, score >= 0.5, band, band, band, np.ones(3, bool), [None] * 3)
+    metric = MetricConfig(name="latency_p95", query="x")
+    for n_evidence, flagged in ((1, [True, False, False]), (3, [True, True, False])):
+        outcome = MetricOutcome(metric, frame=frame, result=result, n_evidence=n_evidence)
+        findings = outcome.findings()
+        assert [f.is_anomaly for f in findings] == flagged
+        recent = [f.recent for f in findings]
+        assert recent[0] == pytest.approx(0.9)
+        assert recent[1] == pytest.approx(0.9 * (1 - 600 / 3600))  # ten minutes old
+        assert 0.0 < recent[2] < 0.1  # almost an hour old: almost gone

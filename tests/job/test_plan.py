@@ -17,7 +17,14 @@ from anomaly.io.promql import (
     series_selectors,
     tenant_matcher,
 )
-from anomaly.job.plan import Shard, plan_batches, tenant_hash
+from anomaly.job.plan import (
+    Shard,
+    evaluation_window,
+    evidence_rows,
+    plan_batches,
+    previous_run,
+    tenant_hash,
+)
 
 M = 'organization_id=~"a|b"'
 
@@ -223,3 +230,35 @@ def test_max_series_refuses_the_metric_with_its_count() -> None:
     assert (
         "metric a: its query returns 150 series, above scale.max_series (100)" in plan.failed["a"]
     )
+
+
+@pytest.mark.parametrize(
+    ("schedule", "delay", "expected"),
+    [
+        ("*/5 * * * *", 0.0, 300.0),
+        ("*/5 * * * *", 17.0, 317.0),  # a run starts a little after its fire time
+        ("* * * * *", 5.0, 65.0),
+        ("*/15 * * * *", 40.0, 940.0),
+        ("0 3 * * *", 3600.0, 86400.0),  # rarer than hourly: a day back at most
+    ],
+)
+def test_previous_run_is_the_fire_before_this_run(
+    schedule: str, delay: float, expected: float
+) -> None:
+    fire = 1795287600.0  # 2026-11-21 03:00 UTC, a fire time of every schedule above
+    assert fire + delay - previous_run(schedule, fire + delay) == pytest.approx(expected)
+
+
+def test_a_run_judges_every_grid_point_since_the_previous_run() -> None:
+    fire = 1795287600.0
+    for step, rows in ((300.0, 1), (60.0, 5), (15.0, 20)):
+        config = config_from_dict(
+            {
+                "prometheus": {"url": "http://127.0.0.1:9"},
+                "pushgateway": {"url": "http://127.0.0.1:9"},
+                "metrics": [{"name": "m", "query": "x"}],
+                "step": f"{int(step)}s",
+            }
+        )
+        times = evaluation_window(config, fire + 10.0)
+        assert evidence_rows(config, times, fire + 10.0) == rows

@@ -282,16 +282,23 @@ def test_invalid_series_get_reasons_and_zero_scores() -> None:
     values[:, 1] = 3.0
     values[:-100, 2] = np.nan
     values[5, 3] = np.inf
-    result = AnomalyModel(n_estimators=5, max_samples=32).fit(times, values).score(times, values)
-    assert result.valid.tolist() == [False, False, False, True]
+    model = AnomalyModel(n_estimators=5, max_samples=32).fit(times, values)
+    result = model.score(times, values)
+    assert result.valid.tolist() == [False, True, False, True]
     assert result.reason[0] == "all values missing"
-    assert result.reason[1] == "constant"
     assert result.reason[2] is not None and result.reason[2].startswith("too short")
-    assert result.reason[3] is None
-    assert np.all(result.score[:, :3] == 0) and not result.is_anomaly[:, :3].any()
-    assert np.all(np.isnan(result.expected[:, :3]))
-    assert np.all(np.isfinite(result.expected[:, 3]))
+    assert result.reason[1] is None and result.reason[3] is None
+    invalid = [0, 2]
+    assert np.all(result.score[:, invalid] == 0) and not result.is_anomaly[:, invalid].any()
+    assert np.all(np.isnan(result.expected[:, invalid]))
+    assert np.all(np.isfinite(result.expected[:, [1, 3]]))
     assert result.lower[-1, 3] <= result.expected[-1, 3] <= result.upper[-1, 3]
+    # A constant series is scored: about 0 while it stays, an anomaly when it leaves its value.
+    assert result.score[-1, 1] < 0.05 and result.expected[-1, 1] == pytest.approx(3.0)
+    for departed in (0.0, 4.0):
+        moved = values.copy()
+        moved[-1, 1] = departed
+        assert model.score(times, moved).is_anomaly[-1, 1]
 
 
 _MODEL_CACHE: dict[str, AnomalyModel] = {}
