@@ -297,9 +297,9 @@ def _search(dev: np.ndarray, d0: int, median_day: np.ndarray) -> tuple[np.ndarra
     fin_j = finf.transpose(1, 0, 2)
     s_all = dev_j.sum(axis=1)
     n_all = fin_j.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        base = np.where(n_all > 0, s_all**2 / n_all, 0.0)
-    total = np.sum((dev0**2).sum(axis=0) - base, axis=0)  # (n_s,)
+    base = s_all**2 / np.maximum(n_all, 1.0)  # 0 where a time of day has no value
+    base_sum = base.sum(axis=0)
+    total = (dev0**2).sum(axis=(0, 1)) - base_sum  # (n_s,)
 
     per_hour = n_cells // 24
     offsets = np.arange(_OFFSET_HOURS[0] * per_hour, _OFFSET_HOURS[1] * per_hour + 1)
@@ -311,16 +311,16 @@ def _search(dev: np.ndarray, d0: int, median_day: np.ndarray) -> tuple[np.ndarra
         w = blocks_t[weekday].transpose(1, 2, 0)  # (n_cells, n_blocks, n_days)
         s_in = w @ dev_j  # (n_cells, n_blocks, n_s)
         n_in = w @ fin_j
-        s_out = s_all[:, None, :] - s_in
-        n_out = n_all[:, None, :] - n_in
-        with np.errstate(invalid="ignore", divide="ignore"):
-            term = (
-                np.where(n_in > 0, s_in**2 / n_in, 0.0)
-                + np.where(n_out > 0, s_out**2 / n_out, 0.0)
-                - base[:, None, :]
-            )
-        # A time of day with one group empty explains nothing.
-        gains[i] = np.where((n_in > 0) & (n_out > 0), term, 0.0).sum(axis=0)
+        # Between-groups sum of squares, in place (the hot loop of a fit). Missing cells
+        # are zeros, so an empty group has a zero sum and its term vanishes by itself: a
+        # time of day with one group empty explains nothing.
+        gain = s_in * s_in
+        gain /= np.maximum(n_in, 1.0)
+        out = s_all[:, None, :] - s_in
+        out *= out
+        out /= np.maximum(n_all[:, None, :] - n_in, 1.0)
+        gain += out
+        gains[i] = gain.sum(axis=0) - base_sum[None, :]
     best = gains.max(axis=(0, 1))
     with np.errstate(invalid="ignore", divide="ignore"):
         explained = np.where(total > 0, best / total, 0.0)
