@@ -14,7 +14,8 @@ The score is explainable: each tenant gets components that a person can read off
 - ``anomalies``: the product over the tenant's anomalous metrics of ``1 - score / 2``: every
   anomalous metric takes a quarter to a half away (a flagged score is in [0.5, 1]); 100 with
   none. The score is the highest of the run, or what is left of one flagged in the last
-  hour (weighed down linearly with its age), so trouble does not vanish between runs. Neither component reaches 0, so one more breach or anomaly always lowers the score.
+  hour (weighed down linearly with its age), so trouble does not vanish between runs.
+  Neither component reaches 0, so one more breach or anomaly always lowers the score.
 - the score: the weighted mean of ``objectives`` and ``anomalies`` (``health.weights``).
 
 Adding trouble - a breach, a larger breach, one more anomalous metric, a higher anomaly score -

@@ -19,6 +19,7 @@ read whole and filtered by tenant afterwards.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -59,10 +60,12 @@ def evaluation_window(
     return time_grid(end - lookback, end, config.step_seconds)
 
 
+@functools.lru_cache(maxsize=8)
 def previous_run(schedule: str, now: float) -> float:
     """When the ``schedule`` (cron, UTC) fired before the run at ``now``: the run itself
     fired at the latest fire time up to ``now`` (it starts a little after it), so the one
-    before that (``now`` minus a day when it fires less often than daily)."""
+    before that (``now`` minus a day when it fires less often than daily). Every metric of
+    a run asks with the same ``now``: it is worked out once."""
     from apscheduler.triggers.cron import CronTrigger
 
     trigger = CronTrigger.from_crontab(schedule, timezone="UTC")

@@ -220,10 +220,16 @@ def _shift_rows(flat: np.ndarray, shift: int) -> np.ndarray:
     return out
 
 
+def local_day(times: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Day number of each time in each series' calendar (days since 1970-01-01 on its
+    clock), shape (n_t, n_series)."""
+    local = np.asarray(times, dtype=np.float64)[:, None] + offset[None, :]
+    return np.floor(local / SECONDS_PER_DAY).astype(np.int64)
+
+
 def local_weekday(times: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """Weekday (Monday = 0) of each time in each series' day, shape (n_t, n_series)."""
-    local = np.asarray(times, dtype=np.float64)[:, None] + offset[None, :]
-    return (np.floor(local / SECONDS_PER_DAY).astype(np.int64) + _EPOCH_WEEKDAY) % 7
+    return (local_day(times, offset) + _EPOCH_WEEKDAY) % 7
 
 
 def estimate_calendar(
@@ -263,11 +269,11 @@ def estimate_calendar(
     # Days that fit neither type (a public holiday: a work day at a rest day's level) are
     # left out and the search run again: next to a weekend, a holiday makes a three-day low
     # that fits a weekend starting anywhere in it.
-    means, is_rest, local_day, first = _day_means(dev, offset, rest, d0)
+    means, is_rest, cell_day, first = _day_means(dev, offset, rest, d0)
     has_rest: np.ndarray = np.any(rest, axis=0)
     odd = _odd_days(means, is_rest) & has_rest[None, :]
     if odd.any():
-        idx = np.clip(local_day - first, 0, odd.shape[0] - 1)
+        idx = np.clip(cell_day - first, 0, odd.shape[0] - 1)
         drop = np.take_along_axis(odd, idx, axis=0).reshape(dev.shape)
         dev = np.where(drop, np.nan, dev)
         again = odd.any(axis=0)
@@ -340,9 +346,9 @@ def _day_means(
 
     Returns
     -------
-    means, is_rest : ndarray of shape (n_local_days, n_series)
+    means, is_rest : ndarray of shape (n_cell_days, n_series)
         NaN for a day with fewer cells; whether the day is a rest day.
-    local_day : ndarray of int, shape (n_days * n_cells, n_series)
+    cell_day : ndarray of int, shape (n_days * n_cells, n_series)
         The local day of each UTC cell.
     first : int
         The local day of row 0 of ``means``.
@@ -350,20 +356,20 @@ def _day_means(
     n_days, n_cells, n_s = dev.shape
     o = np.rint(offset / (SECONDS_PER_DAY / n_cells)).astype(np.int64)
     cell = np.arange(n_days * n_cells)[:, None] + o[None, :]
-    local_day = np.floor_divide(cell, n_cells)  # relative to d0
-    weekday = (local_day + d0 + _EPOCH_WEEKDAY) % 7
+    cell_day = np.floor_divide(cell, n_cells)  # relative to d0
+    weekday = (cell_day + d0 + _EPOCH_WEEKDAY) % 7
     flat = dev.reshape(n_days * n_cells, n_s)
-    lo, hi = int(local_day.min()), int(local_day.max())
+    lo, hi = int(cell_day.min()), int(cell_day.max())
     means = np.full((hi - lo + 1, n_s), np.nan)
     is_rest = np.zeros((hi - lo + 1, n_s), dtype=bool)
     for i, ld in enumerate(range(lo, hi + 1)):
-        on = local_day == ld
+        on = cell_day == ld
         n = np.sum(on & np.isfinite(flat), axis=0)
         total = np.nansum(np.where(on, flat, np.nan), axis=0)
         means[i] = np.where(n >= 0.8 * n_cells, total / np.maximum(n, 1), np.nan)
         wd = np.max(np.where(on, weekday, -1), axis=0)
         is_rest[i] = np.take_along_axis(rest, np.clip(wd, 0, 6)[None, :], axis=0)[0]
-    return means, is_rest, local_day, lo
+    return means, is_rest, cell_day, lo
 
 
 def _odd_days(means: np.ndarray, is_rest: np.ndarray) -> np.ndarray:

@@ -40,6 +40,7 @@ from anomaly.models.calendar import (
     describe,
     estimate_calendar,
     estimate_clock_switch,
+    local_day,
     local_weekday,
 )
 from anomaly.models.features import (
@@ -170,7 +171,6 @@ class SeasonalBaseline(FittedState):
         # past instead of being learned as normal.
         rows, mask = training_rows(t, v, self.holdout_seconds, self.step_seconds)
         t_base, v_base = t[rows], np.where(mask, v, np.nan)[rows]
-
         valid, reason = _validity(v, min_points)
         c = asinh_scale(v)
         with np.errstate(invalid="ignore"):
@@ -178,23 +178,15 @@ class SeasonalBaseline(FittedState):
         y = to_model_space(v_base, c)
         y[:, ~valid] = np.nan
 
-        day, slot, _ = calendar_index(t_base, self.step_seconds, n_slots)
-        d0 = int(day.min())
-        n_days = int(day.max()) - d0 + 1
-        grid = np.full((n_days * n_slots, n_s), np.nan)
-        grid[(day - d0) * n_slots + slot] = y
-        cell_time = d0 * SECONDS_PER_DAY + np.arange(n_days * n_slots) * (SECONDS_PER_DAY / n_slots)
+        grid, d0, n_days = _day_grid(t_base, y, self.step_seconds, n_slots)
+        cell_time = _cell_times(d0, n_days, n_slots)
         if self.estimate_day_offset:
             # The whole window, held-out rows included: where a weekend ends or the clock moved
             # is a fact of the calendar, and with a week of history the held-out day is often
             # the only one that shows a weekend's edge.
-            day_all, slot_all, _ = calendar_index(t, self.step_seconds, n_slots)
-            a0 = int(day_all.min())
-            n_days_all = int(day_all.max()) - a0 + 1
-            grid_all = np.full((n_days_all * n_slots, n_s), np.nan)
             y_all = to_model_space(v, c)
             y_all[:, ~valid] = np.nan
-            grid_all[(day_all - a0) * n_slots + slot_all] = y_all
+            grid_all, a0, n_days_all = _day_grid(t, y_all, self.step_seconds, n_slots)
             # The calendar read off the window as it is, then the clock switch judged day
             # against day of the same type, then the calendar again on the newest clock.
             day_offset, rest = estimate_calendar(grid_all, n_days_all, n_slots, a0)
@@ -203,11 +195,8 @@ class SeasonalBaseline(FittedState):
             switch = ClockSwitch(
                 np.where(sparse, -np.inf, switch.at), np.where(sparse, 0.0, switch.shift_seconds)
             )
-            cell_all = a0 * SECONDS_PER_DAY + np.arange(grid_all.shape[0]) * (
-                SECONDS_PER_DAY / n_slots
-            )
             if np.any(switch.shift_seconds):
-                grid_all = switch.realign(cell_all, grid_all)
+                grid_all = switch.realign(_cell_times(a0, n_days_all, n_slots), grid_all)
                 day_offset, rest = estimate_calendar(grid_all, n_days_all, n_slots, a0)
             grid = switch.realign(cell_time, grid)
             v = switch.realign(t, v)  # what the detectors learn from, on the newest clock too
@@ -232,7 +221,7 @@ class SeasonalBaseline(FittedState):
         z = resid / np.tile(scale, (n_days, 1))
         # Days that fit no profile (a public holiday, a deploy day, a past incident of hours)
         # are left out whole; single points beyond `outlier_z` scales too.
-        cell_day = _local_day(cell_time, day_offset)
+        cell_day = local_day(cell_time, day_offset)
         first_day, share = _day_shares(z, cell_day, n_slots)
         odd = _odd_days(share)
         # Of those, the days that fit the other day type (a public holiday: a work day at a
@@ -251,9 +240,8 @@ class SeasonalBaseline(FittedState):
         masked = np.where(outlier, np.nan, grid)
         profile = _fit_profiles(masked, n_days, n_slots, wd_grid, rest, weekly, k)
         scale = _fit_scale(masked, profile, pgrid, n_days, n_slots, ks, sparse)
-        del type_grid
         # The cells the detectors learn from: the baseline's, less the holidays.
-        self.train_cells_ = mask & ~_on_days(_local_day(t, day_offset), first_day, holiday)
+        self.train_cells_ = mask & ~_on_days(local_day(t, day_offset), first_day, holiday)
         # The window on the newest clock, and its training values (NaN outside the training
         # cells): what the detectors learn from. Not part of the state.
         self.aligned_values_ = v
@@ -367,7 +355,7 @@ class SeasonalBaseline(FittedState):
         out = np.zeros(v.shape, dtype=bool)
         if self.profile_.shape[0] != 2 or t.shape[0] < 2:
             return out
-        day = _local_day(t, self.day_offset_)
+        day = local_day(t, self.day_offset_)
         today = day == day[-1][None, :]
         types = self._types(t)
         own = self._profile_at(t, types)
@@ -594,9 +582,29 @@ def _validity(v: np.ndarray, min_points: int) -> tuple[np.ndarray, np.ndarray]:
     return reason == "", reason
 
 
-def _local_day(times: np.ndarray, day_offset: np.ndarray) -> np.ndarray:
-    """Index of each time's day in each series' calendar, shape (n_t, n_series)."""
-    return np.floor((times[:, None] + day_offset[None, :]) / SECONDS_PER_DAY).astype(np.int64)
+def _day_grid(
+    times: np.ndarray, y: np.ndarray, step_seconds: float, n_slots: int
+) -> tuple[np.ndarray, int, int]:
+    """Rows ``y`` (n_t, n_series) placed on whole UTC days of ``n_slots`` slots.
+
+    Returns
+    -------
+    grid : ndarray of shape (n_days * n_slots, n_series)
+        NaN where no row falls.
+    first_day, n_days : int
+        UTC day number of the grid's first day, and its number of days.
+    """
+    day, slot, _ = calendar_index(times, step_seconds, n_slots)
+    first = int(day.min())
+    n_days = int(day.max()) - first + 1
+    grid = np.full((n_days * n_slots, y.shape[1]), np.nan)
+    grid[(day - first) * n_slots + slot] = y
+    return grid, first, n_days
+
+
+def _cell_times(first_day: int, n_days: int, n_slots: int) -> np.ndarray:
+    """Start time (epoch seconds) of every cell of a :func:`_day_grid`."""
+    return first_day * SECONDS_PER_DAY + np.arange(n_days * n_slots) * (SECONDS_PER_DAY / n_slots)
 
 
 #: How far from a change of day type a row may still belong to the other side.
@@ -614,24 +622,24 @@ _ODD_SHARE = 0.15
 _ODD_Z = 3.5
 
 
-def _day_shares(z: np.ndarray, local_day: np.ndarray, n_slots: int) -> tuple[int, np.ndarray]:
+def _day_shares(z: np.ndarray, day: np.ndarray, n_slots: int) -> tuple[int, np.ndarray]:
     """Share of each local day's points beyond :data:`_ODD_Z` scales.
 
     Returns
     -------
     first_day : int
         Index of the first local day.
-    share : ndarray of shape (n_local_days, n_series)
+    share : ndarray of shape (n_days, n_series)
         NaN for a day with less than a quarter of its points.
     """
-    first = int(local_day.min()) if local_day.size else 0
-    n_ld = int(local_day.max()) - first + 1 if local_day.size else 0
+    first = int(day.min()) if day.size else 0
+    n_ld = int(day.max()) - first + 1 if day.size else 0
     share = np.full((n_ld, z.shape[1]), np.nan)
     with np.errstate(invalid="ignore"):
         big = np.abs(z) > _ODD_Z
     fin = np.isfinite(z)
     for i in range(n_ld):
-        on = local_day == first + i
+        on = day == first + i
         n = np.sum(fin & on, axis=0)
         share[i] = np.where(n >= n_slots // 4, np.sum(big & on, axis=0) / np.maximum(n, 1), np.nan)
     return first, share
@@ -649,9 +657,9 @@ def _odd_days(share: np.ndarray) -> np.ndarray:
     return odd
 
 
-def _on_days(local_day: np.ndarray, first_day: int, odd: np.ndarray) -> np.ndarray:
-    """Whether each cell falls on one of the ``odd`` days, shape of ``local_day``."""
-    idx = local_day - first_day
+def _on_days(day: np.ndarray, first_day: int, odd: np.ndarray) -> np.ndarray:
+    """Whether each cell falls on one of the ``odd`` days, shape of ``day``."""
+    idx = day - first_day
     inside = (idx >= 0) & (idx < odd.shape[0])
     hit = (
         np.take_along_axis(odd, np.clip(idx, 0, max(odd.shape[0] - 1, 0)), axis=0)
