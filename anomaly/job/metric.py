@@ -35,7 +35,7 @@ __all__ = ["load_or_fit", "metric_outcomes", "read_frame", "score_metric"]
 
 log = logging.getLogger(__name__)
 
-MODEL_FORMAT = 3
+MODEL_FORMAT = 4
 #: Series fitted in one call (see :func:`load_or_fit`).
 FIT_CHUNK_SERIES = 64
 

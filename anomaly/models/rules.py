@@ -8,9 +8,12 @@ threshold; the evidence is the largest ratio,
 so 1 means "at the decision threshold": the point residual ``z`` against
 ``point_threshold``, the trailing means of ``z`` against ``mean_threshold``, the variance
 ratio (upwards only) against ``var_threshold``, and the surprise of a run of still values
-(repeated, or moving far less than the series normally does) against ``stuck_threshold_nats``. ``calibration_k >= 1`` widens a feature's threshold for a
-series whose training distribution of that feature has heavier tails than a Gaussian (its
-95th percentile of ``|f_k|`` over 1.96).
+(repeated, or moving far less than the series normally does) or of missing values where the
+series always reports, against ``stuck_threshold_nats``. ``calibration_k >= 1`` widens a
+feature's threshold for a series whose training distribution of that feature has heavier
+tails than a Gaussian (its 95th percentile of ``|f_k|`` over 1.96); the point threshold also
+covers the typical day's 99.5th percentile where that lies far beyond a Gaussian's (a series
+whose single points jump every day).
 """
 
 from __future__ import annotations
@@ -22,11 +25,15 @@ import numpy as np
 
 from anomaly.errors import DataError
 from anomaly.models.base import SERIES, Detector, Field, check_features, param, valid_series
-from anomaly.models.features import nanquantile0
+from anomaly.models.features import nanmedian0, nanquantile0
 from anomaly.models.seasonal import FEATURE_NAMES, N_FEATURES
 
 #: Features whose tails are calibrated (two-sided q95 against a Gaussian's 1.96).
 _CALIBRATED = (0, 1, 2, 3, 4)
+#: A Gaussian's two-sided 99.5th percentile.
+_Q995_GAUSS = 2.807
+#: How much heavier than a Gaussian's a typical day's tail must be to set the point threshold.
+_HEAVY = 1.5
 
 
 class RuleDetector(Detector):
@@ -56,11 +63,13 @@ class RuleDetector(Detector):
         mean_threshold: float = 5.5,
         var_threshold: float = 4.0,
         stuck_threshold_nats: float = 25.0,
+        block_rows: int = 288,
     ) -> None:
         self.point_threshold = point_threshold
         self.mean_threshold = mean_threshold
         self.var_threshold = var_threshold
         self.stuck_threshold_nats = stuck_threshold_nats
+        self.block_rows = block_rows
 
     def fit(self, features: np.ndarray, valid: np.ndarray | None = None) -> RuleDetector:
         """Calibrate the thresholds on the tails of each series' training features
@@ -75,6 +84,18 @@ class RuleDetector(Detector):
         q95 = nanquantile0(np.abs(features[:, _CALIBRATED, :]), 0.95)
         self.calibration_[_CALIBRATED, :] = np.where(
             np.isfinite(q95), np.maximum(1.0, q95 / 1.96), 1.0
+        )
+        # Single points that jump far every day (a p95 read off histogram buckets jumps when
+        # the quantile crosses a bucket's bound) are that series' normal: where the typical
+        # day's 99.5th percentile lies beyond a Gaussian's by :data:`_HEAVY`, the point
+        # threshold covers it. A typical day's, so a past incident (one day's worth of far
+        # points) does not widen it; a tail only a little heavier than a Gaussian's (counts,
+        # rounding) is left to the 95th percentile.
+        tail = _daily_tail(np.abs(features[:, 0, :]), self.block_rows) / _Q995_GAUSS
+        with np.errstate(invalid="ignore"):
+            heavy = np.isfinite(tail) & (tail >= _HEAVY)
+        self.calibration_[0] = np.where(
+            heavy, np.maximum(self.calibration_[0], tail), self.calibration_[0]
         )
         return self
 
@@ -115,6 +136,21 @@ class RuleDetector(Detector):
     ) -> None:
         if np.any(arrays["calibration"] < 1):
             raise DataError(f"state `{prefix}calibration` must be at least 1")
+
+
+def _daily_tail(a: np.ndarray, block_rows: int) -> np.ndarray:
+    """Median over blocks of ``block_rows`` rows (days) of each block's 99.5th percentile of
+    ``a`` (n_t, n_series); blocks with fewer than half their rows finite are skipped (NaN
+    where none is left)."""
+    n_t, n_s = a.shape
+    size = max(int(block_rows), 1)
+    n_blocks = n_t // size
+    if n_blocks == 0:
+        return np.full(n_s, np.nan)
+    blocks = a[n_t - n_blocks * size :].reshape(n_blocks, size, n_s).transpose(1, 0, 2)
+    q = nanquantile0(blocks, 0.995)  # (n_blocks, n_s)
+    enough = np.sum(np.isfinite(blocks), axis=0) >= size // 2
+    return nanmedian0(np.where(enough, q, np.nan))
 
 
 def _n_features_message(n_features: int) -> str:

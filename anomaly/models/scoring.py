@@ -29,7 +29,7 @@ import numpy as np
 
 from anomaly.errors import DataError
 from anomaly.models.base import FittedState, scalar
-from anomaly.models.features import SECONDS_PER_DAY
+from anomaly.models.features import SECONDS_PER_DAY, n_slots_per_day
 from anomaly.models.iforest import IsolationForestDetector
 from anomaly.models.rules import RuleDetector
 from anomaly.models.seasonal import N_FEATURES, SeasonalBaseline, check_input
@@ -167,7 +167,9 @@ class AnomalyModel:
             mask = seasonal.train_cells_
             rows = mask.any(axis=1) | (n_s == 0)
             held_in = seasonal.train_values_[rows]
-            rules = RuleDetector().fit(seasonal.features(t[rows], held_in), valid=seasonal.valid_)
+            rules = RuleDetector(block_rows=n_slots_per_day(self.step_seconds)).fit(
+                seasonal.features(t[rows], held_in), valid=seasonal.valid_
+            )
             forest = IsolationForestDetector(
                 n_estimators=self.n_estimators,
                 max_samples=self.max_samples,

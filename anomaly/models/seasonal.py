@@ -11,7 +11,8 @@ stay finite. In that space it learns, per series and vectorised over all series:
 * a per-slot robust noise scale (MAD over neighbouring slots of all days; for sparse counts
   with many exact zeros, at least the 95th percentile of the deviations / 1.96);
 * per slot, the typical point-to-point step, and how surprising a row that barely moves
-  (a repeat, or a step far below that typical one) is there (for stuck series).
+  (a repeat, or a step far below that typical one) is there (for stuck series), and how
+  surprising a missing row is there (for series that stop reporting).
 
 Profiles are medians over days and neighbouring slots, refitted once with points beyond
 ``outlier_z`` scales masked, so a past outage or level shift neither becomes normal nor
@@ -22,7 +23,7 @@ in progress at fit time is not learned.
 From the standardised residual ``z`` the baseline derives the feature rows the detectors
 read (:data:`FEATURE_NAMES`): point ``z``, trailing means of ``z`` over 6/12/36 rows, a
 variance ratio over 12 rows, the surprise of a run of still rows (a collapse of the
-point-to-point variation), the local change, and calendar position; the learned ones are
+point-to-point variation) or of missing ones, the local change, and calendar position; the learned ones are
 normalised by their training median and MAD.
 """
 
@@ -118,6 +119,7 @@ class SeasonalBaseline(FittedState):
         "stuck_cost": Field(np.float64, ("n_slots", SERIES), finite=True),
         "stuck_cost_zero": Field(np.float64, ("n_slots", SERIES), finite=True),
         "stuck_tol": Field(np.float64, ("n_slots", SERIES), finite=True),
+        "absent_cost": Field(np.float64, ("n_slots", SERIES), finite=True),
         "c": Field(np.float64, (SERIES,), finite=True),
         "nonneg": Field(np.bool_, (SERIES,)),
         "center": Field(np.float64, (N_FEATURES, SERIES), finite=True),
@@ -272,6 +274,7 @@ class SeasonalBaseline(FittedState):
         self.stuck_cost_, self.stuck_cost_zero_, self.stuck_tol_ = _fit_stuck(
             grid, n_days, n_slots, ks
         )
+        self.absent_cost_ = _fit_absent(grid, cell_time, t_base, n_days, n_slots, ks)
         self.c_ = c
         with np.errstate(invalid="ignore"):
             self.nonneg_ = ~np.any(v < 0, axis=0)
@@ -442,7 +445,16 @@ class SeasonalBaseline(FittedState):
         _, slot, _ = calendar_index(t, self.step_seconds, self.n_slots_)
         still = is_still(v, y, self.stuck_tol_[slot])
         cost = np.where(v == 0, self.stuck_cost_zero_[slot], self.stuck_cost_[slot])
-        out[:, 5] = run_surprise(still, cost)
+        # A series that stops reporting where it always reports (a p95 with no requests to
+        # measure, an exporter gone) is out: its run of missing rows weighs as a run of
+        # still ones :data:`_ABSENT_WEIGHT` times as surprising.
+        # A series gone for a day is gone (a tenant that left, a renamed pod), not an outage
+        # that pages for the rest of the lookback.
+        missing = ~np.isfinite(v) & (np.cumsum(np.isfinite(v), axis=0) > 0)
+        absent = run_surprise(missing, self.absent_cost_[slot])
+        gone = run_surprise(missing, np.ones(v.shape)) * self.step_seconds > SECONDS_PER_DAY
+        absent[gone] = 0.0
+        out[:, 5] = np.maximum(run_surprise(still, cost), _ABSENT_WEIGHT * absent)
         if n_t > 1:
             out[1:, 6] = zc[1:] - zc[:-1]
         phase = 2.0 * np.pi * (np.mod(t, SECONDS_PER_DAY) / SECONDS_PER_DAY)
@@ -475,9 +487,13 @@ class SeasonalBaseline(FittedState):
             or np.any(arrays["c"] <= 0)
         ):
             raise DataError(f"state `{prefix}scale`, `spread` and `c` must be positive")
-        if any(np.any(arrays[k] < 0) for k in ("stuck_cost", "stuck_cost_zero", "stuck_tol")):
+        if any(
+            np.any(arrays[k] < 0)
+            for k in ("stuck_cost", "stuck_cost_zero", "stuck_tol", "absent_cost")
+        ):
             raise DataError(
-                f"state `{prefix}stuck_cost`, `stuck_cost_zero` and `stuck_tol` must be >= 0"
+                f"state `{prefix}stuck_cost`, `stuck_cost_zero`, `stuck_tol` and "
+                "`absent_cost` must be >= 0"
             )
         if np.any(np.abs(arrays["day_offset"]) > SECONDS_PER_DAY):
             raise DataError(f"state `{prefix}day_offset` must be within one day")
@@ -750,6 +766,36 @@ def _fit_scale(
 #: A step below this fraction of the slot's typical step (median |first difference| in model
 #: space) counts as no movement: a collapse of the point-to-point variation.
 _STILL_FRACTION = 0.05
+
+
+#: A run of missing rows weighs this many times a run of still rows of the same surprise:
+#: two 5-minute rows missing at an hour that never missed in training (about 5 nats each)
+#: reach the stuck threshold (25 nats).
+_ABSENT_WEIGHT = 2.5
+
+
+def _fit_absent(
+    grid: np.ndarray,
+    cell_time: np.ndarray,
+    times: np.ndarray,
+    n_days: int,
+    n_slots: int,
+    ks: int,
+) -> np.ndarray:
+    """Surprise (nats) of one more missing row per slot, shape (n_slots, n_series): from how
+    often the slot and its neighbours (``ks`` on each side) had no value over the training
+    rows after each series' first value (a series that started late is not missing before)."""
+    n_s = grid.shape[1]
+    finite = np.isfinite(grid)
+    inside = (cell_time >= times[0]) & (cell_time <= times[-1])
+    counted = inside[:, None] & (np.cumsum(finite, axis=0) > 0)
+    miss = np.where(counted, (~finite).astype(np.float64), np.nan)
+    stack = sliding_stack(miss, ks).reshape((2 * ks + 1) * n_days, n_slots, n_s)
+    total = np.sum(np.isfinite(stack), axis=0)
+    n_miss = np.nansum(stack, axis=0)
+    p = np.clip((n_miss + 0.5) / (total + 1.0), 1e-6, 0.999)
+    out: np.ndarray = -np.log(p)
+    return out
 
 
 def _fit_stuck(

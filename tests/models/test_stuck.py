@@ -73,3 +73,47 @@ def test_a_zero_run_at_night_of_a_sparse_series_is_not_flagged() -> None:
     assert not result.is_anomaly[-1].any()
     feats = model.seasonal_.features(t[-40:], values[-40:])
     assert np.all(feats[-1, _STUCK] < 25.0)
+
+
+def test_a_series_that_stops_reporting_is_flagged_where_it_always_reports() -> None:
+    # A p95 read off histogram buckets has no value when no request came: gone for 10
+    # minutes at an hour it always reported, it is out; a series that is routinely absent at
+    # night is not flagged for being absent at night.
+    rng = np.random.default_rng(5)
+    t = _times(8.0, end_hour=14.0)
+    values, _ = _noisy_rate(rng, t, 6)
+    hours = np.mod(t / 3600.0, 24.0)
+    values[(hours >= 13.0) & (hours < 15.0), 3:] = np.nan  # the last three: absent 13-15 h daily
+    values[-2:, :] = np.nan  # everyone absent for the newest two rows
+    values[-2:, 2] = values[-3, 2] * np.array([1.02, 0.97])  # but the third reports on
+    result = AnomalyModel().fit(t, values).score(t, values)
+    assert result.is_anomaly[-1].tolist() == [True, True, False, False, False, False]
+    one_row = AnomalyModel().fit(t[:-1], values[:-1]).score(t[:-1], values[:-1])
+    assert not one_row.is_anomaly[-1, :2].any()  # one missing row is not an outage yet
+
+
+def test_heavy_tailed_single_points_are_not_flagged_but_a_level_shift_is() -> None:
+    # A p95 that jumps for single points every day (the quantile crossing a bucket bound) is
+    # not an incident when it does it once more; the same series shifting for an hour is.
+    rng = np.random.default_rng(9)
+    t = _times(8.0, end_hour=14.0)
+    values, expected = _noisy_rate(rng, t, 6)
+    values = expected * (1.0 + 0.01 * rng.standard_normal(values.shape))
+    jumps = rng.random(values.shape) < 0.015
+    values = np.where(jumps, expected * 1.3, values)
+    values[-13:-1, :] = expected[-13:-1] * (1.0 + 0.01 * rng.standard_normal((12, 6)))
+    values[-1, :3] = expected[-1, :3] * 1.3  # one more jump
+    values[-12:, 3:] = expected[-12:, 3:] * 1.3  # an hour of it
+    result = AnomalyModel().fit(t, values).score(t, values)
+    assert result.is_anomaly[-1].tolist() == [False] * 3 + [True] * 3
+
+
+def test_a_series_gone_for_more_than_a_day_is_no_longer_flagged() -> None:
+    rng = np.random.default_rng(6)
+    t = _times(9.0, end_hour=14.0)
+    values, _ = _noisy_rate(rng, t, 4)
+    values[-(int(86400 / STEP) + 2) :, :2] = np.nan  # a tenant that left a day ago
+    values[-3:, 2] = np.nan  # one that stopped 15 minutes ago
+    model = AnomalyModel().fit(t[:-400], values[:-400])
+    result = model.score(t, values)
+    assert result.is_anomaly[-1].tolist() == [False, False, True, False]
