@@ -23,6 +23,7 @@ __all__ = [
     "score_frame",
     "run_once",
     "AnomalyModel",
+    "estimate_calendars",
 ]
 
 _LAZY = {
@@ -33,6 +34,7 @@ _LAZY = {
     "score_frame": "anomaly.notebook",
     "frame_from_dataframe": "anomaly.frame",
     "AnomalyModel": "anomaly.models.scoring",
+    "estimate_calendars": "anomaly.models.seasonal",
 }
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from anomaly.frame import frame_from_dataframe
     from anomaly.job.run import run_once
     from anomaly.models.scoring import AnomalyModel
+    from anomaly.models.seasonal import estimate_calendars
     from anomaly.notebook import detect, fetch_frame, score_frame
 
 

@@ -205,12 +205,19 @@ class ModelStore:
         entry = self.load_entry(key)
         return None if entry is None else (entry.arrays, entry.meta)
 
-    def load_entry(self, key: str) -> StoredEntry | None:
-        """Like :meth:`load`, with the file's ``created_at`` and ``package_version``."""
+    def load_meta(self, key: str) -> dict[str, Any] | None:
+        """The meta saved for ``key`` without its arrays (cheap: one member of the file), or
+        ``None`` if missing or unusable."""
+        entry = self.load_entry(key, arrays=False)
+        return None if entry is None else entry.meta
+
+    def load_entry(self, key: str, *, arrays: bool = True) -> StoredEntry | None:
+        """Like :meth:`load`, with the file's ``created_at`` and ``package_version``
+        (``arrays=False``: without the arrays)."""
         target = self.file_for(key)
         try:
             with open(target, "rb") as f:
-                return self._read(f, key, target)
+                return self._read(f, key, target, arrays)
         except FileNotFoundError:
             return None
         except OSError as e:
@@ -219,7 +226,7 @@ class ModelStore:
             )
             return None
 
-    def _read(self, f: Any, key: str, target: Path) -> StoredEntry | None:
+    def _read(self, f: Any, key: str, target: Path, arrays: bool) -> StoredEntry | None:
         def bad(why: str) -> None:
             log.warning("model file %s is unusable (%s); it will be refitted", target, why)
 
@@ -235,13 +242,13 @@ class ModelStore:
             return None
         try:
             with loaded as npz:
-                return self._entry(npz, key, bad)
+                return self._entry(npz, key, bad, arrays)
         except Exception as e:  # noqa: BLE001 - as above: corrupt members fail lazily
             bad(f"{type(e).__name__}: {_reason(e)}")
             return None
 
     @staticmethod
-    def _entry(npz: Any, key: str, bad: Any) -> StoredEntry | None:
+    def _entry(npz: Any, key: str, bad: Any, with_arrays: bool) -> StoredEntry | None:
         names = list(npz.files)
         if _META not in names:
             bad("no metadata; not written by this store")
@@ -264,7 +271,7 @@ class ModelStore:
         if not isinstance(meta, dict):
             bad("malformed metadata")
             return None
-        arrays = {n: np.array(npz[n]) for n in names if n != _META}
+        arrays = {n: np.array(npz[n]) for n in names if n != _META and with_arrays}
         return StoredEntry(
             arrays=arrays,
             meta=meta,

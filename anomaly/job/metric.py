@@ -28,10 +28,21 @@ from anomaly.io.promql import restrict_query, tenant_matcher
 from anomaly.io.store import ModelStore
 from anomaly.job.plan import BatchPlan, evaluation_window, evidence_rows
 from anomaly.job.report import RECENT_SECONDS, MetricOutcome
+from anomaly.models.calendar import Calendar
 from anomaly.models.forecast import Forecast, ForecastParams, breach_seconds, forecast
 from anomaly.models.scoring import AnomalyModel
+from anomaly.models.seasonal import estimate_calendars
 
-__all__ = ["load_or_fit", "metric_outcomes", "read_frame", "score_metric"]
+__all__ = [
+    "CalendarBook",
+    "TenantCalendars",
+    "load_or_fit",
+    "metric_outcomes",
+    "read_calendar_book",
+    "read_frame",
+    "refit_due",
+    "score_metric",
+]
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +139,7 @@ def _shared_frame(
     n = times.size
     if n > frame.times.size or not np.array_equal(frame.times[frame.times.size - n :], times):
         return None
-    return frame.last_rows(n)
+    return frame if n == frame.times.size else frame.last_rows(n)
 
 
 def _rate_for(
@@ -176,6 +187,144 @@ def _rate_for(
     return out
 
 
+# --------------------------------------------------------------------------- calendars
+
+
+@dataclass(frozen=True)
+class CalendarBook:
+    """The calendars of some tenants' series read off all of their detected metrics together
+    (:func:`read_calendar_book`): the grid they were read on, the column of each
+    ``(metric, series)``, and the calendars. Plain arrays: it travels to worker processes."""
+
+    times: np.ndarray
+    column: dict[tuple[str, SeriesKey], int]
+    calendar: Calendar
+
+    def for_frame(self, frame: Frame) -> Calendar | None:
+        """The calendars of ``frame``'s series (None unless all of them were read, on its grid)."""
+        if frame.n_series == 0 or not np.array_equal(frame.times, self.times):
+            return None
+        cols = [self.column.get((frame.metric, k), -1) for k in frame.keys]
+        return None if min(cols) < 0 else self.calendar.select(cols)
+
+
+def read_calendar_book(
+    config: Config,
+    *,
+    now: float,
+    source: PrometheusSource,
+    tenants: Collection[str] | None,
+    frames: dict[str, Frame],
+    errors: dict[str, QueryError],
+) -> CalendarBook | None:
+    """The tenants' calendars (day start, rest days, clock switch), each read off all of its
+    detected metrics on the run's grid together
+    (:func:`~anomaly.models.seasonal.estimate_calendars` with the tenant as the group): a clock
+    that moved or a weekend is the tenant's, and its request rate shows it where a flat
+    connection pool or a sparse counter cannot. Reads through ``frames`` (the batch's shared
+    reads, which the metrics' own steps then reuse); a failed read goes to ``errors``. None
+    without a tenant label or anything to read."""
+    if config.tenant_label is None:
+        return None
+    times = evaluation_window(config, now)
+    parts: list[Frame] = []
+    for mc in config.metrics:
+        if not mc.detect or not np.array_equal(evaluation_window(config, now, mc), times):
+            continue
+        try:
+            frame = _shared_frame(
+                config, mc, times, now=now, source=source, tenants=tenants, frames=frames
+            )
+        except QueryError as e:
+            errors[mc.name] = e  # the metric's own step reports it, without asking again
+            continue
+        if frame is not None and frame.n_series:
+            parts.append(frame)
+    if not parts:
+        return None
+    ids: dict[str, int] = {}
+    groups: list[int] = []
+    column: dict[tuple[str, SeriesKey], int] = {}
+    for frame in parts:
+        for key in frame.keys:
+            column[(frame.metric, key)] = len(groups)
+            groups.append(-1 if key.tenant is None else ids.setdefault(key.tenant, len(ids)))
+    values = np.concatenate([f.values for f in parts], axis=1)
+    calendar = estimate_calendars(
+        times, values, config.step_seconds, groups=np.array(groups, dtype=np.int64)
+    )
+    return CalendarBook(times, column, calendar)
+
+
+class TenantCalendars:
+    """One batch's :class:`CalendarBook`, read on the first fit that needs it (a run whose
+    models are all fresh never reads it), or given (read by the parent of worker processes
+    that score the batch's metrics side by side; None there: each series its own).
+
+    Metrics on another grid (their own ``lookback``) and runs without a tenant label keep each
+    series' own calendar.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        now: float,
+        source: PrometheusSource | None,
+        tenants: Collection[str] | None,
+        frames: dict[str, Frame],
+    ) -> None:
+        self._config, self._now, self._source = config, now, source
+        self._tenants, self._frames = tenants, frames
+        self._read = False
+        self._book: CalendarBook | None = None
+        #: Metrics whose read failed while the calendars were read.
+        self.errors: dict[str, QueryError] = {}
+
+    @classmethod
+    def given(cls, config: Config, book: CalendarBook | None, now: float) -> TenantCalendars:
+        """Calendars read elsewhere (``None``: each series reads its own)."""
+        out = cls(config, now=now, source=None, tenants=None, frames={})
+        out._read, out._book = True, book
+        return out
+
+    def for_frame(self, frame: Frame) -> Calendar | None:
+        """The calendars of ``frame``'s series (None: each series reads its own)."""
+        if not self._read and self._source is not None:
+            self._read = True
+            self._book = read_calendar_book(
+                self._config,
+                now=self._now,
+                source=self._source,
+                tenants=self._tenants,
+                frames=self._frames,
+                errors=self.errors,
+            )
+        return None if self._book is None else self._book.for_frame(frame)
+
+
+def refit_due(
+    config: Config, plan: BatchPlan, index: int, store: ModelStore | None, now: float
+) -> bool:
+    """Whether some detected metric of batch ``index`` has no fresh stored model (read from
+    the stored files' metadata only): its next run fits, and wants the tenants' calendars."""
+    if store is None:
+        return True
+    for mc in config.metrics:
+        if not mc.detect:
+            continue
+        times = evaluation_window(config, now, mc)
+        meta = store.load_meta(plan.store_key(mc.name, index))
+        params = _fit_params(config, config.step_seconds, float(times[-1] - times[0]))
+        if (
+            meta is None
+            or meta.get("params") != params
+            or now - float(meta.get("fitted_at", 0)) >= config.detection.refit_interval_seconds
+        ):
+            return True
+    return False
+
+
 # --------------------------------------------------------------------------- models
 
 
@@ -190,6 +339,16 @@ class _Stored:
     model: AnomalyModel
     column_of: dict[str, int]
     fitted_at: float
+
+
+def _fit_params(config: Config, step_seconds: float, lookback_seconds: float) -> dict[str, object]:
+    """What a stored model must have been fitted with to be reused."""
+    return {
+        "step_seconds": step_seconds,
+        "threshold": config.detection.threshold,
+        "lookback_seconds": lookback_seconds,
+        "format": MODEL_FORMAT,
+    }
 
 
 def _load_fresh(
@@ -222,6 +381,7 @@ def load_or_fit(
     *,
     key: str | None = None,
     save_errors: list[str] | None = None,
+    calendars: TenantCalendars | None = None,
 ) -> tuple[AnomalyModel, int]:
     """Reuse stored fitted state where it is fresh; fit the series that have none.
 
@@ -236,14 +396,12 @@ def load_or_fit(
     A model that cannot be saved (:class:`~anomaly.errors.StoreError`: disk full, no permission)
     raises, unless ``save_errors`` is given: then the message is appended to it and the model
     is returned all the same.
+
+    ``calendars``: the batch's tenant calendars, which the series fitted now learn by
+    (default: each series its own).
     """
     det = config.detection
-    params: dict[str, object] = {
-        "step_seconds": frame.step_seconds,
-        "threshold": det.threshold,
-        "lookback_seconds": float(frame.times[-1] - frame.times[0]),
-        "format": MODEL_FORMAT,
-    }
+    params = _fit_params(config, frame.step_seconds, float(frame.times[-1] - frame.times[0]))
     key = frame.metric if key is None else key
     stored = (
         _load_fresh(store, key, params, now, det.refit_interval_seconds)
@@ -264,7 +422,8 @@ def load_or_fit(
     for first in range(0, len(missing), FIT_CHUNK_SERIES):
         sub = frame.select(missing[first : first + FIT_CHUNK_SERIES])
         fresh = AnomalyModel(step_seconds=frame.step_seconds, threshold=det.threshold)
-        pieces.append(fresh.fit(sub.times, sub.values))
+        calendar = calendars.for_frame(sub) if calendars is not None else None
+        pieces.append(fresh.fit(sub.times, sub.values, calendar))
     model = pieces[0] if len(pieces) == 1 else AnomalyModel.concat(pieces)
     order = known + missing
     if order != sorted(order):
@@ -350,19 +509,22 @@ def score_metric(
     tenants: Collection[str] | None = None,
     store_key: str | None = None,
     frames: dict[str, Frame] | None = None,
+    calendars: TenantCalendars | None = None,
 ) -> MetricOutcome:
     """Fetch, fit or reuse, and score one metric (``tenants``: only theirs, see
     :func:`read_frame`). A broken query is reported, not raised.
 
     ``frames`` is the batch's cache of reads shared between metrics: a metric that is the
     rate of a forecast metric is read once over the longer of the two lookbacks, for its own
-    detection and for that forecast (in either order)."""
+    detection and for that forecast (in either order), and the tenant ``calendars`` read every
+    detected metric once. Series fitted now learn by those calendars."""
     t0 = time.perf_counter()
     outcome = MetricOutcome(mc)
     try:
         frame = None
-        own = mc.lookback_seconds or config.lookback_seconds
-        if frames is not None and _fetch_lookback(config, mc) > own:
+        if calendars is not None and mc.name in calendars.errors:
+            raise calendars.errors[mc.name]
+        if frames is not None:
             times = evaluation_window(config, now, mc)
             frame = _shared_frame(
                 config, mc, times, now=now, source=source, tenants=tenants, frames=frames
@@ -390,7 +552,13 @@ def score_metric(
     if mc.detect:
         save_errors: list[str] = []
         model, outcome.refitted = load_or_fit(
-            config, frame, store, now, key=store_key, save_errors=save_errors
+            config,
+            frame,
+            store,
+            now,
+            key=store_key,
+            save_errors=save_errors,
+            calendars=calendars,
         )
         outcome.store_error = save_errors[0] if save_errors else None
         t2 = time.perf_counter()
@@ -434,9 +602,10 @@ def _batch_outcome(
     source: PrometheusSource,
     store: ModelStore | None,
     frames: dict[str, Frame] | None = None,
+    calendars: TenantCalendars | None = None,
 ) -> MetricOutcome:
     """One metric of one batch: refused by the plan, empty, or scored (``frames``: the
-    batch's shared reads, see :func:`score_metric`)."""
+    batch's shared reads, ``calendars`` its tenants' calendars, see :func:`score_metric`)."""
     tenants = None if plan.batches is None else plan.batches[index]
     if mc.name in plan.failed:
         return MetricOutcome(mc, error=plan.failed[mc.name], query_failed=True)
@@ -451,6 +620,7 @@ def _batch_outcome(
         tenants=tenants,
         store_key=plan.store_key(mc.name, index),
         frames=frames,
+        calendars=calendars,
     )
 
 
@@ -463,13 +633,18 @@ def metric_outcomes(
     now: float,
     source: PrometheusSource,
     store: ModelStore | None,
+    calendars: TenantCalendars | None = None,
 ) -> list[MetricOutcome]:
     """The outcomes of the metrics at ``metrics`` (indices into ``config.metrics``, in order)
-    for batch ``index`` of ``plan``, sharing their reads (see :func:`score_metric`).
+    for batch ``index`` of ``plan``, sharing their reads (see :func:`score_metric`) and the
+    tenants' ``calendars`` (default: read on the first fit).
 
     Each scored metric logs a progress line as it finishes, prefixed with its batch when the
     run has several (in a worker process too: its log records reach the run's log)."""
     frames: dict[str, Frame] = {}
+    if calendars is None:
+        tenants = None if plan.batches is None else plan.batches[index]
+        calendars = TenantCalendars(config, now=now, source=source, tenants=tenants, frames=frames)
     outcomes = []
     for i in metrics:
         outcome = _batch_outcome(
@@ -481,6 +656,7 @@ def metric_outcomes(
             source=source,
             store=store,
             frames=frames,
+            calendars=calendars,
         )
         if outcome.error is None and outcome.n_series:
             where = (

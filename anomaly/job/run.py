@@ -13,6 +13,7 @@ line for the run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import logging.handlers
@@ -34,7 +35,13 @@ from anomaly.io.prometheus import PrometheusSource
 from anomaly.io.pushgateway import PushgatewaySink, PushReport, Sample
 from anomaly.io.store import ModelStore
 from anomaly.job import export
-from anomaly.job.metric import metric_outcomes
+from anomaly.job.metric import (
+    CalendarBook,
+    TenantCalendars,
+    metric_outcomes,
+    read_calendar_book,
+    refit_due,
+)
 from anomaly.job.plan import BatchPlan, Shard, plan_batches
 from anomaly.job.report import Finding, MetricOutcome, RunReport
 
@@ -165,6 +172,8 @@ class _Work:
     plan: BatchPlan
     now: float
     store: ModelStore | None
+    calendars: CalendarBook | None = None
+    """The tenants' calendars, for a batch whose metrics are scored side by side."""
 
 
 def _batch_in_worker(work: _Work, index: int) -> BatchResult:
@@ -185,7 +194,14 @@ def _unit_in_worker(work: _Work, unit: list[int]) -> list[MetricOutcome]:
     """The outcomes of one group of metrics (:func:`_metric_units`) of a run of one batch."""
     with PrometheusSource(work.config.prometheus) as source:
         return metric_outcomes(
-            work.config, work.plan, 0, unit, now=work.now, source=source, store=work.store
+            work.config,
+            work.plan,
+            0,
+            unit,
+            now=work.now,
+            source=source,
+            store=work.store,
+            calendars=TenantCalendars.given(work.config, work.calendars, work.now),
         )
 
 
@@ -277,6 +293,15 @@ def _batch_results(
             )
         return
     work = _Work(config, plan, now, store)
+    if single and refit_due(config, plan, 0, store, now):
+        # The metrics are fitted in separate processes: the tenants' calendars, which each
+        # fit reads off all of a tenant's metrics, are read here once for all of them.
+        work = dataclasses.replace(
+            work,
+            calendars=read_calendar_book(
+                config, now=now, source=source, tenants=None, frames={}, errors={}
+            ),
+        )
     with _worker_pool(min(workers, len(units) if single else plan.n_batches)) as pool:
         if single:
             by_index: dict[int, MetricOutcome] = {}

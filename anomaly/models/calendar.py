@@ -21,6 +21,7 @@ The choice is recorded per series (:func:`describe`) and kept in the fitted mode
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +61,46 @@ _MAX_CROSS = 1.25
 
 
 @dataclass(frozen=True)
+class Calendar:
+    """The calendar of each of ``n_series`` series: where its day starts, its rest days, and
+    the clock switch in its window (:func:`read_calendars`).
+
+    Attributes
+    ----------
+    offset : ndarray of float, shape (n_series,)
+        Seconds added to UTC to get the series' day.
+    rest : ndarray of bool, shape (7, n_series)
+        Its rest weekdays (none: one daily profile).
+    switch : ClockSwitch
+    """
+
+    offset: np.ndarray
+    rest: np.ndarray
+    switch: ClockSwitch
+
+    @classmethod
+    def none(cls, n_series: int) -> Calendar:
+        """UTC days, no rest days, no switch."""
+        return cls(
+            np.zeros(n_series), np.zeros((7, n_series), dtype=bool), ClockSwitch.none(n_series)
+        )
+
+    @property
+    def n_series(self) -> int:
+        return int(self.offset.shape[0])
+
+    def select(self, columns: np.ndarray | Sequence[int]) -> Calendar:
+        """The calendars of ``columns`` (indices), in that order."""
+        idx = np.asarray(columns, dtype=np.int64)
+        sw = self.switch
+        return Calendar(
+            self.offset[idx],
+            self.rest[:, idx],
+            ClockSwitch(sw.at[idx], sw.shift_seconds[idx], sw.gain[idx]),
+        )
+
+
+@dataclass(frozen=True)
 class ClockSwitch:
     """A one-hour move of a series' daily pattern inside the training window.
 
@@ -70,14 +111,18 @@ class ClockSwitch:
     shift_seconds : ndarray of float, shape (n_series,)
         Seconds by which the older rows are moved onto the newest clock
         (``aligned(t) = value(t + shift)``; 0 = no switch).
+    gain : ndarray of float, shape (n_series,)
+        How much closer the move brought the days on either side of it (the share of their
+        distance it removed; 0 = no switch): the strength of the evidence.
     """
 
     at: np.ndarray
     shift_seconds: np.ndarray
+    gain: np.ndarray
 
     @classmethod
     def none(cls, n_series: int) -> ClockSwitch:
-        return cls(np.full(n_series, -np.inf), np.zeros(n_series))
+        return cls(np.full(n_series, -np.inf), np.zeros(n_series), np.zeros(n_series))
 
     def leading(self, times: np.ndarray) -> np.ndarray:
         """Which of ``times`` are on each series' older clock, shape (n_t, n_series)."""
@@ -199,7 +244,9 @@ def estimate_clock_switch(
             shift = np.where(better, m * 3600.0, shift)
     found = best > 0
     at = (d0 - 1 + at_day) * SECONDS_PER_DAY - o * cell_seconds
-    return ClockSwitch(np.where(found, at, -np.inf), np.where(found, shift, 0.0))
+    return ClockSwitch(
+        np.where(found, at, -np.inf), np.where(found, shift, 0.0), np.where(found, best, 0.0)
+    )
 
 
 def _masked_median(d: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -217,6 +264,77 @@ def _shift_rows(flat: np.ndarray, shift: int) -> np.ndarray:
         out[: n - shift] = flat[shift:]
     else:
         out[-shift:] = flat[: n + shift]
+    return out
+
+
+def read_calendars(
+    grid: np.ndarray,
+    n_days: int,
+    n_slots: int,
+    d0: int,
+    sparse: np.ndarray,
+    groups: np.ndarray | None = None,
+) -> Calendar:
+    """Each series' calendar from its model-space grid (n_days * n_slots, n_series) on UTC
+    days ``d0 ..``: the calendar read off the window as it is, the clock switch judged day
+    against day of the same type (none for sparse counts, which show no clock worth moving),
+    and the calendar again on the newest clock.
+
+    With ``groups`` (one id per series: its tenant, -1 for none), the clock and the weekend
+    are facts of the group, not of each series: a switch found in one of its series (the one
+    with the strongest evidence) moves all of them, and the rest days of the series that
+    shows them most clearly are every other series' too where its own data bears them out
+    (:func:`_adopt`); where not, it keeps its own reading (a weekly batch day of its own, or
+    none). A connection pool whose night-batch hour moved with the clocks is then realigned
+    by its tenant's request rate, where its own days alone are too flat to show the move.
+    """
+    n_s = grid.shape[1]
+    offset, rest, explained = _calendar(grid, n_days, n_slots, d0)
+    switch = estimate_clock_switch(grid, n_days, n_slots, d0, offset, rest)
+    switch = ClockSwitch(
+        np.where(sparse, -np.inf, switch.at),
+        np.where(sparse, 0.0, switch.shift_seconds),
+        np.where(sparse, 0.0, switch.gain),
+    )
+    members = _groups(groups, n_s)
+    if members:
+        at, shift, gain = switch.at.copy(), switch.shift_seconds.copy(), switch.gain.copy()
+        for cols in members:
+            lead = cols[int(np.argmax(switch.gain[cols]))]
+            if switch.gain[lead] > 0:
+                at[cols], shift[cols], gain[cols] = at[lead], shift[lead], gain[lead]
+        switch = ClockSwitch(at, shift, gain)
+    moved = switch.shift_seconds != 0
+    if moved.any():
+        cell_time = d0 * SECONDS_PER_DAY + np.arange(n_days * n_slots) * (SECONDS_PER_DAY / n_slots)
+        grid = switch.realign(cell_time, grid)
+        cols = np.flatnonzero(moved)
+        offset[cols], rest[:, cols], explained[cols] = _calendar(grid[:, cols], n_days, n_slots, d0)
+    for cols in members:
+        lead = cols[int(np.argmax(explained[cols]))]
+        if explained[lead] <= 0:
+            continue
+        others = cols[cols != lead]
+        take_offset = np.repeat(offset[lead], others.size)
+        take_rest = np.repeat(rest[:, lead : lead + 1], others.size, axis=1)
+        ok = _adopt(grid[:, others], n_days, n_slots, d0, take_offset, take_rest)
+        offset[others[ok]] = offset[lead]
+        rest[:, others[ok]] = rest[:, lead : lead + 1]
+    return Calendar(offset, rest, switch)
+
+
+def _groups(groups: np.ndarray | None, n_series: int) -> list[np.ndarray]:
+    """The columns of each group of two series or more (ids below 0 are no group)."""
+    if groups is None:
+        return []
+    ids = np.asarray(groups)
+    if ids.shape != (n_series,):
+        raise ValueError(f"`groups` must have shape ({n_series},), got {ids.shape}")
+    out = []
+    for g in np.unique(ids[ids >= 0]):
+        cols = np.flatnonzero(ids == g)
+        if cols.size > 1:
+            out.append(cols)
     return out
 
 
@@ -250,21 +368,39 @@ def estimate_calendar(
     rest : ndarray of bool, shape (7, n_series)
         Its rest weekdays (none: one daily profile).
     """
+    offset, rest, _ = _calendar(grid, n_days, n_slots, d0)
+    return offset, rest
+
+
+def _deviations(
+    grid: np.ndarray, n_days: int, n_slots: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each cell's deviation from the median day, shape (n_days, n_cells, n_series),
+    winsorised at :data:`_CLIP` robust spreads (an outage hours long, a value of 0 very far
+    in model space, weighs like a rest day at most, not like dozens of them); the median
+    day (n_cells, n_series) and the cells' robust spread (n_series,)."""
+    n_s = grid.shape[1]
+    q = day_cells(grid, n_days, n_slots)  # (n_days, n_cells, n_s)
+    median_day = nanmedian0(q)  # (n_cells, n_s)
+    dev = q - median_day[None]
+    spread = 1.4826 * nanmedian0(np.abs(dev).reshape(-1, n_s))
+    bound = _CLIP * np.where(np.isfinite(spread) & (spread > 0), spread, np.inf)
+    dev = np.clip(dev, -bound, bound)
+    return dev, median_day, np.where(np.isfinite(spread), spread, 0.0)
+
+
+def _calendar(
+    grid: np.ndarray, n_days: int, n_slots: int, d0: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`estimate_calendar`, and the share of the day-to-day variation its rest days
+    explain (0 without rest days), shape (n_series,)."""
     n_s = grid.shape[1]
     offset = np.zeros(n_s)
     rest = np.zeros((7, n_s), dtype=bool)
     n_cells = cells_per_day(n_slots)
     if n_cells == 0 or n_days < 3 or n_s == 0:
-        return offset, rest
-    q = day_cells(grid, n_days, n_slots)  # (n_days, n_cells, n_s)
-    median_day = nanmedian0(q)  # (n_cells, n_s)
-    dev = q - median_day[None]
-    # Winsorised at _CLIP robust spreads: an outage hours long (a value of 0 is very far in
-    # model space) weighs like a rest day at most, not like dozens of them.
-    spread = 1.4826 * nanmedian0(np.abs(dev).reshape(-1, n_s))
-    bound = _CLIP * np.where(np.isfinite(spread) & (spread > 0), spread, np.inf)
-    dev = np.clip(dev, -bound, bound)
-    cell_spread = np.where(np.isfinite(spread), spread, 0.0)
+        return offset, rest, np.zeros(n_s)
+    dev, median_day, cell_spread = _deviations(grid, n_days, n_slots)
     offset, rest = _search(dev, d0, median_day)
     # Days that fit neither type (a public holiday: a work day at a rest day's level) are
     # left out and the search run again: next to a weekend, a holiday makes a three-day low
@@ -286,7 +422,52 @@ def estimate_calendar(
     distinct = _separation(means, is_rest, n_cells, cell_spread) >= _MIN_SEPARATION
     rest &= distinct[None, :]
     offset = np.where(distinct, offset, 0.0)
-    return offset, rest
+    return offset, rest, np.where(distinct, _explained(dev, offset, rest, d0), 0.0)
+
+
+def _explained(dev: np.ndarray, offset: np.ndarray, rest: np.ndarray, d0: int) -> np.ndarray:
+    """Share of the day-to-day variation ``dev`` (n_days, n_cells, n_s; see
+    :func:`_deviations`) that each series' day start and rest days explain (the between-groups
+    sum of squares per time of day of :func:`_search`), shape (n_series,)."""
+    n_days, n_cells, n_s = dev.shape
+    o = np.rint(offset / (SECONDS_PER_DAY / n_cells)).astype(np.int64)
+    cell = (np.arange(n_days)[:, None] * n_cells + np.arange(n_cells)[None, :])[..., None]
+    weekday = (np.floor_divide(cell + o[None, None, :], n_cells) + d0 + _EPOCH_WEEKDAY) % 7
+    w = np.take_along_axis(rest, weekday.reshape(-1, n_s), axis=0).reshape(dev.shape)
+    fin = np.isfinite(dev)
+    dev0 = np.where(fin, dev, 0.0)
+    s_all, n_all = dev0.sum(axis=0), fin.sum(axis=0)
+    s_in, n_in = np.where(w, dev0, 0.0).sum(axis=0), (fin & w).sum(axis=0)
+    base = s_all**2 / np.maximum(n_all, 1)
+    gain = s_in**2 / np.maximum(n_in, 1) + (s_all - s_in) ** 2 / np.maximum(n_all - n_in, 1)
+    gain = (gain - base).sum(axis=0)
+    total = (dev0**2).sum(axis=(0, 1)) - base.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out: np.ndarray = np.where(total > 0, gain / total, 0.0)
+    return out
+
+
+def _adopt(
+    grid: np.ndarray,
+    n_days: int,
+    n_slots: int,
+    d0: int,
+    offset: np.ndarray,
+    rest: np.ndarray,
+) -> np.ndarray:
+    """Whether each series' own data bears out the given day start and rest days (as
+    :func:`estimate_calendar` requires of its own choice: the share explained and the rest
+    days' separation as whole days), shape (n_series,)."""
+    n_cells = cells_per_day(n_slots)
+    if n_cells == 0 or n_days < 3 or grid.shape[1] == 0:
+        return np.zeros(grid.shape[1], dtype=bool)
+    dev, _, cell_spread = _deviations(grid, n_days, n_slots)
+    means, is_rest, _, _ = _day_means(dev, offset, rest, d0)
+    sep = _separation(means, is_rest, n_cells, cell_spread)
+    ok: np.ndarray = (_explained(dev, offset, rest, d0) >= _MIN_EXPLAINED) & (
+        sep >= _MIN_SEPARATION
+    )
+    return ok & rest.any(axis=0)
 
 
 def _search(dev: np.ndarray, d0: int, median_day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -29,6 +29,7 @@ import numpy as np
 
 from anomaly.errors import DataError
 from anomaly.models.base import FittedState, scalar
+from anomaly.models.calendar import Calendar
 from anomaly.models.features import SECONDS_PER_DAY, n_slots_per_day
 from anomaly.models.iforest import IsolationForestDetector
 from anomaly.models.rules import RuleDetector
@@ -136,7 +137,9 @@ class AnomalyModel:
         self.max_samples = max_samples
         self.holdout_seconds = holdout_seconds
 
-    def fit(self, times: np.ndarray, values: np.ndarray) -> AnomalyModel:
+    def fit(
+        self, times: np.ndarray, values: np.ndarray, calendar: Calendar | None = None
+    ) -> AnomalyModel:
         """Fit the detectors on a training window.
 
         Parameters
@@ -145,6 +148,10 @@ class AnomalyModel:
             Epoch seconds on a regular grid of ``step_seconds``.
         values : ndarray of shape (n_t, n_series)
             One column per series; NaN/±Inf = missing.
+        calendar : Calendar, optional
+            The series' calendars read beforehand
+            (:func:`~anomaly.models.seasonal.estimate_calendars`, e.g. pooled over each
+            tenant's metrics, as the job does); default: each series' own.
 
         Returns
         -------
@@ -153,13 +160,22 @@ class AnomalyModel:
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"`threshold` must be in (0, 1], got {self.threshold}")
         t, v = check_input(times, values)
+        if calendar is not None and calendar.n_series != v.shape[1]:
+            raise ValueError(
+                f"`calendar` describes {calendar.n_series} series, `values` has {v.shape[1]}"
+            )
         parts: dict[str, list[FittedState]] = {attr: [] for attr, _, _ in _PARTS}
         for start in range(0, max(v.shape[1], 1), _CHUNK_SERIES):
             chunk = v[:, start : start + _CHUNK_SERIES]
             n_s = chunk.shape[1]
+            own = (
+                None
+                if calendar is None
+                else calendar.select(np.arange(start, start + n_s, dtype=np.int64))
+            )
             seasonal = SeasonalBaseline(
                 step_seconds=self.step_seconds, holdout_seconds=self.holdout_seconds
-            ).fit(t, chunk)
+            ).fit(t, chunk, own)
             # The detectors learn from the baseline's training cells (the newest day held out):
             # the rules calibrate on features of those cells' values alone (what the baseline
             # normalised its features on), the forest on the window's features at those cells.

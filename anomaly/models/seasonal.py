@@ -37,12 +37,12 @@ import numpy as np
 from anomaly.errors import DataError
 from anomaly.models.base import SERIES, Field, FittedState, param
 from anomaly.models.calendar import (
+    Calendar,
     ClockSwitch,
     describe,
-    estimate_calendar,
-    estimate_clock_switch,
     local_day,
     local_weekday,
+    read_calendars,
 )
 from anomaly.models.features import (
     SECONDS_PER_DAY,
@@ -147,7 +147,9 @@ class SeasonalBaseline(FittedState):
         self.estimate_day_offset = estimate_day_offset
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, times: np.ndarray, values: np.ndarray) -> SeasonalBaseline:
+    def fit(
+        self, times: np.ndarray, values: np.ndarray, calendar: Calendar | None = None
+    ) -> SeasonalBaseline:
         """Learn profiles, scales and feature normalisation from a training window.
 
         Parameters
@@ -156,6 +158,10 @@ class SeasonalBaseline(FittedState):
             Epoch seconds, increasing.
         values : ndarray of shape (n_t, n_series)
             NaN or non-finite = missing.
+        calendar : Calendar, optional
+            The series' calendars, read beforehand (:func:`estimate_calendars`, e.g. pooled
+            over each tenant's metrics); default: read off ``values`` when
+            ``estimate_day_offset``, else UTC days.
 
         Returns
         -------
@@ -175,31 +181,20 @@ class SeasonalBaseline(FittedState):
         t_base, v_base = t[rows], np.where(mask, v, np.nan)[rows]
         valid, reason = _validity(v, min_points)
         c = asinh_scale(v)
-        with np.errstate(invalid="ignore"):
-            sparse = np.sum(v == 0, axis=0) >= 0.05 * np.maximum(np.sum(np.isfinite(v), axis=0), 1)
+        sparse = _sparse(v)
         y = to_model_space(v_base, c)
         y[:, ~valid] = np.nan
 
         grid, d0, n_days = _day_grid(t_base, y, self.step_seconds, n_slots)
         cell_time = _cell_times(d0, n_days, n_slots)
-        if self.estimate_day_offset:
-            # The whole window, held-out rows included: where a weekend ends or the clock moved
-            # is a fact of the calendar, and with a week of history the held-out day is often
-            # the only one that shows a weekend's edge.
-            y_all = to_model_space(v, c)
-            y_all[:, ~valid] = np.nan
-            grid_all, a0, n_days_all = _day_grid(t, y_all, self.step_seconds, n_slots)
-            # The calendar read off the window as it is, then the clock switch judged day
-            # against day of the same type, then the calendar again on the newest clock.
-            day_offset, rest = estimate_calendar(grid_all, n_days_all, n_slots, a0)
-            switch = estimate_clock_switch(grid_all, n_days_all, n_slots, a0, day_offset, rest)
-            # Sparse counts (many exact zeros) show no clock worth moving.
-            switch = ClockSwitch(
-                np.where(sparse, -np.inf, switch.at), np.where(sparse, 0.0, switch.shift_seconds)
-            )
-            if np.any(switch.shift_seconds):
-                grid_all = switch.realign(_cell_times(a0, n_days_all, n_slots), grid_all)
-                day_offset, rest = estimate_calendar(grid_all, n_days_all, n_slots, a0)
+        if calendar is None and self.estimate_day_offset:
+            calendar = estimate_calendars(t, v, self.step_seconds, min_points=min_points)
+        if calendar is not None:
+            if calendar.n_series != n_s:
+                raise ValueError(
+                    f"`calendar` describes {calendar.n_series} series, `values` has {n_s}"
+                )
+            switch, day_offset, rest = calendar.switch, calendar.offset, calendar.rest
             grid = switch.realign(cell_time, grid)
             v = switch.realign(t, v)  # what the detectors learn from, on the newest clock too
         else:
@@ -519,6 +514,90 @@ class SeasonalBaseline(FittedState):
     def __repr__(self) -> str:
         params: dict[str, Any] = {k: getattr(self, k) for k in ("step_seconds", "holdout_seconds")}
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
+
+
+def estimate_calendars(
+    times: np.ndarray,
+    values: np.ndarray,
+    step_seconds: float,
+    groups: np.ndarray | None = None,
+    min_points: int | None = None,
+) -> Calendar:
+    """Each series' calendar (day start, rest days, clock switch), read off its whole window
+    (:func:`~anomaly.models.calendar.read_calendars`), for :meth:`SeasonalBaseline.fit`.
+
+    The whole window, the newest rows included: where a weekend ends or the clock moved is a
+    fact of the calendar, and with a week of history the held-out day is often the only one
+    that shows a weekend's edge. With ``groups`` (a tenant id per series, -1 for none), the
+    calendar is each tenant's, read off all of its series: pass the columns of all of a
+    tenant's metrics on one grid.
+
+    Parameters
+    ----------
+    times : ndarray of shape (n_t,)
+    values : ndarray of shape (n_t, n_series)
+    step_seconds : float
+    groups : ndarray of int, shape (n_series,), optional
+    min_points : int, optional
+        Fewest finite points a series needs to be read (default one day of slots).
+    """
+    t, v = check_input(times, values)
+    n_s = v.shape[1]
+    ids = np.arange(n_s) if groups is None else np.asarray(groups, dtype=np.int64)
+    if ids.shape != (n_s,):
+        raise ValueError(f"`groups` must have shape ({n_s},), got {ids.shape}")
+    ids = np.where(ids >= 0, ids, -1 - np.arange(n_s))  # no group: a group of one
+    n_slots = n_slots_per_day(step_seconds)
+    out = Calendar.none(n_s)
+    # Whole groups, about _CHUNK_SERIES columns at a time: the search's memory stays flat.
+    order = np.argsort(ids, kind="stable")
+    cuts = np.flatnonzero(np.diff(ids[order])) + 1
+    start = 0
+    for end in _chunk_ends(cuts, n_s):
+        cols = order[start:end]
+        start = end
+        if cols.size == 0:
+            continue
+        part = v[:, cols]
+        valid, _ = _validity(part, n_slots if min_points is None else int(min_points))
+        y = to_model_space(part, asinh_scale(part))
+        y[:, ~valid] = np.nan
+        grid, d0, n_days = _day_grid(t, y, step_seconds, n_slots)
+        cal = read_calendars(grid, n_days, n_slots, d0, _sparse(part), ids[cols])
+        out.offset[cols], out.rest[:, cols] = cal.offset, cal.rest
+        out.switch.at[cols], out.switch.shift_seconds[cols] = (
+            cal.switch.at,
+            cal.switch.shift_seconds,
+        )
+        out.switch.gain[cols] = cal.switch.gain
+    return out
+
+
+#: Columns of one calendar search (whole groups; a bigger group is searched whole).
+_CHUNK_SERIES = 256
+
+
+def _chunk_ends(cuts: np.ndarray, n: int) -> list[int]:
+    """Ends of consecutive chunks of ``n`` columns sorted by group, cut at group boundaries
+    ``cuts``: at most :data:`_CHUNK_SERIES` columns each, or one group if it is bigger."""
+    ends: list[int] = []
+    start = last = 0
+    for bound in [*cuts.tolist(), n]:
+        if bound - start > _CHUNK_SERIES and last > start:
+            ends.append(last)
+            start = last
+        last = bound
+    ends.append(n)
+    return ends
+
+
+def _sparse(v: np.ndarray) -> np.ndarray:
+    """Sparse counts: series with exact zeros at 5 % of their values or more."""
+    with np.errstate(invalid="ignore"):
+        out: np.ndarray = np.sum(v == 0, axis=0) >= 0.05 * np.maximum(
+            np.sum(np.isfinite(v), axis=0), 1
+        )
+    return out
 
 
 def training_rows(

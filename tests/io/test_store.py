@@ -64,6 +64,12 @@ def test_save_then_load_round_trips_arrays_and_meta(tmp_path: Path) -> None:
     assert np.isnan(got["nan"])
     entry = store.load_entry("error_ratio")
     assert entry is not None and entry.created_at > 1.7e9 and entry.package_version
+    # The meta alone (deciding whether a refit is due reads no arrays).
+    light = store.load_entry("error_ratio", arrays=False)
+    assert light is not None and light.arrays == {} and light.meta["keys"] == ["a", "b"]
+    only_meta = store.load_meta("error_ratio")
+    assert only_meta is not None and only_meta["params"] == {"step_seconds": 300.0}
+    assert only_meta["fitted_at"] == 1.7e9 and store.load_meta("other") is None
 
 
 def test_missing_key_is_none_without_a_warning(

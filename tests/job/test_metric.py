@@ -12,8 +12,10 @@ from anomaly_lab import synth
 from anomaly.config import Config, config_from_dict
 from anomaly.errors import StoreError
 from anomaly.frame import Frame, build_frame
+from anomaly.io.prometheus import RawSeries
 from anomaly.io.store import ModelStore
-from anomaly.job.metric import load_or_fit
+from anomaly.job.metric import load_or_fit, metric_outcomes
+from anomaly.job.plan import BatchPlan, Shard
 
 END = 1795305600.0 + 10 * 3600  # Sunday 2026-11-22 10:00 UTC
 
@@ -155,3 +157,73 @@ def test_findings_judge_the_points_since_the_previous_run_and_remember_the_last_
         assert recent[0] == pytest.approx(0.9)
         assert recent[1] == pytest.approx(0.9 * (1 - 600 / 3600))  # ten minutes old
         assert 0.0 < recent[2] < 0.1  # almost an hour old: almost gone
+
+
+class _FakeSource:
+    """Two metrics of two tenants, from functions of time; counts the queries it answers."""
+
+    def __init__(self, series: dict[str, dict[str, object]]) -> None:
+        self.series = series
+        self.queries: list[str] = []
+
+    def query_range(
+        self, query: str, start: float, end: float, step_seconds: float
+    ) -> list[RawSeries]:
+        self.queries.append(query)
+        times = np.arange(start, end + 1.0, step_seconds)
+        return [
+            RawSeries({"organization_id": tenant}, times, make(times))  # type: ignore[operator]
+            for tenant, make in self.series[query].items()
+        ]
+
+
+def test_a_run_fits_each_tenant_by_the_calendar_of_all_its_metrics(tmp_path: Path) -> None:
+    # The connection pool alone misses its tenant's clock switch; the run reads the request
+    # rate beside it (once: the metric's own step reuses that read) and fits the pool by the
+    # tenant's clock. The other tenant, without a switch, keeps its own.
+    from tests.models.test_calendar import _MONDAY, Tenant, batch_pool, rate
+
+    end = _MONDAY + 9 * 86400 + 4.5 * 3600  # a Wednesday, 04:30 UTC
+    moved = Tenant(offset_hours=1.0, switch_at=end - 2.6 * 86400, switch_hours=-1.0)
+    still = Tenant(offset_hours=1.0)
+    source = _FakeSource(
+        {
+            "requests": {"a": lambda t: rate(t, moved, 1), "b": lambda t: rate(t, still, 3)},
+            "pool": {
+                "a": lambda t: batch_pool(t, moved, 2),
+                "b": lambda t: batch_pool(t, still, 4),
+            },
+        }
+    )
+    config = config_from_dict(
+        {
+            "prometheus": {"url": "http://127.0.0.1:9"},
+            "pushgateway": {"url": "http://127.0.0.1:9"},
+            "metrics": [
+                {"name": "requests", "query": "requests"},
+                {"name": "pool", "query": "pool"},
+            ],
+            "model_dir": str(tmp_path / "models"),
+            "lookback": "7d",
+            "step": "5m",
+            "tenant_label": "organization_id",
+        }
+    )
+    store = ModelStore(config.model_dir)
+    plan = BatchPlan(Shard(), None, {}, {})  # one batch of every tenant
+    outcomes = metric_outcomes(
+        config,
+        plan,
+        0,
+        [1, 0],
+        now=end,
+        source=source,
+        store=store,  # type: ignore[arg-type]
+    )
+    assert [o.error for o in outcomes] == [None, None]
+    assert sorted(q for q in source.queries if q in ("requests", "pool")) == ["pool", "requests"]
+    pool = outcomes[0]
+    model, _ = load_or_fit(config, pool.frame, store, end)  # the stored model, reused
+    column = {k.tenant: j for j, k in enumerate(pool.frame.keys)}
+    assert "clock moved 1 h" in model.seasonal_.calendar_[column["a"]]
+    assert "clock moved" not in model.seasonal_.calendar_[column["b"]]

@@ -10,6 +10,7 @@ import pytest
 
 from anomaly.models.calendar import local_weekday
 from anomaly.models.scoring import AnomalyModel
+from anomaly.models.seasonal import estimate_calendars
 
 STEP = 300.0
 #: 2026-11-02 00:00 UTC, a Monday.
@@ -162,3 +163,70 @@ def test_a_holiday_today_is_read_as_a_rest_day() -> None:
     drop[-12:] *= Tenant().rest_factor
     result = fit(times, drop[:, None]).score(times, drop[:, None], n_eval=12)
     assert result.is_anomaly[-1, 0]
+
+
+def batch_pool(t: np.ndarray, tenant: Tenant, seed: int) -> np.ndarray:
+    """A connection pool: flat integers all day, 30 busier during a local night-batch hour
+    (03:00-04:00), with additive noise: its only daily feature is that hour."""
+    rng = np.random.default_rng(seed)
+    hours = np.mod(local_seconds(t, tenant) / 3600.0, 24.0)
+    level = 10.0 + 30.0 * ((hours >= 3.0) & (hours < 4.0))
+    return np.round(level + 1.5 * rng.standard_normal(t.size))
+
+
+def test_a_tenant_s_clock_and_weekend_are_read_off_all_its_metrics() -> None:
+    # The request rate shows the clock switch and the weekend; the connection pool alone
+    # shows neither clearly. Read together (grouped by tenant), the pool's batch hour is
+    # realigned with the clocks, so the newest batch hour is expected where it now falls;
+    # a second tenant without a switch is read apart and keeps its own clock.
+    end = _MONDAY + 9 * 86400 + 4.5 * 3600  # Wednesday 04:30 UTC, after the batch hour
+    times = week(end)
+    moved = Tenant(offset_hours=1.0, switch_at=end - 2.6 * 86400, switch_hours=-1.0)
+    still = Tenant(offset_hours=1.0)
+    values = np.column_stack(
+        [
+            rate(times, moved, seed=1),
+            batch_pool(times, moved, seed=2),
+            rate(times, still, seed=3),
+            batch_pool(times, still, seed=4),
+        ]
+    )
+    groups = np.array([0, 0, 1, 1])
+    calendar = estimate_calendars(times, values, STEP, groups=groups)
+    assert calendar.switch.shift_seconds.tolist() == [-3600.0, -3600.0, 0.0, 0.0]
+    assert abs(calendar.switch.at[1] - moved.switch_at) <= 86400
+    assert calendar.rest[:, 0].tolist() == calendar.rest[:, 2].tolist()
+    assert calendar.rest[5:, 0].all() and not calendar.rest[:5, 0].any()
+    # The flat pool shows no weekend of its own: it keeps one daily profile.
+    assert not calendar.rest[:, [1, 3]].any()
+    # Apart, the pool misses the move.
+    own = estimate_calendars(times, values[:, 1:2], STEP)
+    assert own.switch.shift_seconds[0] == 0.0
+    # Fitted by the tenant's calendar, the pool's batch hour today is where it now falls.
+    pooled = AnomalyModel(step_seconds=STEP, use_iforest=False).fit(
+        times, values[:, [1]], calendar.select([1])
+    )
+    alone = AnomalyModel(step_seconds=STEP, use_iforest=False).fit(times, values[:, [1]])
+    hours = np.mod(local_seconds(times, moved) / 3600.0, 24.0)
+    batch_today = (times >= end - 6 * 3600) & (hours >= 3.0) & (hours < 4.0)
+    assert batch_today.sum() >= 6
+    for model, wrong in ((pooled, False), (alone, True)):
+        res = model.score_history(times, values[:, [1]])
+        assert res.is_anomaly[batch_today, 0].any() == wrong
+
+
+def test_calendars_of_one_series_each_are_the_series_own() -> None:
+    end = _MONDAY + 9 * 86400 + 10 * 3600
+    times = week(end)
+    values = np.column_stack(
+        [rate(times, Tenant(offset_hours=h, rest=(4, 5)), seed=7) for h in (-5.0, 3.0)]
+    )
+    grouped = estimate_calendars(times, values, STEP, groups=np.array([0, 1]))
+    alone = [estimate_calendars(times, values[:, [j]], STEP) for j in range(2)]
+    for j in range(2):
+        assert grouped.offset[j] == alone[j].offset[0]
+        assert grouped.rest[:, j].tolist() == alone[j].rest[:, 0].tolist()
+    with pytest.raises(ValueError, match="groups"):
+        estimate_calendars(times, values, STEP, groups=np.array([0]))
+    with pytest.raises(ValueError, match="calendar"):
+        AnomalyModel(step_seconds=STEP).fit(times, values, grouped.select([0]))
