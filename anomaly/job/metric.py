@@ -634,14 +634,15 @@ def metric_outcomes(
     source: PrometheusSource,
     store: ModelStore | None,
     calendars: TenantCalendars | None = None,
+    frames: dict[str, Frame] | None = None,
 ) -> list[MetricOutcome]:
     """The outcomes of the metrics at ``metrics`` (indices into ``config.metrics``, in order)
-    for batch ``index`` of ``plan``, sharing their reads (see :func:`score_metric`) and the
-    tenants' ``calendars`` (default: read on the first fit).
+    for batch ``index`` of ``plan``, sharing their reads (see :func:`score_metric`; ``frames``:
+    reads made already) and the tenants' ``calendars`` (default: read on the first fit).
 
     Each scored metric logs a progress line as it finishes, prefixed with its batch when the
     run has several (in a worker process too: its log records reach the run's log)."""
-    frames: dict[str, Frame] = {}
+    frames = {} if frames is None else dict(frames)
     if calendars is None:
         tenants = None if plan.batches is None else plan.batches[index]
         calendars = TenantCalendars(config, now=now, source=source, tenants=tenants, frames=frames)

@@ -30,6 +30,7 @@ import numpy as np
 
 from anomaly.config import Config
 from anomaly.errors import StoreError
+from anomaly.frame import Frame
 from anomaly.health import TenantHealth, global_health, tenant_health
 from anomaly.io.prometheus import PrometheusSource
 from anomaly.io.pushgateway import PushgatewaySink, PushReport, Sample
@@ -190,8 +191,10 @@ def _batch_in_worker(work: _Work, index: int) -> BatchResult:
         )
 
 
-def _unit_in_worker(work: _Work, unit: list[int]) -> list[MetricOutcome]:
-    """The outcomes of one group of metrics (:func:`_metric_units`) of a run of one batch."""
+def _unit_in_worker(work: _Work, task: tuple[list[int], dict[str, Frame]]) -> list[MetricOutcome]:
+    """The outcomes of one group of metrics (:func:`_metric_units`) of a run of one batch,
+    with the reads of them already made (those the tenants' calendars needed)."""
+    unit, reads = task
     with PrometheusSource(work.config.prometheus) as source:
         return metric_outcomes(
             work.config,
@@ -202,7 +205,18 @@ def _unit_in_worker(work: _Work, unit: list[int]) -> list[MetricOutcome]:
             source=source,
             store=work.store,
             calendars=TenantCalendars.given(work.config, work.calendars, work.now),
+            frames=reads,
         )
+
+
+def _names(config: Config, unit: list[int]) -> set[str]:
+    """The metrics a unit reads: its own and the rates of its forecasts."""
+    out = {config.metrics[i].name for i in unit}
+    for i in unit:
+        fc = config.metrics[i].forecast
+        if fc is not None and fc.rate is not None:
+            out.add(fc.rate)
+    return out
 
 
 def _metric_units(config: Config) -> list[list[int]]:
@@ -293,20 +307,23 @@ def _batch_results(
             )
         return
     work = _Work(config, plan, now, store)
+    reads: dict[str, Frame] = {}
     if single and refit_due(config, plan, 0, store, now):
         # The metrics are fitted in separate processes: the tenants' calendars, which each
-        # fit reads off all of a tenant's metrics, are read here once for all of them.
-        work = dataclasses.replace(
-            work,
-            calendars=read_calendar_book(
-                config, now=now, source=source, tenants=None, frames={}, errors={}
-            ),
+        # fit reads off all of a tenant's metrics, are read here once for all of them, and
+        # each unit gets the reads of its metrics with its task instead of reading them again.
+        book = read_calendar_book(
+            config, now=now, source=source, tenants=None, frames=reads, errors={}
         )
+        work = dataclasses.replace(work, calendars=book)
+    tasks = [
+        (unit, {n: f for n, f in reads.items() if n in _names(config, unit)}) for unit in units
+    ]
     with _worker_pool(min(workers, len(units) if single else plan.n_batches)) as pool:
         if single:
             by_index: dict[int, MetricOutcome] = {}
             for unit, outcomes in zip(
-                units, pool.map(functools.partial(_unit_in_worker, work), units), strict=True
+                units, pool.map(functools.partial(_unit_in_worker, work), tasks), strict=True
             ):
                 by_index.update(zip(unit, outcomes, strict=True))
             outcomes = [by_index[i] for i in range(len(config.metrics))]
