@@ -415,11 +415,10 @@ def _calendar(
         again = odd.any(axis=0)
         offset2, rest2 = _search(dev[:, :, again], d0, median_day[:, again])
         offset[again], rest[:, again] = offset2, rest2
-        means, is_rest, _, _ = _day_means(dev, offset, rest, d0)
     # The rest days must stand apart from the work days as whole days: their mean deviation
     # beyond _MIN_SEPARATION times the spread of the work days' (noise and wander), so a
     # few days of noise never make a weekend.
-    distinct = _separation(means, is_rest, n_cells, cell_spread) >= _MIN_SEPARATION
+    distinct = _separation(dev, offset, rest, d0, cell_spread) >= _MIN_SEPARATION
     rest &= distinct[None, :]
     offset = np.where(distinct, offset, 0.0)
     return offset, rest, np.where(distinct, _explained(dev, offset, rest, d0), 0.0)
@@ -462,8 +461,7 @@ def _adopt(
     if n_cells == 0 or n_days < 3 or grid.shape[1] == 0:
         return np.zeros(grid.shape[1], dtype=bool)
     dev, _, cell_spread = _deviations(grid, n_days, n_slots)
-    means, is_rest, _, _ = _day_means(dev, offset, rest, d0)
-    sep = _separation(means, is_rest, n_cells, cell_spread)
+    sep = _separation(dev, offset, rest, d0, cell_spread)
     ok: np.ndarray = (_explained(dev, offset, rest, d0) >= _MIN_EXPLAINED) & (
         sep >= _MIN_SEPARATION
     )
@@ -565,33 +563,62 @@ def _odd_days(means: np.ndarray, is_rest: np.ndarray) -> np.ndarray:
 
 
 def _separation(
-    means: np.ndarray, is_rest: np.ndarray, n_cells: int, cell_spread: np.ndarray
+    dev: np.ndarray, offset: np.ndarray, rest: np.ndarray, d0: int, cell_spread: np.ndarray
 ) -> np.ndarray:
-    """How far the rest days' mean deviation lies from the work days', in robust spreads of
-    the work days' means (per series; 0 without rest days, three work days and five days).
+    """How far each series' rest days lie from its work days, in robust spreads of the work
+    days' mean deviations (0 without rest days, three full work days and five days).
+
+    Each day is compared with the work days at its own hours (its mean deviation from their
+    median at each time of day), so a rest day cut by the window's edge (the newest one, a
+    six-day week's only rest day split across both ends of a week's window) counts with six
+    hours or more, where a work day needs 80 % of its cells.
 
     Parameters
     ----------
-    means, is_rest : see :func:`_day_means`.
+    dev : ndarray of shape (n_days, n_cells, n_series)
+        :func:`_deviations`.
     cell_spread : ndarray of shape (n_series,)
         Robust spread of single cells' deviations.
     """
-    work = np.where(~is_rest, means, np.nan)
-    off = np.where(is_rest, means, np.nan)
+    n_days, n_cells, n_s = dev.shape
+    n = n_days * n_cells
+    o = np.rint(offset / (SECONDS_PER_DAY / n_cells)).astype(np.int64)
+    cell_day = np.floor_divide(np.arange(n)[:, None] + o[None, :], n_cells)
+    weekday = (cell_day + d0 + _EPOCH_WEEKDAY) % 7
+    resting = np.take_along_axis(rest, weekday, axis=0)  # (n, n_s)
+    work_level = nanmedian0(
+        np.where(resting.reshape(dev.shape), np.nan, dev)
+    )  # (n_cells, n_s): the work days at each time of day
+    flat = (dev - work_level[None]).reshape(n, n_s)
+    fin = np.isfinite(flat)
+    lo, hi = int(cell_day.min()), int(cell_day.max())
+    work = np.full((hi - lo + 1, n_s), np.nan)
+    off = np.full((hi - lo + 1, n_s), np.nan)
+    fewest = np.full(n_s, float(n_cells))
+    for i, ld in enumerate(range(lo, hi + 1)):
+        on = cell_day == ld
+        count = np.sum(on & fin, axis=0)
+        mean = np.nansum(np.where(on, flat, np.nan), axis=0) / np.maximum(count, 1)
+        is_rest = np.any(on & resting, axis=0)
+        work[i] = np.where(~is_rest & (count >= 0.8 * n_cells), mean, np.nan)
+        part = is_rest & (count >= n_cells // 4)
+        off[i] = np.where(part, mean, np.nan)
+        fewest = np.where(part, np.minimum(fewest, count), fewest)
     n_work = np.sum(np.isfinite(work), axis=0)
     n_rest = np.sum(np.isfinite(off), axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         # Medians and MAD: one odd work day (an incident, the day in progress) neither
         # moves the work days' level nor widens their spread.
         work_mean = nanmedian0(work)
-        rest_mean = nanmedian0(off)
+        diff = np.abs(nanmedian0(off) - work_mean)
         spread = 1.4826 * nanmedian0(np.abs(work - work_mean))
         # Floors: what the cells' noise alone spreads a day's mean by (twice, for its
-        # autocorrelation), and a tenth of the difference itself, so that a few nearly
-        # equal work days do not make any difference look separated.
-        noise = 2.0 * cell_spread / np.sqrt(n_cells)
-        spread = np.maximum(np.maximum(spread, noise), 0.1 * np.abs(rest_mean - work_mean))
-        sep = np.abs(rest_mean - work_mean) / spread
+        # autocorrelation; over the fewest cells a rest day was seen with), and a tenth of
+        # the difference itself, so that a few nearly equal work days do not make any
+        # difference look separated.
+        noise = 2.0 * cell_spread / np.sqrt(np.maximum(fewest, 1.0))
+        spread = np.maximum(np.maximum(spread, noise), 0.1 * diff)
+        sep = diff / spread
     ok = (n_work >= 3) & (n_rest >= 1) & (n_work + n_rest >= 5) & np.isfinite(sep)
     return np.where(ok, sep, 0.0)
 

@@ -90,6 +90,16 @@ def test_rest_days_and_day_start_are_the_tenant_s_own(tenant: Tenant, rest_names
     assert np.array_equal(weekday[day_hours], truth[day_hours])
 
 
+def test_a_six_day_week_split_across_the_window_s_ends_still_has_its_rest_day() -> None:
+    # A week's window that ends on a Sunday afternoon holds that Sunday's first hours and the
+    # previous Sunday's last ones, no whole rest day: the partial days still show it.
+    end = _MONDAY + 13 * 86400 + 16 * 3600  # Sunday 16:00 UTC
+    times = week(end)
+    tenant = Tenant(rest=(6,), rest_factor=0.6)
+    model = fit(times, rate(times, tenant, seed=3)[:, None])
+    assert "rest Sun" in model.seasonal_.calendar_[0]
+
+
 def test_noise_alone_makes_no_weekend() -> None:
     rng = np.random.default_rng(3)
     for end_days in (4.5, 5.5, 7.0):
