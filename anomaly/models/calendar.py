@@ -55,6 +55,10 @@ _MIN_SEPARATION = 2.5
 _TIE = 0.005
 #: Day-to-day deviations are winsorised at this many robust spreads.
 _CLIP = 4.0
+#: A series takes its tenant's rest days (read off another of its series) on this fraction
+#: of the evidence it would need to read them alone: the calendar is known, the question is
+#: only whether this series follows it.
+_ADOPT = 0.5
 #: Share by which moving the older days' clock must bring them closer to the newer ones.
 _MIN_OWN_GAIN = 0.3
 _MAX_CROSS = 1.25
@@ -462,8 +466,8 @@ def _adopt(
         return np.zeros(grid.shape[1], dtype=bool)
     dev, _, cell_spread = _deviations(grid, n_days, n_slots)
     sep = _separation(dev, offset, rest, d0, cell_spread)
-    ok: np.ndarray = (_explained(dev, offset, rest, d0) >= _MIN_EXPLAINED) & (
-        sep >= _MIN_SEPARATION
+    ok: np.ndarray = (_explained(dev, offset, rest, d0) >= _ADOPT * _MIN_EXPLAINED) & (
+        sep >= _ADOPT * _MIN_SEPARATION
     )
     return ok & rest.any(axis=0)
 
