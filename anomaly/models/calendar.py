@@ -573,9 +573,10 @@ def _separation(
     days' mean deviations (0 without rest days, three full work days and five days).
 
     Each day is compared with the work days at its own hours (its mean deviation from their
-    median at each time of day), so a rest day cut by the window's edge (the newest one, a
-    six-day week's only rest day split across both ends of a week's window) counts with six
-    hours or more, where a work day needs 80 % of its cells.
+    median at each time of day), so a rest day cut by the window's older edge (a six-day
+    week's only rest day split across both ends of a week's window) counts with six hours
+    or more, where a work day needs 80 % of its cells. The newest day never counts as a rest
+    day: a pattern seen only today (a drift of hours) is an incident, not a weekend.
 
     Parameters
     ----------
@@ -599,13 +600,16 @@ def _separation(
     work = np.full((hi - lo + 1, n_s), np.nan)
     off = np.full((hi - lo + 1, n_s), np.nan)
     fewest = np.full(n_s, float(n_cells))
+    # The newest day of each series is in progress: a part of it shows where today is odd (an
+    # incident of hours), not where a week rests.
+    newest = np.max(np.where(np.isfinite(flat), cell_day, lo - 1), axis=0)
     for i, ld in enumerate(range(lo, hi + 1)):
         on = cell_day == ld
         count = np.sum(on & fin, axis=0)
         mean = np.nansum(np.where(on, flat, np.nan), axis=0) / np.maximum(count, 1)
         is_rest = np.any(on & resting, axis=0)
         work[i] = np.where(~is_rest & (count >= 0.8 * n_cells), mean, np.nan)
-        part = is_rest & (count >= n_cells // 4)
+        part = is_rest & (count >= n_cells // 4) & (ld < newest)
         off[i] = np.where(part, mean, np.nan)
         fewest = np.where(part, np.minimum(fewest, count), fewest)
     n_work = np.sum(np.isfinite(work), axis=0)

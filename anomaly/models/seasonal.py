@@ -115,6 +115,7 @@ class SeasonalBaseline(FittedState):
         "day_offset": Field(np.float64, (SERIES,), finite=True),
         "calendar": Field(np.str_, (SERIES,)),
         "profile": Field(np.float64, ("n_types", "n_slots", SERIES), finite=True),
+        "seen": Field(np.bool_, ("n_types", "n_slots", SERIES)),
         "scale": Field(np.float64, ("n_slots", SERIES), finite=True),
         "stuck_cost": Field(np.float64, ("n_slots", SERIES), finite=True),
         "stuck_cost_zero": Field(np.float64, ("n_slots", SERIES), finite=True),
@@ -265,6 +266,7 @@ class SeasonalBaseline(FittedState):
             dtype=np.str_,
         ).reshape(n_s)
         self.profile_ = profile
+        self.seen_ = _seen(masked, pgrid, profile.shape[0], n_days, n_slots, k)
         self.scale_ = scale
         self.stuck_cost_, self.stuck_cost_zero_, self.stuck_tol_ = _fit_stuck(
             grid, n_days, n_slots, ks
@@ -302,10 +304,35 @@ class SeasonalBaseline(FittedState):
         self._check_fitted()
         t = np.asarray(times, dtype=np.float64)
         types = self._types(t)
-        if values is not None:
-            swapped = self.today_swapped(t, values)
-            types = np.where(swapped, self._other(types), types)
-        return self._profile_at(t, types)
+        if values is None:
+            return self._profile_at(t, types)
+        swapped = self.today_swapped(t, values)
+        types = np.where(swapped, self._other(types), types)
+        expected = self._profile_at(t, types)
+        return expected + self._today_level(t, values, types, expected)
+
+    def _today_level(
+        self, t: np.ndarray, values: np.ndarray, types: np.ndarray, expected: np.ndarray
+    ) -> np.ndarray:
+        """Where today's day type was never seen at this time of day in training (a six-day
+        week's only rest day, whose last occurrence sits at the window's far edge, is seen
+        there only in its evening hours), the profile there is a guess: today's own level
+        against it, from its rows of such hours between four hours and one hour before the
+        newest one (one hour of them at least; the guessed shape drifts over a day), is
+        added to it. Shape (n_t, n_series); 0 elsewhere."""
+        v = np.asarray(values, dtype=np.float64)
+        _, slot, _ = calendar_index(t, self.step_seconds, self.n_slots_)
+        n_s = v.shape[1]
+        unseen = ~self.seen_[types, slot[:, None], np.arange(n_s)[None, :]]
+        day = local_day(t, self.day_offset_)
+        today = (day == day[-1][None, :]) & unseen
+        y = to_model_space(v, self.c_)
+        recent = (t <= t[-1] - 3600.0) & (t > t[-1] - 4 * 3600.0)
+        votes = today & np.isfinite(y) & recent[:, None]
+        enough = np.sum(votes, axis=0) * self.step_seconds >= 3600.0
+        level = nanmedian0(np.where(votes, y - expected, np.nan))
+        ok = enough & np.isfinite(level)
+        return np.where(today & ok[None, :], np.where(ok, level, 0.0)[None, :], 0.0)
 
     def _types(self, t: np.ndarray) -> np.ndarray:
         return np.take_along_axis(self.day_type_, local_weekday(t, self.day_offset_), axis=0)
@@ -498,9 +525,8 @@ class SeasonalBaseline(FittedState):
         if any(s["profile"].shape[0] != states[0]["profile"].shape[0] for s in states):
             for s in states:  # mixed weekly / day-type models: expand to one profile per weekday
                 n_s = s["profile"].shape[-1]
-                s["profile"] = s["profile"][s["day_type"], :, np.arange(n_s)[None, :]].transpose(
-                    0, 2, 1
-                )
+                for name in ("profile", "seen"):
+                    s[name] = s[name][s["day_type"], :, np.arange(n_s)[None, :]].transpose(0, 2, 1)
                 s["day_type"] = np.repeat(np.arange(7, dtype=np.int64)[:, None], n_s, axis=1)
 
     # ------------------------------------------------------------------ helpers
@@ -805,6 +831,20 @@ def _fit_profiles(
         prof = pooled(wd_grid == w, prior, 2 * k + 1)
         by_weekday[w] = np.where(np.isfinite(prof), prof, prior)
     return by_weekday
+
+
+def _seen(
+    grid: np.ndarray, pgrid: np.ndarray, n_types: int, n_days: int, n_slots: int, k: int
+) -> np.ndarray:
+    """Whether each profile had a training value at each slot or its ``k`` neighbours on either
+    side, shape (n_types, n_slots, n_series), from the grid and each cell's profile index."""
+    n_s = grid.shape[1]
+    finite = np.isfinite(grid)
+    out = np.zeros((n_types, n_slots, n_s), dtype=bool)
+    for g in range(n_types):
+        count = np.sum((finite & (pgrid == g)).reshape(n_days, n_slots, n_s), axis=0)
+        out[g] = np.nansum(sliding_stack(count.astype(np.float64), k), axis=0) > 0
+    return out
 
 
 def _grid_expected(profile: np.ndarray, type_grid: np.ndarray, n_slots: int) -> np.ndarray:
