@@ -209,16 +209,6 @@ def _unit_in_worker(work: _Work, task: tuple[list[int], dict[str, Frame]]) -> li
         )
 
 
-def _names(config: Config, unit: list[int]) -> set[str]:
-    """The metrics a unit reads: its own and the rates of its forecasts."""
-    out = {config.metrics[i].name for i in unit}
-    for i in unit:
-        fc = config.metrics[i].forecast
-        if fc is not None and fc.rate is not None:
-            out.add(fc.rate)
-    return out
-
-
 def _metric_units(config: Config) -> list[list[int]]:
     """The metrics' indices in groups that share reads: a forecast metric joins the metric that
     is its rate; groups in order of their first metric, each in config order."""
@@ -316,9 +306,12 @@ def _batch_results(
             config, now=now, source=source, tenants=None, frames=reads, errors={}
         )
         work = dataclasses.replace(work, calendars=book)
-    tasks = [
-        (unit, {n: f for n, f in reads.items() if n in _names(config, unit)}) for unit in units
-    ]
+    # A unit holds a forecast metric's rate metric too (:func:`_metric_units`): its own
+    # metrics are all it reads.
+    tasks: list[tuple[list[int], dict[str, Frame]]] = []
+    for unit in units:
+        names = {config.metrics[i].name for i in unit}
+        tasks.append((unit, {n: f for n, f in reads.items() if n in names}))
     with _worker_pool(min(workers, len(units) if single else plan.n_batches)) as pool:
         if single:
             by_index: dict[int, MetricOutcome] = {}

@@ -8,15 +8,16 @@ vectorised over series, on quarter-hour medians of the model-space grid:
 
 * :func:`estimate_clock_switch`: whether the series' daily pattern moved by one hour from
   one day on (a daylight-saving switch), chosen against "no switch" by how much closer the
-  days come to their common profile; :func:`realign` moves the older days onto the newest
-  clock, so the profiles learn one pattern instead of a blur of two;
+  days come to their common profile; :meth:`ClockSwitch.realign` moves the older days onto
+  the newest clock, so the profiles learn one pattern instead of a blur of two;
 * :func:`estimate_calendar`: where the series' day starts (any quarter hour from -12 h to
   +14 h around UTC) and which weekdays are rest days (none, one, or two consecutive ones),
   chosen by how much of the day-to-day variation each candidate explains (a between-groups
   sum of squares per time of day). A candidate must explain a clear share of it; otherwise
   the series has no rest days (one daily profile).
 
-The choice is recorded per series (:func:`describe`) and kept in the fitted model.
+:func:`read_calendars` does both in turn (and, given each series' tenant, reads them per
+tenant). The choice is recorded per series (:func:`describe`) and kept in the fitted model.
 """
 
 from __future__ import annotations
@@ -161,6 +162,12 @@ def cells_per_day(n_slots: int) -> int:
     return 0
 
 
+def cell_times(first_day: int, n_days: int, n_slots: int) -> np.ndarray:
+    """Start time (epoch seconds) of every cell of a grid of ``n_days`` whole UTC days of
+    ``n_slots`` slots from UTC day ``first_day``."""
+    return first_day * SECONDS_PER_DAY + np.arange(n_days * n_slots) * (SECONDS_PER_DAY / n_slots)
+
+
 def day_cells(grid: np.ndarray, n_days: int, n_slots: int) -> np.ndarray:
     """Median of each cell of :func:`cells_per_day`, shape (n_days, n_cells, n_series)."""
     n_cells = cells_per_day(n_slots)
@@ -181,8 +188,8 @@ def estimate_clock_switch(
     """Find a one-hour move of each series' daily pattern (see the module docstring).
 
     Works on each series' own days (``offset`` and ``rest``, see :func:`estimate_calendar`;
-    UTC days without rest days without them): a clock moves at night, so a switch falls between two of them. Every pair of
-    days is compared at its own level (the spread of the cell-by-cell difference around its
+    UTC days without rest days without them): a clock moves at night, so a switch falls
+    between two of them. Every pair of days is compared at its own level (the spread of the cell-by-cell difference around its
     median) with the older day as it is and moved by one hour either way. A switch before
     day ``k`` in one direction is chosen when, over the pairs it separates, the median
     distance drops by :data:`_MIN_OWN_GAIN` with the move, and the moved pairs are then about
@@ -293,7 +300,7 @@ def read_calendars(
     by its tenant's request rate, where its own days alone are too flat to show the move.
     """
     n_s = grid.shape[1]
-    offset, rest, explained = _calendar(grid, n_days, n_slots, d0)
+    offset, rest, explained = estimate_calendar(grid, n_days, n_slots, d0)
     switch = estimate_clock_switch(grid, n_days, n_slots, d0, offset, rest)
     switch = ClockSwitch(
         np.where(sparse, -np.inf, switch.at),
@@ -310,10 +317,11 @@ def read_calendars(
         switch = ClockSwitch(at, shift, gain)
     moved = switch.shift_seconds != 0
     if moved.any():
-        cell_time = d0 * SECONDS_PER_DAY + np.arange(n_days * n_slots) * (SECONDS_PER_DAY / n_slots)
-        grid = switch.realign(cell_time, grid)
+        grid = switch.realign(cell_times(d0, n_days, n_slots), grid)
         cols = np.flatnonzero(moved)
-        offset[cols], rest[:, cols], explained[cols] = _calendar(grid[:, cols], n_days, n_slots, d0)
+        offset[cols], rest[:, cols], explained[cols] = estimate_calendar(
+            grid[:, cols], n_days, n_slots, d0
+        )
     for cols in members:
         lead = cols[int(np.argmax(explained[cols]))]
         if explained[lead] <= 0:
@@ -354,28 +362,6 @@ def local_weekday(times: np.ndarray, offset: np.ndarray) -> np.ndarray:
     return (local_day(times, offset) + _EPOCH_WEEKDAY) % 7
 
 
-def estimate_calendar(
-    grid: np.ndarray, n_days: int, n_slots: int, d0: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each series' day start and rest days (see the module docstring).
-
-    Parameters
-    ----------
-    grid : ndarray of shape (n_days * n_slots, n_series)
-        Model-space values on UTC days ``d0 .. d0 + n_days - 1``, realigned.
-
-    Returns
-    -------
-    offset : ndarray of shape (n_series,)
-        Seconds added to UTC to get the series' day (its local midnight falls at UTC
-        ``-offset``).
-    rest : ndarray of bool, shape (7, n_series)
-        Its rest weekdays (none: one daily profile).
-    """
-    offset, rest, _ = _calendar(grid, n_days, n_slots, d0)
-    return offset, rest
-
-
 def _deviations(
     grid: np.ndarray, n_days: int, n_slots: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -393,11 +379,26 @@ def _deviations(
     return dev, median_day, np.where(np.isfinite(spread), spread, 0.0)
 
 
-def _calendar(
+def estimate_calendar(
     grid: np.ndarray, n_days: int, n_slots: int, d0: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`estimate_calendar`, and the share of the day-to-day variation its rest days
-    explain (0 without rest days), shape (n_series,)."""
+    """Each series' day start and rest days (see the module docstring).
+
+    Parameters
+    ----------
+    grid : ndarray of shape (n_days * n_slots, n_series)
+        Model-space values on UTC days ``d0 .. d0 + n_days - 1``, realigned.
+
+    Returns
+    -------
+    offset : ndarray of shape (n_series,)
+        Seconds added to UTC to get the series' day (its local midnight falls at UTC
+        ``-offset``).
+    rest : ndarray of bool, shape (7, n_series)
+        Its rest weekdays (none: one daily profile).
+    explained : ndarray of shape (n_series,)
+        The share of the day-to-day variation its rest days explain (0 without rest days).
+    """
     n_s = grid.shape[1]
     offset = np.zeros(n_s)
     rest = np.zeros((7, n_s), dtype=bool)
@@ -428,15 +429,24 @@ def _calendar(
     return offset, rest, np.where(distinct, _explained(dev, offset, rest, d0), 0.0)
 
 
+def _local_days(
+    n_days: int, n_cells: int, offset: np.ndarray, d0: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The local day (relative to UTC day ``d0``) and weekday of each cell of ``n_days`` UTC
+    days of ``n_cells`` cells, on each series' day (``offset``), both of shape
+    (n_days * n_cells, n_series)."""
+    o = np.rint(offset / (SECONDS_PER_DAY / n_cells)).astype(np.int64)
+    cell_day = np.floor_divide(np.arange(n_days * n_cells)[:, None] + o[None, :], n_cells)
+    return cell_day, (cell_day + d0 + _EPOCH_WEEKDAY) % 7
+
+
 def _explained(dev: np.ndarray, offset: np.ndarray, rest: np.ndarray, d0: int) -> np.ndarray:
     """Share of the day-to-day variation ``dev`` (n_days, n_cells, n_s; see
     :func:`_deviations`) that each series' day start and rest days explain (the between-groups
     sum of squares per time of day of :func:`_search`), shape (n_series,)."""
-    n_days, n_cells, n_s = dev.shape
-    o = np.rint(offset / (SECONDS_PER_DAY / n_cells)).astype(np.int64)
-    cell = (np.arange(n_days)[:, None] * n_cells + np.arange(n_cells)[None, :])[..., None]
-    weekday = (np.floor_divide(cell + o[None, None, :], n_cells) + d0 + _EPOCH_WEEKDAY) % 7
-    w = np.take_along_axis(rest, weekday.reshape(-1, n_s), axis=0).reshape(dev.shape)
+    n_days, n_cells, _ = dev.shape
+    _, weekday = _local_days(n_days, n_cells, offset, d0)
+    w = np.take_along_axis(rest, weekday, axis=0).reshape(dev.shape)
     fin = np.isfinite(dev)
     dev0 = np.where(fin, dev, 0.0)
     s_all, n_all = dev0.sum(axis=0), fin.sum(axis=0)
@@ -537,10 +547,7 @@ def _day_means(
         The local day of row 0 of ``means``.
     """
     n_days, n_cells, n_s = dev.shape
-    o = np.rint(offset / (SECONDS_PER_DAY / n_cells)).astype(np.int64)
-    cell = np.arange(n_days * n_cells)[:, None] + o[None, :]
-    cell_day = np.floor_divide(cell, n_cells)  # relative to d0
-    weekday = (cell_day + d0 + _EPOCH_WEEKDAY) % 7
+    cell_day, weekday = _local_days(n_days, n_cells, offset, d0)
     flat = dev.reshape(n_days * n_cells, n_s)
     lo, hi = int(cell_day.min()), int(cell_day.max())
     means = np.full((hi - lo + 1, n_s), np.nan)
@@ -587,9 +594,7 @@ def _separation(
     """
     n_days, n_cells, n_s = dev.shape
     n = n_days * n_cells
-    o = np.rint(offset / (SECONDS_PER_DAY / n_cells)).astype(np.int64)
-    cell_day = np.floor_divide(np.arange(n)[:, None] + o[None, :], n_cells)
-    weekday = (cell_day + d0 + _EPOCH_WEEKDAY) % 7
+    cell_day, weekday = _local_days(n_days, n_cells, offset, d0)
     resting = np.take_along_axis(rest, weekday, axis=0)  # (n, n_s)
     work_level = nanmedian0(
         np.where(resting.reshape(dev.shape), np.nan, dev)

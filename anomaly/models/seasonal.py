@@ -39,6 +39,7 @@ from anomaly.models.base import SERIES, Field, FittedState, param
 from anomaly.models.calendar import (
     Calendar,
     ClockSwitch,
+    cell_times,
     describe,
     local_day,
     local_weekday,
@@ -187,7 +188,7 @@ class SeasonalBaseline(FittedState):
         y[:, ~valid] = np.nan
 
         grid, d0, n_days = _day_grid(t_base, y, self.step_seconds, n_slots)
-        cell_time = _cell_times(d0, n_days, n_slots)
+        cell_time = cell_times(d0, n_days, n_slots)
         if calendar is None and self.estimate_day_offset:
             calendar = estimate_calendars(t, v, self.step_seconds, min_points=min_points)
         if calendar is not None:
@@ -324,8 +325,7 @@ class SeasonalBaseline(FittedState):
         _, slot, _ = calendar_index(t, self.step_seconds, self.n_slots_)
         n_s = v.shape[1]
         unseen = ~self.seen_[types, slot[:, None], np.arange(n_s)[None, :]]
-        day = local_day(t, self.day_offset_)
-        today = (day == day[-1][None, :]) & unseen
+        today = self._today(t) & unseen
         y = to_model_space(v, self.c_)
         recent = (t <= t[-1] - 3600.0) & (t > t[-1] - 4 * 3600.0)
         votes = today & np.isfinite(y) & recent[:, None]
@@ -333,6 +333,12 @@ class SeasonalBaseline(FittedState):
         level = nanmedian0(np.where(votes, y - expected, np.nan))
         ok = enough & np.isfinite(level)
         return np.where(today & ok[None, :], np.where(ok, level, 0.0)[None, :], 0.0)
+
+    def _today(self, t: np.ndarray) -> np.ndarray:
+        """Rows on each series' newest local day, shape (n_t, n_series)."""
+        day = local_day(t, self.day_offset_)
+        today: np.ndarray = day == day[-1][None, :]
+        return today
 
     def _types(self, t: np.ndarray) -> np.ndarray:
         return np.take_along_axis(self.day_type_, local_weekday(t, self.day_offset_), axis=0)
@@ -380,8 +386,7 @@ class SeasonalBaseline(FittedState):
         out = np.zeros(v.shape, dtype=bool)
         if self.profile_.shape[0] != 2 or t.shape[0] < 2:
             return out
-        day = local_day(t, self.day_offset_)
-        today = day == day[-1][None, :]
+        today = self._today(t)
         types = self._types(t)
         own = self._profile_at(t, types)
         other = self._profile_at(t, 1 - types)
@@ -721,11 +726,6 @@ def _day_grid(
     grid = np.full((n_days * n_slots, y.shape[1]), np.nan)
     grid[(day - first) * n_slots + slot] = y
     return grid, first, n_days
-
-
-def _cell_times(first_day: int, n_days: int, n_slots: int) -> np.ndarray:
-    """Start time (epoch seconds) of every cell of a :func:`_day_grid`."""
-    return first_day * SECONDS_PER_DAY + np.arange(n_days * n_slots) * (SECONDS_PER_DAY / n_slots)
 
 
 #: How far from a change of day type a row may still belong to the other side.
