@@ -46,7 +46,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MODEL_FORMAT = 5
+MODEL_FORMAT = 6
 #: Series fitted in one call (see :func:`load_or_fit`).
 FIT_CHUNK_SERIES = 64
 

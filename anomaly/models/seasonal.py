@@ -45,6 +45,13 @@ from anomaly.models.calendar import (
     local_weekday,
     read_calendars,
 )
+from anomaly.models.counts import (
+    PLAUSIBLE_Z,
+    band_edges,
+    count_unit,
+    fit_count_rates,
+    tail_z,
+)
 from anomaly.models.features import (
     SECONDS_PER_DAY,
     asinh_scale,
@@ -123,6 +130,8 @@ class SeasonalBaseline(FittedState):
         "stuck_tol": Field(np.float64, ("n_slots", SERIES), finite=True),
         "absent_cost": Field(np.float64, ("n_slots", SERIES), finite=True),
         "c": Field(np.float64, (SERIES,), finite=True),
+        "count_unit": Field(np.float64, (SERIES,), finite=True),
+        "count_mean": Field(np.float64, ("n_slots", SERIES), finite=True),
         "nonneg": Field(np.bool_, (SERIES,)),
         "center": Field(np.float64, (N_FEATURES, SERIES), finite=True),
         "spread": Field(np.float64, (N_FEATURES, SERIES), finite=True),
@@ -273,6 +282,7 @@ class SeasonalBaseline(FittedState):
             grid, n_days, n_slots, ks
         )
         self.absent_cost_ = _fit_absent(grid, cell_time, t_base, n_days, n_slots, ks)
+        self._fit_counts(grid, c, n_days, n_slots, ks)
         self.c_ = c
         with np.errstate(invalid="ignore"):
             self.nonneg_ = ~np.any(v < 0, axis=0)
@@ -287,6 +297,21 @@ class SeasonalBaseline(FittedState):
         self.center_[_LEARNED, :] = np.where(np.isfinite(center), center, 0.0)
         self.spread_[_LEARNED, :] = np.where(np.isfinite(spread) & (spread > 1e-9), spread, 1.0)
         return self
+
+    def _fit_counts(
+        self, grid: np.ndarray, c: np.ndarray, n_days: int, n_slots: int, ks: int
+    ) -> None:
+        """Sparse counts (:mod:`~anomaly.models.counts`): each series' event unit (0 for
+        other series) and mean count per slot, from its model-space grid."""
+        n_s = grid.shape[1]
+        values = from_model_space(grid, c)
+        unit = count_unit(values)
+        self.count_unit_ = unit
+        self.count_mean_ = np.zeros((n_slots, n_s))
+        cols = np.flatnonzero(unit > 0)
+        if cols.size:
+            events = np.rint(values[:, cols] / unit[cols])
+            self.count_mean_[:, cols] = fit_count_rates(events, n_days, n_slots, ks)
 
     @property
     def n_slots_(self) -> int:
@@ -368,6 +393,22 @@ class SeasonalBaseline(FittedState):
             other = np.where(near != own, (y - self._profile_at(t, near)) / scale, np.nan)
             with np.errstate(invalid="ignore"):
                 z = np.where(np.abs(other) < np.abs(z), other, z)
+        cols = np.flatnonzero(self.count_unit_ > 0)
+        if cols.size:
+            # A sparse count's residual: no larger than its own tails make it where those
+            # call the count plausible (:data:`~anomaly.models.counts.PLAUSIBLE_Z`).
+            _, slot, _ = calendar_index(t, self.step_seconds, self.n_slots_)
+            events = np.rint(v[:, cols] / self.count_unit_[cols])
+            own = tail_z(events, self.count_mean_[slot][:, cols])
+            part = z[:, cols]
+            with np.errstate(invalid="ignore"):
+                shrink = (
+                    np.isfinite(own)
+                    & (part * own > 0)
+                    & (np.abs(part) > np.abs(own))
+                    & (np.abs(own) < PLAUSIBLE_Z)
+                )
+            z[:, cols] = np.where(shrink, own, part)
         return z
 
     def today_swapped(self, times: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -433,6 +474,17 @@ class SeasonalBaseline(FittedState):
         expected = from_model_space(e, self.c_)
         lower = from_model_space(e - half, self.c_)
         upper = from_model_space(e + half, self.c_)
+        cols = np.flatnonzero(self.count_unit_ > 0)
+        if cols.size:  # a sparse count's band is also where its own tails begin
+            t = np.asarray(times, dtype=np.float64)
+            _, slot, _ = calendar_index(t, self.step_seconds, self.n_slots_)
+            unit = self.count_unit_[cols]
+            sig = np.broadcast_to(np.asarray(sigmas, dtype=np.float64), self.c_.shape)[cols]
+            lo, hi = band_edges(self.count_mean_[slot][:, cols], np.minimum(sig, PLAUSIBLE_Z))
+            lower[:, cols] = np.minimum(lower[:, cols], lo * unit)
+            upper[:, cols] = np.where(
+                np.isfinite(hi), np.maximum(upper[:, cols], hi * unit), upper[:, cols]
+            )
         lower = np.where(self.nonneg_, np.maximum(lower, 0.0), lower)
         invalid = ~self.valid_
         for a in (expected, lower, upper):
