@@ -60,6 +60,9 @@ _CLIP = 4.0
 #: of the evidence it would need to read them alone: the calendar is known, the question is
 #: only whether this series follows it.
 _ADOPT = 0.5
+#: A calendar reading of each series: day start (seconds), rest weekdays (7, n_series) and
+#: the share of the day-to-day variation they explain.
+Reading = tuple[np.ndarray, np.ndarray, np.ndarray]
 #: Share by which moving the older days' clock must bring them closer to the newer ones.
 _MIN_OWN_GAIN = 0.3
 _MAX_CROSS = 1.25
@@ -300,7 +303,8 @@ def read_calendars(
     by its tenant's request rate, where its own days alone are too flat to show the move.
     """
     n_s = grid.shape[1]
-    offset, rest, explained = estimate_calendar(grid, n_days, n_slots, d0)
+    (offset, rest, explained), today = _readings(grid, n_days, n_slots, d0)
+    today = (today[0].copy(), today[1].copy(), today[2].copy())
     switch = estimate_clock_switch(grid, n_days, n_slots, d0, offset, rest)
     switch = ClockSwitch(
         np.where(sparse, -np.inf, switch.at),
@@ -319,9 +323,11 @@ def read_calendars(
     if moved.any():
         grid = switch.realign(cell_times(d0, n_days, n_slots), grid)
         cols = np.flatnonzero(moved)
-        offset[cols], rest[:, cols], explained[cols] = estimate_calendar(
-            grid[:, cols], n_days, n_slots, d0
-        )
+        now, now_today = _readings(grid[:, cols], n_days, n_slots, d0)
+        offset[cols], rest[:, cols], explained[cols] = now
+        today[0][cols], today[1][:, cols], today[2][cols] = now_today
+    for cols in members:
+        _rest_today(grid, n_days, n_slots, d0, cols, (offset, rest, explained), today)
     for cols in members:
         lead = cols[int(np.argmax(explained[cols]))]
         if explained[lead] <= 0:
@@ -333,6 +339,67 @@ def read_calendars(
         offset[others[ok]] = offset[lead]
         rest[:, others[ok]] = rest[:, lead : lead + 1]
     return Calendar(offset, rest, switch)
+
+
+#: Share of a tenant's series that must read a rest day on the newest day for it to be one.
+_TODAY_QUORUM = 0.5
+#: Distinct readings of it tried as the tenant's (the clearest first).
+_TODAY_CANDIDATES = 3
+
+
+def _rest_today(
+    grid: np.ndarray,
+    n_days: int,
+    n_slots: int,
+    d0: int,
+    cols: np.ndarray,
+    reading: Reading,
+    today: Reading,
+) -> None:
+    """A tenant's rest day that the window shows only on its newest day (a six-day week's
+    Sunday when the window ends on one): where most of the tenant's series read no rest
+    days, but at least half of them (two or more) bear out one series' reading with the
+    newest day counted (``today``; the reading most of them bear out), those without rest
+    days of their own take that reading (``reading``, in place). One series alone never
+    reads its newest day as a rest day: that is an incident of hours as often as a weekend.
+    """
+    offset, rest, explained = reading
+    if np.any(rest[:, cols].any(axis=0)) and rest[:, cols].any(axis=0).mean() >= _TODAY_QUORUM:
+        return
+    o2, r2, e2 = today[0][cols], today[1][:, cols], today[2][cols]
+    if not r2.any():
+        return
+    size = cols.size
+    best: tuple[int, float, int, np.ndarray] | None = None
+    # The reading most of the tenant bears out, among its distinct readings (the clearest
+    # few: each is a pass over the tenant's grid).
+    readers = np.flatnonzero(r2.any(axis=0))
+    readers = readers[np.argsort(-e2[readers], kind="stable")]
+    seen: list[tuple[float, tuple[bool, ...]]] = []
+    for j in readers:
+        lead = int(j)
+        key_reading = (float(o2[lead]), tuple(bool(x) for x in r2[:, lead]))
+        if key_reading in seen or len(seen) >= _TODAY_CANDIDATES:
+            continue
+        seen.append(key_reading)
+        agree = _adopt(
+            grid[:, cols],
+            n_days,
+            n_slots,
+            d0,
+            np.repeat(o2[lead], size),
+            np.repeat(r2[:, lead : lead + 1], size, axis=1),
+            newest=True,
+        )
+        agree[lead] = True
+        key = (int(agree.sum()), float(e2[lead]))
+        if best is None or key > best[:2]:
+            best = (key[0], key[1], lead, agree)
+    if best is None or best[0] < max(2, _TODAY_QUORUM * size):
+        return
+    _, _, lead, agree = best
+    take = cols[agree & ~rest[:, cols].any(axis=0)]
+    offset[take], rest[:, take], explained[take] = o2[lead], r2[:, lead : lead + 1], e2[lead]
 
 
 def _groups(groups: np.ndarray | None, n_series: int) -> list[np.ndarray]:
@@ -382,7 +449,13 @@ def _deviations(
 def estimate_calendar(
     grid: np.ndarray, n_days: int, n_slots: int, d0: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each series' day start and rest days (see the module docstring).
+    """Each series' day start and rest days (see the module docstring)."""
+    return _readings(grid, n_days, n_slots, d0)[0]
+
+
+def _readings(grid: np.ndarray, n_days: int, n_slots: int, d0: int) -> tuple[Reading, Reading]:
+    """Each series' day start and rest days, without and with its newest day counted as a
+    possible rest day (:func:`_separation`): one search, two separation tests.
 
     Parameters
     ----------
@@ -391,6 +464,8 @@ def estimate_calendar(
 
     Returns
     -------
+    Two readings (without, with the newest day), each of
+
     offset : ndarray of shape (n_series,)
         Seconds added to UTC to get the series' day (its local midnight falls at UTC
         ``-offset``).
@@ -404,7 +479,8 @@ def estimate_calendar(
     rest = np.zeros((7, n_s), dtype=bool)
     n_cells = cells_per_day(n_slots)
     if n_cells == 0 or n_days < 3 or n_s == 0:
-        return offset, rest, np.zeros(n_s)
+        none = (offset, rest, np.zeros(n_s))
+        return none, none
     dev, median_day, cell_spread = _deviations(grid, n_days, n_slots)
     offset, rest = _search(dev, d0, median_day)
     # Days that fit neither type (a public holiday: a work day at a rest day's level) are
@@ -423,10 +499,13 @@ def estimate_calendar(
     # The rest days must stand apart from the work days as whole days: their mean deviation
     # beyond _MIN_SEPARATION times the spread of the work days' (noise and wander), so a
     # few days of noise never make a weekend.
-    distinct = _separation(dev, offset, rest, d0, cell_spread) >= _MIN_SEPARATION
-    rest &= distinct[None, :]
-    offset = np.where(distinct, offset, 0.0)
-    return offset, rest, np.where(distinct, _explained(dev, offset, rest, d0), 0.0)
+    out = []
+    for newest in (False, True):
+        distinct = _separation(dev, offset, rest, d0, cell_spread, newest) >= _MIN_SEPARATION
+        kept = rest & distinct[None, :]
+        start = np.where(distinct, offset, 0.0)
+        out.append((start, kept, np.where(distinct, _explained(dev, start, kept, d0), 0.0)))
+    return out[0], out[1]
 
 
 def _local_days(
@@ -467,6 +546,7 @@ def _adopt(
     d0: int,
     offset: np.ndarray,
     rest: np.ndarray,
+    newest: bool = False,
 ) -> np.ndarray:
     """Whether each series' own data bears out the given day start and rest days (as
     :func:`estimate_calendar` requires of its own choice: the share explained and the rest
@@ -475,7 +555,7 @@ def _adopt(
     if n_cells == 0 or n_days < 3 or grid.shape[1] == 0:
         return np.zeros(grid.shape[1], dtype=bool)
     dev, _, cell_spread = _deviations(grid, n_days, n_slots)
-    sep = _separation(dev, offset, rest, d0, cell_spread)
+    sep = _separation(dev, offset, rest, d0, cell_spread, newest)
     ok: np.ndarray = (_explained(dev, offset, rest, d0) >= _ADOPT * _MIN_EXPLAINED) & (
         sep >= _ADOPT * _MIN_SEPARATION
     )
@@ -574,7 +654,12 @@ def _odd_days(means: np.ndarray, is_rest: np.ndarray) -> np.ndarray:
 
 
 def _separation(
-    dev: np.ndarray, offset: np.ndarray, rest: np.ndarray, d0: int, cell_spread: np.ndarray
+    dev: np.ndarray,
+    offset: np.ndarray,
+    rest: np.ndarray,
+    d0: int,
+    cell_spread: np.ndarray,
+    newest: bool = False,
 ) -> np.ndarray:
     """How far each series' rest days lie from its work days, in robust spreads of the work
     days' mean deviations (0 without rest days, three full work days and five days).
@@ -582,8 +667,9 @@ def _separation(
     Each day is compared with the work days at its own hours (its mean deviation from their
     median at each time of day), so a rest day cut by the window's older edge (a six-day
     week's only rest day split across both ends of a week's window) counts with six hours
-    or more, where a work day needs 80 % of its cells. The newest day never counts as a rest
-    day: a pattern seen only today (a drift of hours) is an incident, not a weekend.
+    or more, where a work day needs 80 % of its cells. The newest day counts as a rest day
+    only with ``newest`` (the tenant's series agree on it, see :func:`read_calendars`): in
+    one series, a pattern seen only today (a drift of hours) is an incident, not a weekend.
 
     Parameters
     ----------
@@ -607,14 +693,14 @@ def _separation(
     fewest = np.full(n_s, float(n_cells))
     # The newest day of each series is in progress: a part of it shows where today is odd (an
     # incident of hours), not where a week rests.
-    newest = np.max(np.where(np.isfinite(flat), cell_day, lo - 1), axis=0)
+    last = np.max(np.where(np.isfinite(flat), cell_day, lo - 1), axis=0)
     for i, ld in enumerate(range(lo, hi + 1)):
         on = cell_day == ld
         count = np.sum(on & fin, axis=0)
         mean = np.nansum(np.where(on, flat, np.nan), axis=0) / np.maximum(count, 1)
         is_rest = np.any(on & resting, axis=0)
         work[i] = np.where(~is_rest & (count >= 0.8 * n_cells), mean, np.nan)
-        part = is_rest & (count >= n_cells // 4) & (ld < newest)
+        part = is_rest & (count >= n_cells // 4) & ((ld < last) | newest)
         off[i] = np.where(part, mean, np.nan)
         fewest = np.where(part, np.minimum(fewest, count), fewest)
     n_work = np.sum(np.isfinite(work), axis=0)

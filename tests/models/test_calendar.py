@@ -248,3 +248,27 @@ def test_calendars_of_one_series_each_are_the_series_own() -> None:
         estimate_calendars(times, values, STEP, groups=np.array([0]))
     with pytest.raises(ValueError, match="calendar"):
         AnomalyModel(step_seconds=STEP).fit(times, values, grouped.select([0]))
+
+
+def test_a_rest_day_seen_only_today_is_the_tenant_s_when_its_series_agree() -> None:
+    # A six-day week's window that ends on Sunday evening: the older Sunday shows only its
+    # last four night hours, so the rest day is seen on the newest day alone. One series
+    # never reads its newest day as a rest day (that is as often an incident of hours); a
+    # tenant whose series all show it does.
+    end = _MONDAY + 13 * 86400 + 20 * 3600  # Sunday 20:00 UTC
+    times = week(end)
+    tenant = Tenant(rest=(6,), rest_factor=0.6)
+    values = np.column_stack([rate(times, tenant, seed=s) * (1 + s) for s in range(4)])
+    alone = estimate_calendars(times, values[:, [0]], STEP)
+    assert not alone.rest.any()
+    together = estimate_calendars(times, values, STEP, groups=np.zeros(4, dtype=np.int64))
+    assert together.rest[6].all() and not together.rest[:6].any()
+    model = AnomalyModel(step_seconds=STEP, use_iforest=False).fit(times, values, together)
+    assert not model.score(times, values).is_anomaly[-1].any()
+    # One series low since this morning on a working Friday is an incident, not a rest day.
+    friday = end - 2 * 86400
+    times = week(friday)
+    values = np.column_stack([rate(times, tenant, seed=s) * (1 + s) for s in range(4)])
+    values[times >= friday - 14 * 3600, 0] *= 0.6
+    calendar = estimate_calendars(times, values, STEP, groups=np.zeros(4, dtype=np.int64))
+    assert not calendar.rest[4].any()
