@@ -304,7 +304,6 @@ def read_calendars(
     """
     n_s = grid.shape[1]
     (offset, rest, explained), today = _readings(grid, n_days, n_slots, d0)
-    today = (today[0].copy(), today[1].copy(), today[2].copy())
     switch = estimate_clock_switch(grid, n_days, n_slots, d0, offset, rest)
     switch = ClockSwitch(
         np.where(sparse, -np.inf, switch.at),
@@ -369,23 +368,27 @@ def _rest_today(
     o2, r2, e2 = today[0][cols], today[1][:, cols], today[2][cols]
     if not r2.any():
         return
+    if cells_per_day(n_slots) == 0 or n_days < 3:
+        return
     size = cols.size
-    best: tuple[int, float, int, np.ndarray] | None = None
+    dev, _, cell_spread = _deviations(grid[:, cols], n_days, n_slots)
     # The reading most of the tenant bears out, among its distinct readings (the clearest
-    # few: each is a pass over the tenant's grid).
+    # few first).
     readers = np.flatnonzero(r2.any(axis=0))
     readers = readers[np.argsort(-e2[readers], kind="stable")]
-    seen: list[tuple[float, tuple[bool, ...]]] = []
+    tried: list[tuple[float, tuple[bool, ...]]] = []
+    best_key, best_lead, best_agree = (0, 0.0), -1, np.zeros(size, dtype=bool)
     for j in readers:
         lead = int(j)
-        key_reading = (float(o2[lead]), tuple(bool(x) for x in r2[:, lead]))
-        if key_reading in seen or len(seen) >= _TODAY_CANDIDATES:
+        reading_key = (float(o2[lead]), tuple(bool(x) for x in r2[:, lead]))
+        if reading_key in tried:
             continue
-        seen.append(key_reading)
-        agree = _adopt(
-            grid[:, cols],
-            n_days,
-            n_slots,
+        if len(tried) == _TODAY_CANDIDATES:
+            break
+        tried.append(reading_key)
+        agree = _bears_out(
+            dev,
+            cell_spread,
             d0,
             np.repeat(o2[lead], size),
             np.repeat(r2[:, lead : lead + 1], size, axis=1),
@@ -393,13 +396,14 @@ def _rest_today(
         )
         agree[lead] = True
         key = (int(agree.sum()), float(e2[lead]))
-        if best is None or key > best[:2]:
-            best = (key[0], key[1], lead, agree)
-    if best is None or best[0] < max(2, _TODAY_QUORUM * size):
+        if key > best_key:
+            best_key, best_lead, best_agree = key, lead, agree
+    if best_key[0] < max(2, _TODAY_QUORUM * size):
         return
-    _, _, lead, agree = best
-    take = cols[agree & ~rest[:, cols].any(axis=0)]
-    offset[take], rest[:, take], explained[take] = o2[lead], r2[:, lead : lead + 1], e2[lead]
+    take = cols[best_agree & ~rest[:, cols].any(axis=0)]
+    offset[take] = o2[best_lead]
+    rest[:, take] = r2[:, best_lead : best_lead + 1]
+    explained[take] = e2[best_lead]
 
 
 def _groups(groups: np.ndarray | None, n_series: int) -> list[np.ndarray]:
@@ -479,8 +483,7 @@ def _readings(grid: np.ndarray, n_days: int, n_slots: int, d0: int) -> tuple[Rea
     rest = np.zeros((7, n_s), dtype=bool)
     n_cells = cells_per_day(n_slots)
     if n_cells == 0 or n_days < 3 or n_s == 0:
-        none = (offset, rest, np.zeros(n_s))
-        return none, none
+        return (offset, rest, np.zeros(n_s)), (offset.copy(), rest.copy(), np.zeros(n_s))
     dev, median_day, cell_spread = _deviations(grid, n_days, n_slots)
     offset, rest = _search(dev, d0, median_day)
     # Days that fit neither type (a public holiday: a work day at a rest day's level) are
@@ -546,15 +549,26 @@ def _adopt(
     d0: int,
     offset: np.ndarray,
     rest: np.ndarray,
-    newest: bool = False,
 ) -> np.ndarray:
     """Whether each series' own data bears out the given day start and rest days (as
     :func:`estimate_calendar` requires of its own choice: the share explained and the rest
     days' separation as whole days), shape (n_series,)."""
-    n_cells = cells_per_day(n_slots)
-    if n_cells == 0 or n_days < 3 or grid.shape[1] == 0:
+    if cells_per_day(n_slots) == 0 or n_days < 3 or grid.shape[1] == 0:
         return np.zeros(grid.shape[1], dtype=bool)
     dev, _, cell_spread = _deviations(grid, n_days, n_slots)
+    return _bears_out(dev, cell_spread, d0, offset, rest)
+
+
+def _bears_out(
+    dev: np.ndarray,
+    cell_spread: np.ndarray,
+    d0: int,
+    offset: np.ndarray,
+    rest: np.ndarray,
+    newest: bool = False,
+) -> np.ndarray:
+    """:func:`_adopt` on the series' deviations (:func:`_deviations`); with ``newest``, the
+    newest day may be one of the rest days (:func:`_separation`)."""
     sep = _separation(dev, offset, rest, d0, cell_spread, newest)
     ok: np.ndarray = (_explained(dev, offset, rest, d0) >= _ADOPT * _MIN_EXPLAINED) & (
         sep >= _ADOPT * _MIN_SEPARATION

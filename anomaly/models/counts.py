@@ -11,9 +11,9 @@ one row in a thousand, :data:`PLAUSIBLE_Z`): the Gaussian quantile of the probab
 least (at most) that many events at that time of day, under a Poisson law of the time of
 day's mean count. Rarer counts keep their residual: a burst of fifty failures where two
 are usual is as far out as ever, and a series whose days vary more than a Poisson's keeps
-the wider scale it learned. (A negative binomial of the day-to-day
-dispersion was tried: at means below one event its tail is so heavy that a queue jumping
-from 0 to 12 went unflagged.)
+the wider scale it learned. (A negative binomial of the day-to-day dispersion was tried: at
+means below one event its tail is so heavy that a queue jumping from 0 to 12 went
+unflagged.)
 """
 
 from __future__ import annotations
@@ -120,17 +120,17 @@ def band_edges(mean: np.ndarray, sigmas: np.ndarray) -> tuple[np.ndarray, np.nda
     tail is too small to sum (then the residual alone decides)."""
     lam = np.maximum(np.asarray(mean, dtype=np.float64), 1e-9)
     sig = np.broadcast_to(np.asarray(sigmas, dtype=np.float64), lam.shape[-1:])
-    p = np.array([0.5 * math.erfc(float(x) / math.sqrt(2.0)) for x in sig])
-    p_lo = p_hi = np.broadcast_to(p[None, :], lam.shape)
+    tail = [0.5 * math.erfc(float(x) / math.sqrt(2.0)) for x in sig]
+    p = np.broadcast_to(np.array(tail)[None, :], lam.shape)  # each side's tail probability
     lower = np.full(lam.shape, -0.5)
     upper = np.full(lam.shape, np.nan)
-    summable = p_hi > 1e-12
+    summable = p > 1e-12
     log_pmf = -lam
     cdf = np.zeros(lam.shape)
     for k in range(_MAX_EVENTS):
         cdf = cdf + np.exp(log_pmf)
-        lower = np.where((cdf <= p_lo) & (k < lam), k + 0.5, lower)
-        hit = summable & np.isnan(upper) & (1.0 - cdf <= p_hi)  # P(X >= k + 1) small enough
+        lower = np.where((cdf <= p) & (k < lam), k + 0.5, lower)
+        hit = summable & np.isnan(upper) & (1.0 - cdf <= p)  # P(X >= k + 1) small enough
         upper = np.where(hit, k + 0.5, upper)
         if k > lam.max() and not np.any(summable & np.isnan(upper)):
             break

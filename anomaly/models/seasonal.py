@@ -359,6 +359,15 @@ class SeasonalBaseline(FittedState):
         ok = enough & np.isfinite(level)
         return np.where(today & ok[None, :], np.where(ok, level, 0.0)[None, :], 0.0)
 
+    def _count_means(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The sparse counts' columns and their mean count at each of ``t``, shape
+        (n_t, n_counts)."""
+        cols = np.flatnonzero(self.count_unit_ > 0)
+        if cols.size == 0:
+            return cols, np.zeros((t.shape[0], 0))
+        _, slot, _ = calendar_index(t, self.step_seconds, self.n_slots_)
+        return cols, self.count_mean_[slot][:, cols]
+
     def _today(self, t: np.ndarray) -> np.ndarray:
         """Rows on each series' newest local day, shape (n_t, n_series)."""
         day = local_day(t, self.day_offset_)
@@ -393,13 +402,12 @@ class SeasonalBaseline(FittedState):
             other = np.where(near != own, (y - self._profile_at(t, near)) / scale, np.nan)
             with np.errstate(invalid="ignore"):
                 z = np.where(np.abs(other) < np.abs(z), other, z)
-        cols = np.flatnonzero(self.count_unit_ > 0)
+        cols, mean = self._count_means(t)
         if cols.size:
             # A sparse count's residual: no larger than its own tails make it where those
             # call the count plausible (:data:`~anomaly.models.counts.PLAUSIBLE_Z`).
-            _, slot, _ = calendar_index(t, self.step_seconds, self.n_slots_)
             events = np.rint(v[:, cols] / self.count_unit_[cols])
-            own = tail_z(events, self.count_mean_[slot][:, cols])
+            own = tail_z(events, mean)
             part = z[:, cols]
             with np.errstate(invalid="ignore"):
                 shrink = (
@@ -474,13 +482,11 @@ class SeasonalBaseline(FittedState):
         expected = from_model_space(e, self.c_)
         lower = from_model_space(e - half, self.c_)
         upper = from_model_space(e + half, self.c_)
-        cols = np.flatnonzero(self.count_unit_ > 0)
+        cols, mean = self._count_means(np.asarray(times, dtype=np.float64))
         if cols.size:  # a sparse count's band is also where its own tails begin
-            t = np.asarray(times, dtype=np.float64)
-            _, slot, _ = calendar_index(t, self.step_seconds, self.n_slots_)
             unit = self.count_unit_[cols]
             sig = np.broadcast_to(np.asarray(sigmas, dtype=np.float64), self.c_.shape)[cols]
-            lo, hi = band_edges(self.count_mean_[slot][:, cols], np.minimum(sig, PLAUSIBLE_Z))
+            lo, hi = band_edges(mean, np.minimum(sig, PLAUSIBLE_Z))
             lower[:, cols] = np.minimum(lower[:, cols], lo * unit)
             upper[:, cols] = np.where(
                 np.isfinite(hi), np.maximum(upper[:, cols], hi * unit), upper[:, cols]
