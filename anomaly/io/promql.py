@@ -4,7 +4,8 @@ Injection: tenant names and other label values that end up inside a query must g
 :func:`escape_label_value` (for ``=``/``!=``) or :func:`regex_escape_label_value` (for
 ``=~``/``!~``). :func:`restrict_query` adds a tenant matcher (:func:`tenant_matcher`) to every
 selector of a query, so Prometheus reads only those tenants' series; :func:`series_selectors`
-gives the selectors as ``match[]`` strings for the series and label APIs.
+gives the selectors as ``match[]`` strings for the series and label APIs;
+:func:`count_series_query` counts a query's series over a stretch of time.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from anomaly.config import format_duration
+
 __all__ = [
+    "count_series_query",
     "escape_label_value",
     "regex_escape_label_value",
     "restrict_query",
@@ -212,3 +216,26 @@ def restrict_query(query: str, matcher: str) -> str | None:
         pos = sel.end
     parts.append(query[pos:])
     return "".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    """A PromQL duration of ``seconds`` (milliseconds kept: ``0.5 -> '500ms'``)."""
+    ms = round(seconds * 1000)
+    return format_duration(ms / 1000) if ms % 1000 == 0 else f"{ms}ms"
+
+
+def count_series_query(query: str, by: str, range_seconds: float, step_seconds: float) -> str:
+    """PromQL counting, per value of label ``by``, the series ``query`` returns anywhere in the
+    ``range_seconds`` up to the evaluation time, evaluated every ``step_seconds`` as a range
+    query at that step sees them: ``count by (by) (last_over_time((query)[range:step]))``.
+
+    Unlike an instant ``count by (by) (query)`` it does not depend on data at the evaluation
+    time (a scrape gap, an hourly metric, a replay after the data ends). Any expression works
+    (``rate()``, ``sum by``, ``histogram_quantile``...); the query is closed on a line of its
+    own, so a trailing ``# comment`` cannot swallow the rest.
+    """
+    inner = f"({query}\n)" if "#" in query else f"({query})"
+    return (
+        f"count by ({by}) "
+        f"(last_over_time({inner}[{_duration(range_seconds)}:{_duration(step_seconds)}]))"
+    )

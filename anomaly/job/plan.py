@@ -1,11 +1,18 @@
 """How a run splits its work: the time window, shards of tenants and batches within a shard.
 
-A run first plans (:func:`plan_batches`): per metric an instant ``count by (<tenant>)
-(<query>)`` at the newest point (one evaluation step, cheap) gives the series per tenant; a
-metric above ``scale.max_series`` fails alone, before any range query, with an error naming
-it and the count (the other metrics still run; ``anomaly_job_metric_failed`` shows it). The
-tenants come from that count plus the label-values API over the metrics' selectors and window
-(tenants whose series stopped before the newest point). When the largest metric has more than
+A run first plans (:func:`plan_batches`): per metric it counts the series per tenant with
+``count by (<tenant>) (last_over_time((<query>)[<range>:<step>]))``
+(:func:`~anomaly.io.promql.count_series_query`), evaluated at the window's end on the run's
+grid, so it sees the series the range query will: first over the newest 12 steps (an hour at a
+5-minute step: a few evaluations, cheap at 10,000 series), widening to the newest 288 steps
+(a day) and then to the whole window only when the narrower count is empty. An instant count
+at the window's end would see nothing of a metric whose newest sample is older than
+Prometheus' 5-minute lookback (a scrape gap, an hourly metric, a backfilled store, a replay
+with ``--at``), plan 0 series and read every metric whole. A metric above
+``scale.max_series`` fails alone, before any range query, with an error naming it and the count
+(the other metrics still run; ``anomaly_job_metric_failed`` shows it). The tenants come from
+that count plus the label-values API over the metrics' selectors and window (tenants whose
+series stopped before the counted stretch). When the largest metric has more than
 ``scale.batch_series`` series, the tenants are split into a power-of-two number of stable hash
 buckets; each batch reads every metric with ``<tenant>=~"t1|t2|..."`` (escaped) added to each
 selector of its query, so Prometheus reads only those series from its index — cost per batch
@@ -34,11 +41,13 @@ from anomaly.config import Config, MetricConfig
 from anomaly.errors import ConfigError, QueryError
 from anomaly.frame import time_grid
 from anomaly.io.prometheus import PrometheusSource
-from anomaly.io.promql import series_selectors
+from anomaly.io.promql import count_series_query, series_selectors
 
 __all__ = [
+    "COUNT_REACH_STEPS",
     "BatchPlan",
     "Shard",
+    "count_series",
     "evaluation_window",
     "evidence_rows",
     "plan_batches",
@@ -47,6 +56,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: How far back from the window's end the plan first counts a metric's series, in steps of
+#: its grid (an hour, then a day at a 5-minute step); the whole window when both are empty.
+COUNT_REACH_STEPS = (12, 288)
 
 
 def evaluation_window(
@@ -143,7 +156,8 @@ class BatchPlan:
     shard: Shard
     batches: tuple[tuple[str, ...], ...] | None
     series: Mapping[str, int]
-    """Series per metric in this shard at the newest point (``count by (tenant)``)."""
+    """Series per metric in this shard over the newest stretch of its window that has any
+    (:func:`count_series`)."""
     failed: Mapping[str, str]
     """Metrics refused before fetching (``scale.max_series``), with the reason."""
 
@@ -160,13 +174,28 @@ class BatchPlan:
         )
 
 
+def count_series(
+    source: PrometheusSource, query: str, tenant_label: str, times: np.ndarray, step_seconds: float
+) -> list[tuple[dict[str, str], float]]:
+    """``query``'s series per ``tenant_label`` value over the newest stretch of the grid
+    ``times`` (every ``step_seconds``) that has any: the newest :data:`COUNT_REACH_STEPS` steps,
+    then the whole window (``[]`` when it has none). Raises
+    :class:`~anomaly.errors.QueryError` as the query does."""
+    end, span = float(times[-1]), float(times[-1] - times[0])
+    for reach in sorted({min(n * step_seconds, span) for n in COUNT_REACH_STEPS} | {span}):
+        counts = source.query(count_series_query(query, tenant_label, reach, step_seconds), end)
+        if counts:
+            return counts
+    return []
+
+
 def plan_batches(
     config: Config, source: PrometheusSource, now: float, shard: Shard | None = None
 ) -> BatchPlan:
-    """Count each metric's series (an instant ``count by (<tenant>) (<query>)``, cheap), refuse
-    metrics above ``scale.max_series``, list this shard's tenants (label-values API over the
-    metrics' selectors and window) and bucket them so that no batch holds much more than
-    ``scale.batch_series`` series of any metric."""
+    """Count each metric's series over the newest stretch of its window that has any
+    (:func:`count_series`, cheap), refuse metrics above ``scale.max_series``, list this shard's
+    tenants (label-values API over the metrics' selectors and window) and bucket them so that
+    no batch holds much more than ``scale.batch_series`` series of any metric."""
     shard = shard or Shard()
     tl = config.tenant_label
     if tl is None:
@@ -182,7 +211,7 @@ def plan_batches(
         times = evaluation_window(config, now, mc)
         start, end = min(start, float(times[0])), float(times[-1])
         try:
-            counts = source.query(f"count by ({tl}) ({mc.query})", end)
+            counts = count_series(source, mc.query, tl, times, config.step_seconds)
         except QueryError as e:
             # The range query will fail (or work) on its own and say so; no count here.
             log.debug("metric %s: cannot count series: %s", mc.name, e)
@@ -206,7 +235,7 @@ def plan_batches(
             log.error("%s", failed[mc.name])
         selectors += series_selectors(mc.query) if mc.split else []
     if selectors:
-        # Tenants whose series ended before the newest point still get their window scored.
+        # Tenants whose series ended before the counted stretch still get their window scored.
         tenants |= {
             t
             for t in source.label_values(tl, sorted(set(selectors)), start=start, end=end)

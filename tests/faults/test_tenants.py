@@ -19,6 +19,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from anomaly.config import load_config
+from anomaly.io.promql import count_series_query
+from anomaly.job.plan import COUNT_REACH_STEPS
 from tests.faults.conftest import Result, samples, snapshot
 from tests.faults.proxy import FaultProxy
 from tests.faults.world import (
@@ -68,9 +71,12 @@ def test_hostile_tenant_ids_round_trip_exactly_and_never_reach_a_query(
         result = anomaly("run", "--once", "--config", str(config), "--at", str(world.end))
         queries = _queries(proxy)
     assert result.code == 0, result.err[-3000:]
-    # The job sent only the configured query, its series count (to plan batches) and its
-    # reachability check: nothing built from the tenant ids it read (the batch is one batch).
-    count = f"count by (organization_id) ({HOSTILE_METRIC['query']})"
+    # The job sent only the configured query, its series count over the window's newest hour
+    # (to plan batches) and its reachability check: nothing built from the tenant ids it read
+    # (the batch is one batch).
+    step = load_config(config).step_seconds
+    reach = COUNT_REACH_STEPS[0] * step
+    count = count_series_query(HOSTILE_METRIC["query"], "organization_id", reach, step)
     assert set(queries) == {HOSTILE_METRIC["query"], count, "1"}, queries
 
     snap = snapshot(world.stack.pushgateway_url, job)

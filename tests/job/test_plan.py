@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 import hashlib
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from anomaly.cli import _shard
-from anomaly.config import ScaleConfig, config_from_dict
+from anomaly.config import ScaleConfig, config_from_dict, load_config, parse_duration
 from anomaly.errors import ConfigError
+from anomaly.io.prometheus import PrometheusSource
 from anomaly.io.promql import (
+    count_series_query,
     regex_escape_label_value,
     restrict_query,
     series_selectors,
@@ -25,6 +29,8 @@ from anomaly.job.plan import (
     previous_run,
     tenant_hash,
 )
+from tests.conftest import write_config
+from tests.job.conftest import World
 
 M = 'organization_id=~"a|b"'
 
@@ -204,7 +210,8 @@ def test_batches_are_stable_hash_buckets_within_the_limit() -> None:
     flat = [t for b in batches for t in b]
     assert sorted(flat) == sorted([*tenants, "gone-before-now"])
     assert all(len(b) < 80 for b in batches)
-    assert ("query", "count by (organization_id) (max by (organization_id) (a))") in source.calls
+    count = "count by (organization_id) (last_over_time((max by (organization_id) (a))[1h:5m]))"
+    assert ("query", count) in source.calls
     assert ("label_values", ["a", "b"]) in source.calls
     again = plan_batches(config, CountingSource(tenants), 1e9)  # type: ignore[arg-type]
     assert [set(b) - {"gone-before-now"} for b in batches] == [set(b) for b in again.batches or ()]
@@ -262,3 +269,121 @@ def test_a_run_judges_every_grid_point_since_the_previous_run() -> None:
         )
         times = evaluation_window(config, fire + 10.0)
         assert evidence_rows(config, times, fire + 10.0) == rows
+
+
+# --------------------------------------------------------------------------- counting the window
+
+
+LOOKBACK_SECONDS = 300.0  # Prometheus' instant-vector lookback
+NOW = 1_000_000_200.0  # a multiple of the 5-minute step
+
+
+class StaleSource:
+    """Answers the planner like Prometheus for tenants whose series' newest sample is at
+    ``last``: an evaluation at instant t sees them when ``last`` is in (t - 5m, t], and a
+    subquery ``[range:step]`` evaluates at every step of its range."""
+
+    def __init__(self, per_tenant: dict[str, int], last: float) -> None:
+        self.per_tenant, self.last = per_tenant, last
+        self.reaches: list[float] = []
+
+    def query(self, query: str, time: float) -> list[tuple[dict[str, str], float]]:
+        sub = re.search(r"\[(\w+):\w+\]\)\)$", query)
+        reach = parse_duration(sub.group(1)) if sub else 0.0
+        self.reaches.append(reach)
+        if not time - reach - LOOKBACK_SECONDS < self.last <= time:
+            return []
+        return [({"organization_id": t}, float(n)) for t, n in self.per_tenant.items()]
+
+    def label_values(self, label: str, match: Any = None, **kw: Any) -> list[str]:
+        return sorted(self.per_tenant)
+
+
+def test_a_plan_counts_series_whose_newest_sample_is_older_than_the_lookback() -> None:
+    """A scrape gap at the window's end: an instant count there sees no series, the plan still
+    counts every tenant's and batches them."""
+    tenants = {f"org-{i:03d}": 1 for i in range(300)}
+    config = config_from_dict(_raw(scale={"batch_series": 50}))
+    plan = plan_batches(config, StaleSource(tenants, last=NOW - 1800), NOW)  # type: ignore[arg-type]
+    assert plan.series == {"a": 300, "b": 300}
+    assert plan.n_batches == 8
+    assert sorted(t for b in plan.batches or () for t in b) == sorted(tenants)
+    assert all(len(b) < 80 for b in plan.batches or ())
+
+
+@pytest.mark.parametrize(
+    ("age", "reaches"),
+    [
+        ("0s", ["1h"]),  # fresh data: one short count per metric
+        ("50m", ["1h"]),
+        ("3h", ["1h", "1d"]),
+        ("3d", ["1h", "1d", "7d"]),  # a replay after the data ended: the whole window
+        ("8d", ["1h", "1d", "7d"]),  # nothing in the window at all
+    ],
+)
+def test_the_count_widens_only_while_the_newest_stretch_is_empty(
+    age: str, reaches: list[str]
+) -> None:
+    config = config_from_dict(_raw())
+    last = NOW - (parse_duration(age) if age != "0s" else 0.0)
+    source = StaleSource({"x": 2, "y": 3}, last=last)
+    plan = plan_batches(config, source, NOW)  # type: ignore[arg-type]
+    expected = [parse_duration(r) for r in reaches]
+    assert source.reaches == expected * 2  # the same for each of the two metrics
+    seen = age != "8d"
+    assert plan.series == {"a": 5 if seen else 0, "b": 5 if seen else 0}
+
+
+def test_max_series_still_refuses_a_metric_whose_data_ended_before_the_run() -> None:
+    config = config_from_dict(_raw(scale={"max_series": 100}))
+    source = StaleSource({"big": 150}, last=NOW - 2 * 86400)
+    plan = plan_batches(config, source, NOW)  # type: ignore[arg-type]
+    assert set(plan.failed) == {"a", "b"}
+    assert "its query returns 150 series, above scale.max_series (100)" in plan.failed["a"]
+
+
+@pytest.mark.parametrize(
+    ("range_seconds", "step_seconds", "tail"),
+    [(3600, 300, "[1h:5m]))"), (90, 15, "[90s:15s]))"), (1.5, 0.5, "[1500ms:500ms]))")],
+)
+def test_count_series_query_counts_over_a_subquery(
+    range_seconds: float, step_seconds: float, tail: str
+) -> None:
+    q = count_series_query("sum by (org) (rate(x[5m]))", "org", range_seconds, step_seconds)
+    assert q == "count by (org) (last_over_time((sum by (org) (rate(x[5m])))" + tail
+
+
+QUERIES = [
+    "up",
+    "max by (organization_id) (processaudit_error_ratio)",
+    "sum by (organization_id) (rate(processaudit_ai_cost_usd_total[15m])) * 3600",
+    "histogram_quantile(0.95, sum by (organization_id, le) (rate(h_bucket[5m])))",
+    "a / on (organization_id) group_left b",
+    "max by (organization_id) (x) # a trailing comment",
+]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_prometheus_accepts_the_count_of_any_query(prometheus: str, query: str) -> None:
+    from anomaly.config import PrometheusConfig
+
+    with PrometheusSource(PrometheusConfig(url=prometheus, retries=0)) as source:
+        count = count_series_query(query, "organization_id", 3600, 300)
+        assert source.query(count, NOW) == []  # parsed and evaluated: no data, no error
+
+
+@pytest.mark.parametrize("after_end", ["30m", "2d"])
+def test_a_plan_after_the_data_ended_counts_and_batches_every_tenant(
+    world: World, tmp_path: Path, after_end: str
+) -> None:
+    """Real Prometheus, the run's `--at` past the newest sample (by more than the 5-minute
+    lookback): every metric's four tenants are counted and each gets a batch of its own."""
+    config = load_config(
+        write_config(tmp_path / "config.yaml", world.stack, scale={"batch_series": 1})
+    )
+    now = world.dataset.end + parse_duration(after_end)
+    with PrometheusSource(config.prometheus) as source:
+        plan = plan_batches(config, source, now)
+    assert plan.series == {mc.name: 4 for mc in config.metrics}
+    assert plan.n_batches == 4
+    assert sorted(t for b in plan.batches or () for t in b) == sorted(world.dataset.tenants)

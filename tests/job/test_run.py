@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from anomaly_lab import synth
 
 from anomaly.config import load_config
 from anomaly.job.report import RunReport
@@ -86,3 +87,28 @@ def test_workers_started_from_another_thread_give_the_same_run(
     assert [(h.tenant, h.score) for h in in_thread.health] == [
         (h.tenant, h.score) for h in in_main.health
     ]
+
+
+def test_a_replay_past_the_newest_sample_still_runs_in_batches(
+    world: World, tmp_path: Path
+) -> None:
+    """`--at` half an hour after the data ends (beyond Prometheus' 5-minute lookback): the run
+    still reads its tenants in batches and pushes one group per batch, not a whole read with
+    one group per tenant."""
+    config = load_config(
+        write_config(
+            tmp_path / "config.yaml",
+            world.stack,
+            metrics=[{"name": "latency_p95", "query": synth.QUERIES["latency_p95"]}],
+            health={"objectives": []},
+            pushgateway={"url": world.stack.pushgateway_url, "job": "replay_after_end"},
+            scale={"batch_series": 1},
+        )
+    )
+    report = run_once(config, now=world.dataset.end + 1800, workers=1)
+    assert report.batches == N_BATCHES
+    assert report.series_scored == len(world.dataset.tenants)
+    assert report.push is not None
+    tenant_groups = [g for g in report.push.groups_pushed if g]  # {}: the job's own group
+    assert tenant_groups and all(g.keys() == {"tenant_group"} for g in tenant_groups)
+    assert all(g["tenant_group"].endswith("-of-4") for g in tenant_groups)
