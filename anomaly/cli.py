@@ -20,7 +20,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from anomaly import __version__
-from anomaly.config import Config, load_config
+from anomaly.config import Config, available_cpus, load_config, parse_workers
 from anomaly.errors import AnomalyError, ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -72,9 +72,12 @@ def _load(path: str, log_level: str | None) -> Config:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
+    workers = config.scale.workers
     print(
         f"{args.file}: OK ({len(config.metrics)} metrics, tenant label "
-        f"{config.tenant_label or '(none)'}, schedule '{config.schedule}')"
+        f"{config.tenant_label or '(none)'}, schedule '{config.schedule}', workers "
+        + (f"auto: up to {available_cpus()} CPUs" if workers is None else str(workers))
+        + ")"
     )
     return EXIT_OK
 
@@ -111,9 +114,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("run", "use `anomaly run --once` (or `anomaly serve` for a schedule)")
     now = _parse_time(args.at) if args.at else None
     shard = _shard(args.shard, os.environ)
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError("--workers", f"must be at least 1, got {args.workers}")
-    report = run_once(config, now=now, shard=shard, workers=args.workers)
+    if args.workers is not None:  # overrides scale.workers, `auto` included
+        scale = dataclasses.replace(config.scale, workers=parse_workers(args.workers, "--workers"))
+        config = dataclasses.replace(config, scale=scale)
+    report = run_once(config, now=now, shard=shard)
     print(format_summary(report))
     return EXIT_OK
 
@@ -203,7 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $JOB_COMPLETION_INDEX/$ANOMALY_SHARDS when set, else all tenants)",
     )
     r.add_argument(
-        "--workers", type=int, help="batches processed in parallel (default: scale.workers)"
+        "--workers",
+        metavar="N|auto",
+        help="processes working side by side, on batches or on the metrics of a run of one "
+        "batch (default: scale.workers; auto: one per CPU available for a large run)",
     )
     r.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     r.set_defaults(func=cmd_run)

@@ -169,6 +169,45 @@ class DetectionConfig:
     min_history_points: int = 288
 
 
+#: The most worker processes a run starts (``scale.workers``, ``--workers``).
+MAX_WORKERS = 64
+
+
+def available_cpus(cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup") -> int:
+    """The CPUs this process may use, as a container sees them: those it may run on (its
+    affinity, else the machine's count), fewer when a cgroup CPU quota (a container's CPU limit)
+    allows less, rounded up; at least 1.
+
+    The quota is cgroup v2's ``cpu.max`` (``"200000 100000"``: 2 CPUs; ``"max 100000"``: none)
+    or cgroup v1's ``cpu/cpu.cfs_quota_us`` over ``cpu/cpu.cfs_period_us`` (``-1``: none), read
+    under ``cgroup_root``, where a container finds its own cgroup; a file that is missing or
+    unreadable sets no limit.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    root = Path(cgroup_root)
+    v2 = _read_numbers(root / "cpu.max")
+    v1 = _read_numbers(root / "cpu" / "cpu.cfs_quota_us") + _read_numbers(
+        root / "cpu" / "cpu.cfs_period_us"
+    )
+    for quota in (v2, v1):
+        if len(quota) == 2 and all(math.isfinite(q) and q > 0 for q in quota):
+            cpus = min(cpus, math.ceil(quota[0] / quota[1]))
+    return max(1, cpus)
+
+
+def _read_numbers(path: Path) -> list[float]:
+    """The numbers of a one-line cgroup file; [] when it is missing, unreadable or says ``max``
+    (no limit)."""
+    try:
+        words = path.read_text().split()
+        return [] if "max" in words else [float(w) for w in words]
+    except (OSError, UnicodeDecodeError, ValueError):
+        return []
+
+
 @dataclass(frozen=True)
 class ScaleConfig:
     """How a run bounds its memory and spreads its work.
@@ -176,13 +215,16 @@ class ScaleConfig:
     ``batch_series``: a metric with more series than this (in one shard) is read in tenant
     batches of about this many series, each processed and pushed before the next. ``max_series``:
     a metric with more series than this fails with an error naming it and the count, before
-    anything is fetched (``None``: no limit). ``workers``: batches processed in parallel
-    processes (1: in the calling process).
+    anything is fetched (``None``: no limit). ``workers``: processes working side by side, on
+    batches or on the metrics of a run of one batch (1: all in the calling process); ``None``
+    (the default, ``workers: auto``): as many as the CPUs this process may use
+    (:func:`available_cpus`, at most :data:`MAX_WORKERS`) for a run large enough to repay
+    starting them, one process for a small run (see :func:`anomaly.job.run.auto_workers`).
     """
 
     batch_series: int = 500
     max_series: int | None = 100_000
-    workers: int = 1
+    workers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -524,10 +566,24 @@ def _scale(raw: Any) -> ScaleConfig:
     max_series = raw.get("max_series", 100_000)
     if max_series is not None:
         max_series = _int(max_series, f"{where}.max_series", minimum=1)
-    workers = _int(raw.get("workers", 1), f"{where}.workers", minimum=1)
-    if workers > 64:
-        raise ConfigError(f"{where}.workers", f"must be at most 64, got {workers}")
+    workers = parse_workers(raw.get("workers", "auto"), f"{where}.workers")
     return ScaleConfig(batch_series=batch, max_series=max_series, workers=workers)
+
+
+def parse_workers(raw: Any, key: str = "scale.workers") -> int | None:
+    """``scale.workers`` (or ``--workers``): a whole number from 1 to :data:`MAX_WORKERS`, or
+    ``auto`` (``None``: sized to the machine and the run)."""
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return None
+    if isinstance(raw, str) and raw.strip().isdigit():
+        raw = int(raw)
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ConfigError(key, f"expected a number of processes or 'auto', got {raw!r}")
+    if raw < 1:
+        raise ConfigError(key, f"must be at least 1, got {raw!r}")
+    if raw > MAX_WORKERS:
+        raise ConfigError(key, f"must be at most {MAX_WORKERS}, got {raw}")
+    return raw
 
 
 def _health(raw: Any, metric_names: set[str]) -> HealthConfig:

@@ -5,9 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 from anomaly_lab import devstack
+
+from anomaly.cli import main
+from anomaly.config import Config
+from anomaly.job.report import RunReport
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,3 +67,32 @@ def test_version_and_help() -> None:
     out = cli("--help").stdout
     for command in ("run", "serve", "check-config", "score-csv"):
         assert command in out
+
+
+def test_workers_flag_overrides_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--workers N|auto` replaces scale.workers for the run; without it the config's holds."""
+    seen: list[int | None] = []
+
+    def fake_run_once(config: Config, **kwargs: Any) -> RunReport:
+        seen.append(config.scale.workers)
+        return RunReport(started_at=0.0, evaluated_at=0.0)
+
+    monkeypatch.setattr("anomaly.job.run.run_once", fake_run_once)
+    monkeypatch.setattr("anomaly.cli._setup_logging", lambda level: None)
+    path = config_file(tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9")
+    raw = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**raw, "scale": {"workers": 4}}))
+    for flag in (["--workers", "auto"], ["--workers", "3"], []):
+        assert main(["run", "--once", "--config", str(path), *flag]) == 0
+    assert seen == [None, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("0", "at least 1"), ("65", "at most 64"), ("lots", "'auto', got 'lots'"), ("1.5", "'1.5'")],
+)
+def test_bad_workers_flag_is_a_usage_error(tmp_path: Path, value: str, problem: str) -> None:
+    path = config_file(tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9")
+    result = cli("run", "--once", "--config", str(path), "--workers", value)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--workers" in result.stderr and problem in result.stderr, result.stderr

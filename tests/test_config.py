@@ -9,7 +9,13 @@ import pytest
 import yaml
 
 from anomaly.cli import main
-from anomaly.config import config_from_dict, format_duration, load_config, parse_duration
+from anomaly.config import (
+    available_cpus,
+    config_from_dict,
+    format_duration,
+    load_config,
+    parse_duration,
+)
 from anomaly.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,6 +167,16 @@ def _write(tmp_path: Path, text: str) -> Path:
     return p
 
 
+def test_check_config_says_how_many_workers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check-config", str(ROOT / "config.yaml")]) == 0
+    assert f"workers auto: up to {available_cpus()} CPUs)" in capsys.readouterr().out
+    fixed = _write(tmp_path, yaml.safe_dump(_with("scale.workers", 3)))
+    assert main(["check-config", str(fixed)]) == 0
+    assert capsys.readouterr().out.endswith(", workers 3)\n")
+
+
 def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", str(ROOT / "config.yaml")]) == 0
     bad = _write(tmp_path, yaml.safe_dump(_with("lookback", "7 days")))
@@ -188,3 +204,68 @@ def test_check_config_bad_files(
 def test_check_config_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", str(tmp_path / "nope.yaml")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- available CPUs
+
+
+def _cgroup(root: Path, files: dict[str, str | bytes]) -> Path:
+    """A fake cgroup mount under ``root``: each of ``files`` (path -> content) written."""
+    for name, content in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            (root / name).write_bytes(content)
+        else:
+            (root / name).write_text(content)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("files", "cpus"),
+    [
+        ({}, 8),  # no cgroup files: the CPUs the process may run on
+        ({"cpu.max": "max 100000\n"}, 8),  # v2, no limit
+        ({"cpu.max": "200000 100000\n"}, 2),  # v2, two CPUs
+        ({"cpu.max": "150000 100000\n"}, 2),  # a part of a CPU rounds up
+        ({"cpu.max": "10000 100000\n"}, 1),  # at least one
+        ({"cpu.max": "1600000 100000\n"}, 8),  # a quota above the affinity: the affinity
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 8),  # v1
+        ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),
+        ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "300000\n"}, 8),  # no period: no quota to read
+        (  # both hierarchies (a hybrid mount): the tighter one
+            {
+                "cpu.max": "400000 100000",
+                "cpu/cpu.cfs_quota_us": "300000",
+                "cpu/cpu.cfs_period_us": "100000",
+            },
+            3,
+        ),
+        ({"cpu.max": "lots of them"}, 8),  # unreadable: no limit
+        ({"cpu.max": "200000 0"}, 8),
+        ({"cpu.max": "inf 100000"}, 8),
+        ({"cpu.max": b"\xff\xfe 100000"}, 8),
+    ],
+)
+def test_available_cpus_is_the_affinity_within_the_cgroup_quota(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str | bytes], cpus: int
+) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert available_cpus(_cgroup(tmp_path, files)) == cpus
+
+
+def test_available_cpus_falls_back_to_the_cpu_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr("os.sched_getaffinity", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    assert available_cpus(tmp_path) == 6
+    assert available_cpus(_cgroup(tmp_path, {"cpu.max": "400000 100000"})) == 4
+    monkeypatch.setattr("os.cpu_count", lambda: None)  # unknown: one
+    assert available_cpus(tmp_path / "none") == 1
+
+
+def test_available_cpus_on_this_machine_is_within_its_affinity() -> None:
+    import os
+
+    assert 1 <= available_cpus() <= len(os.sched_getaffinity(0))

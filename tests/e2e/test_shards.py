@@ -159,7 +159,7 @@ def test_one_batch_with_workers_scores_its_metrics_side_by_side_alike(
     s, ds = stack
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
-    one = config_for(tmp_path / "one", s, "one-process")
+    one = config_for(tmp_path / "one", s, "one-process", workers=1)
     two = config_for(tmp_path / "two", s, "two-workers", workers=2)
     out_one = run(one, "--at", str(ds.end))
     out_two = run(two, "--at", str(ds.end))

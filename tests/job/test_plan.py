@@ -142,9 +142,12 @@ def _raw(**extra: Any) -> dict[str, Any]:
 
 
 def test_scale_defaults() -> None:
-    assert config_from_dict(_raw()).scale == ScaleConfig(500, 100_000, 1)
+    assert config_from_dict(_raw()).scale == ScaleConfig(500, 100_000, None)  # workers: auto
     cfg = config_from_dict(_raw(scale={"batch_series": 10, "max_series": None, "workers": 2}))
     assert cfg.scale == ScaleConfig(10, None, 2)
+    for auto in ("auto", "AUTO", " auto "):
+        assert config_from_dict(_raw(scale={"workers": auto})).scale.workers is None
+    assert config_from_dict(_raw(scale={"workers": 64})).scale.workers == 64
 
 
 @pytest.mark.parametrize(
@@ -155,6 +158,11 @@ def test_scale_defaults() -> None:
         ({"max_series": -1}, "scale.max_series", "at least 1"),
         ({"workers": 0}, "scale.workers", "at least 1"),
         ({"workers": 1000}, "scale.workers", "at most 64"),
+        ({"workers": 65}, "scale.workers", "at most 64"),
+        ({"workers": "many"}, "scale.workers", "number of processes or 'auto', got 'many'"),
+        ({"workers": 1.5}, "scale.workers", "number of processes or 'auto'"),
+        ({"workers": True}, "scale.workers", "number of processes or 'auto'"),
+        ({"workers": None}, "scale.workers", "number of processes or 'auto'"),
         ({"batch_size": 3}, "scale.batch_size", "did you mean 'batch_series'"),
         ([1], "scale", "expected a mapping"),
     ],

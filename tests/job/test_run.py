@@ -12,8 +12,9 @@ import pytest
 from anomaly_lab import synth
 
 from anomaly.config import load_config
+from anomaly.job.plan import BatchPlan, Shard
 from anomaly.job.report import RunReport
-from anomaly.job.run import run_once
+from anomaly.job.run import AUTO_WORKERS_MIN_SERIES, auto_workers, run_once
 from tests.conftest import write_config
 from tests.job.conftest import World
 
@@ -112,3 +113,56 @@ def test_a_replay_past_the_newest_sample_still_runs_in_batches(
     tenant_groups = [g for g in report.push.groups_pushed if g]  # {}: the job's own group
     assert tenant_groups and all(g.keys() == {"tenant_group"} for g in tenant_groups)
     assert all(g["tenant_group"].endswith("-of-4") for g in tenant_groups)
+
+
+# --------------------------------------------------------------------------- workers: auto
+
+
+def _plan(**series: int) -> BatchPlan:
+    return BatchPlan(Shard(), None, series, {})
+
+
+def test_auto_workers_keep_a_small_run_in_one_process() -> None:
+    assert auto_workers(_plan(a=4, b=4), cpus=8) == 1
+    assert auto_workers(_plan(a=AUTO_WORKERS_MIN_SERIES - 1), cpus=8) == 1
+    assert (
+        auto_workers(_plan(a=AUTO_WORKERS_MIN_SERIES // 2, b=AUTO_WORKERS_MIN_SERIES), cpus=8) == 8
+    )
+    assert auto_workers(_plan(a=10_000), cpus=200) == 64  # scale.workers' ceiling
+    assert 1 <= auto_workers(_plan(a=10_000)) <= 64  # this machine's CPUs
+
+
+def test_a_small_run_with_default_workers_starts_no_process(
+    world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`scale.workers` unset (auto) on a machine of 8 CPUs: a run of 28 series does its work
+    in the calling process, and says so."""
+    monkeypatch.setattr("anomaly.job.run.available_cpus", lambda: 8)
+
+    def no_pool(n: int) -> None:
+        raise AssertionError(f"a small run started {n} worker processes")
+
+    monkeypatch.setattr("anomaly.job.run._worker_pool", no_pool)
+    config = load_config(write_config(tmp_path / "config.yaml", world.stack))
+    assert config.scale.workers is None
+    with caplog.at_level(logging.INFO, logger="anomaly"):
+        report = run_once(config, now=world.dataset.end)
+    assert report.series_scored == 4 * (N_METRICS - 1)  # ai_spend_24h is forecast only
+    assert "1 process (scale.workers: auto, 28 series: fewer than 500 run in one)" in [
+        r.getMessage() for r in caplog.records
+    ]
+
+
+def test_a_large_run_with_default_workers_uses_the_cpus_available(
+    world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Auto on 2 CPUs with a run deemed large: its metrics are scored in 2 worker processes."""
+    monkeypatch.setattr("anomaly.job.run.available_cpus", lambda: 2)
+    monkeypatch.setattr("anomaly.job.run.AUTO_WORKERS_MIN_SERIES", 10)
+    config = load_config(write_config(tmp_path / "config.yaml", world.stack))
+    with caplog.at_level(logging.INFO, logger="anomaly"):
+        run_once(config, now=world.dataset.end)
+    lines = {r.getMessage(): r.processName for r in caplog.records}
+    assert "2 worker processes (scale.workers: auto, 2 CPUs available)" in lines
+    metric_lines = [p for line, p in lines.items() if re.match(r"\[\d/\d\] metric ", line)]
+    assert metric_lines and "MainProcess" not in metric_lines
