@@ -235,16 +235,23 @@ def run_surprise(still: np.ndarray, cost: np.ndarray) -> np.ndarray:
     return csum - np.take_along_axis(csum, last_break, axis=0)
 
 
-def asinh_scale(values: np.ndarray) -> np.ndarray:
+def asinh_scale(values: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
     """Per-series scale ``c`` of the transform ``asinh(x / c)``.
 
     ``asinh(x / c)`` is close to ``log(2x / c)`` well above ``c`` (multiplicative noise
     becomes additive) and linear near zero (zeros and tiny ratios stay finite).
 
+    With ``times``, ``c`` is also fitted to how each series' noise grows with its level
+    (:func:`_noise_law_scale`): a series whose noise stays the same at any level (a gauge with
+    additive integer noise, a queue depth) gets a larger ``c``, a transform closer to linear, so
+    that its quiet hours' noise is not stretched into a band that hides a spike at a busy one.
+
     Parameters
     ----------
     values : ndarray of shape (n_t, n_series)
         Finite or NaN.
+    times : ndarray of shape (n_t,), optional
+        Unix seconds of the rows, evenly stepped.
 
     Returns
     -------
@@ -264,7 +271,59 @@ def asinh_scale(values: np.ndarray) -> np.ndarray:
             finite_count > 0, np.nansum(mag, axis=0) / np.maximum(finite_count, 1), 0
         )
     c = np.where(np.isfinite(c) & (c > 0), c, 0.5 * mean_mag)
-    return np.where(np.isfinite(c) & (c > 0), c, 1.0)
+    c = np.where(np.isfinite(c) & (c > 0), c, 1.0)
+    if times is None:
+        return c
+    return np.maximum(c, _noise_law_scale(np.asarray(times, dtype=np.float64), values, c))
+
+
+#: Candidate scales ``c`` of the noise law, as multiples of a series' median magnitude.
+_C_MULTIPLES = np.array([0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0])
+#: Hours of the day (UTC) with a typical step needed to read a series' noise law ...
+_C_MIN_HOURS = 12
+#: ... and the spread of their levels (q90 / q10) that makes the law readable at all.
+_C_MIN_RANGE = 1.5
+
+
+def _noise_law_scale(times: np.ndarray, values: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """The ``c`` under which each series' noise is most even in model space, else ``c``.
+
+    The noise of an hour is the median step between consecutive points in it, its level the
+    median magnitude. In ``asinh(x / c)`` a step ``s`` at level ``L`` becomes about
+    ``s / sqrt(L**2 + c**2)``, so the chosen ``c`` (among :data:`_C_MULTIPLES` of the series'
+    median magnitude) makes ``log s - log(L**2 + c**2) / 2`` vary least over the hours of the
+    day: a small ``c`` where noise grows with the level (multiplicative), a large one where it
+    does not (additive). Series with too few hours or too little spread of level keep ``c``.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    n_t, n_s = v.shape
+    if n_t < 3 or n_s == 0:
+        return c
+    step = np.abs(np.diff(v, axis=0))
+    level = 0.5 * (np.abs(v[1:]) + np.abs(v[:-1]))
+    hour = np.floor(np.mod(times[1:], SECONDS_PER_DAY) / 3600.0)
+    noise = np.full((24, n_s), np.nan)
+    lev = np.full((24, n_s), np.nan)
+    for h in range(24):
+        rows = hour == h
+        if rows.any():
+            noise[h], lev[h] = nanmedian0(step[rows]), nanmedian0(level[rows])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = np.isfinite(noise) & (noise > 0) & np.isfinite(lev)
+        n_ok = np.sum(ok, axis=0)
+        lev_ok = np.where(ok, lev, np.nan)
+        spread = nanquantile0(lev_ok, 0.9) >= _C_MIN_RANGE * nanquantile0(lev_ok, 0.1)
+        usable = (n_ok >= _C_MIN_HOURS) & spread
+        med = nanmedian0(np.abs(v))
+        best, best_cost = c.copy(), np.full(n_s, np.inf)
+        for m in _C_MULTIPLES:
+            cand = m * med
+            r = np.where(ok, np.log(noise) - 0.5 * np.log(lev**2 + cand**2), np.nan)
+            cost = np.nansum((r - np.nansum(r, axis=0) / np.maximum(n_ok, 1)) ** 2, axis=0)
+            better = usable & np.isfinite(cand) & (cand > 0) & (cost < best_cost - 1e-12)
+            best = np.where(better, cand, best)
+            best_cost = np.where(better, cost, best_cost)
+    return best
 
 
 def to_model_space(values: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -191,7 +191,7 @@ class SeasonalBaseline(FittedState):
         rows, mask = training_rows(t, v, self.holdout_seconds, self.step_seconds)
         t_base, v_base = t[rows], np.where(mask, v, np.nan)[rows]
         valid, reason = _validity(v, min_points)
-        c = asinh_scale(v)
+        c = asinh_scale(v, t)
         sparse = _sparse(v)
         y = to_model_space(v_base, c)
         y[:, ~valid] = np.nan
@@ -325,7 +325,9 @@ class SeasonalBaseline(FittedState):
         With ``values`` (the rows at ``times``), the newest day of each series is read as
         the other day type when its values so far, up to an hour before the newest row,
         clearly follow that type's profile instead of its own: a public holiday today is a
-        rest day, a working Saturday a work day (see :meth:`today_swapped`).
+        rest day, a working Saturday a work day (see :meth:`today_swapped`); and the last day
+        follows the profile an hour early or late when its clock moved (see
+        :meth:`recent_clock`).
         """
         self._check_fitted()
         t = np.asarray(times, dtype=np.float64)
@@ -335,7 +337,44 @@ class SeasonalBaseline(FittedState):
         swapped = self.today_swapped(t, values)
         types = np.where(swapped, self._other(types), types)
         expected = self._profile_at(t, types)
+        moved = self.recent_clock(t, values, expected, types)
+        recent = t > t[-1] - _CLOCK_SECONDS
+        for shift in (-3600.0, 3600.0):
+            cols = np.flatnonzero(moved == shift)
+            if cols.size:
+                shifted = self._profile_at(t + shift, self._types(t + shift))
+                expected[np.ix_(recent, cols)] = shifted[np.ix_(recent, cols)]
         return expected + self._today_level(t, values, types, expected)
+
+    def recent_clock(
+        self, t: np.ndarray, values: np.ndarray, expected: np.ndarray, types: np.ndarray
+    ) -> np.ndarray:
+        """Seconds (0, -3600 or +3600) by which each series' clock moved within the last day.
+
+        A daylight-saving switch in the newest day (or one the calendar missed because the
+        window shows too little of the other side) puts the profile an hour off: a night
+        batch or a morning ramp arrives an hour early or late. Over the rows of the newest
+        row's day type from :data:`_CLOCK_SECONDS` to an hour before the newest row, the
+        profile shifted by an hour is taken when it fits and the unshifted one does not, on
+        the same evidence as a swapped day type (:func:`_fits_other`).
+        """
+        n_s = np.asarray(values).shape[1]
+        out = np.zeros(n_s)
+        if t.shape[0] < 2:
+            return out
+        y = to_model_space(np.asarray(values, dtype=np.float64), self.c_)
+        scale = self.scale_at(t)
+        rows = ((t > t[-1] - _CLOCK_SECONDS) & (t <= t[-1] - 3600.0))[:, None]
+        rows = rows & (types == types[-1])
+        best = np.full(n_s, np.inf)
+        for shift in (-3600.0, 3600.0):
+            other = self._profile_at(t + shift, self._types(t + shift))
+            fits, m_other = _fits_other(y, expected, other, scale, rows, self.step_seconds)
+            with np.errstate(invalid="ignore"):
+                ok = fits & (m_other < best)
+            out = np.where(ok, shift, out)
+            best = np.where(ok, m_other, best)
+        return out
 
     def _today_level(
         self, t: np.ndarray, values: np.ndarray, types: np.ndarray, expected: np.ndarray
@@ -441,15 +480,8 @@ class SeasonalBaseline(FittedState):
         other = self._profile_at(t, 1 - types)
         scale = self.scale_at(t)
         y = to_model_space(v, self.c_)
-        with np.errstate(invalid="ignore"):
-            differ = np.abs(own - other) > _SWAP_DIFFER * scale
-            votes = today & differ & np.isfinite(y) & (t <= t[-1] - 3600.0)[:, None]
-            z_own = np.where(votes, np.abs(y - own) / scale, np.nan)
-            z_other = np.where(votes, np.abs(y - other) / scale, np.nan)
-        enough = np.sum(votes, axis=0) * self.step_seconds >= 2 * 3600.0
-        m_own, m_other = nanmedian0(z_own), nanmedian0(z_other)
-        with np.errstate(invalid="ignore"):
-            swap = enough & (m_other < _SWAP_FIT) & (m_own > _SWAP_MISFIT)
+        rows = today & (t <= t[-1] - 3600.0)[:, None]
+        swap, _ = _fits_other(y, own, other, scale, rows, self.step_seconds)
         return today & swap[None, :]
 
     def scale_at(self, times: np.ndarray) -> np.ndarray:
@@ -649,7 +681,7 @@ def estimate_calendars(
             continue
         part = v[:, cols]
         valid, _ = _validity(part, n_slots if min_points is None else int(min_points))
-        y = to_model_space(part, asinh_scale(part))
+        y = to_model_space(part, asinh_scale(part, t))
         y[:, ~valid] = np.nan
         grid, d0, n_days = _day_grid(t, y, step_seconds, n_slots)
         cal = read_calendars(grid, n_days, n_slots, d0, _sparse(part), ids[cols])
@@ -795,6 +827,8 @@ _EDGE_SECONDS = 2700.0
 _SWAP_DIFFER = 2.0
 _SWAP_FIT = 1.5
 _SWAP_MISFIT = 3.0
+#: How far back the clock of the newest day is checked (:meth:`SeasonalBaseline.recent_clock`).
+_CLOCK_SECONDS = 25 * 3600.0
 
 #: A day with at least this share of its points beyond :data:`_ODD_Z` scales fits no profile.
 _ODD_SHARE = 0.15
@@ -889,6 +923,31 @@ def _fit_profiles(
         prof = pooled(wd_grid == w, prior, 2 * k + 1)
         by_weekday[w] = np.where(np.isfinite(prof), prof, prior)
     return by_weekday
+
+
+def _fits_other(
+    y: np.ndarray,
+    own: np.ndarray,
+    other: np.ndarray,
+    scale: np.ndarray,
+    rows: np.ndarray,
+    step_seconds: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which series' ``rows`` follow the ``other`` profile rather than their ``own``, and the
+    median ``|z|`` against ``other``.
+
+    Only rows where the two differ by more than :data:`_SWAP_DIFFER` noise scales vote, and
+    two hours of them at least are needed; the other profile must fit (median ``|z|`` below
+    :data:`_SWAP_FIT`) and the own one misfit (above :data:`_SWAP_MISFIT`).
+    """
+    with np.errstate(invalid="ignore"):
+        votes = rows & (np.abs(own - other) > _SWAP_DIFFER * scale) & np.isfinite(y)
+        z_own = np.where(votes, np.abs(y - own) / scale, np.nan)
+        z_other = np.where(votes, np.abs(y - other) / scale, np.nan)
+    enough = np.sum(votes, axis=0) * step_seconds >= 2 * 3600.0
+    m_own, m_other = nanmedian0(z_own), nanmedian0(z_other)
+    with np.errstate(invalid="ignore"):
+        return enough & (m_other < _SWAP_FIT) & (m_own > _SWAP_MISFIT), m_other
 
 
 def _seen(
