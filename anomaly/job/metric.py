@@ -30,7 +30,7 @@ from anomaly.job.plan import BatchPlan, evaluation_window, evidence_rows
 from anomaly.job.report import RECENT_SECONDS, MetricOutcome
 from anomaly.models.calendar import Calendar
 from anomaly.models.forecast import Forecast, ForecastParams, breach_seconds, forecast
-from anomaly.models.scoring import AnomalyModel
+from anomaly.models.scoring import AnomalyModel, history_rows
 from anomaly.models.seasonal import estimate_calendars
 
 __all__ = [
@@ -60,14 +60,18 @@ def read_frame(
     now: float | None,
     source: PrometheusSource,
     tenants: Collection[str] | None = None,
+    rows: int | None = None,
 ) -> Frame:
-    """Query ``mc`` over its lookback and align it on the run's grid.
+    """Query ``mc`` over its lookback (``rows``: only the newest rows of it) and align it on
+    the run's grid.
 
     With ``tenants``, only their series: the query gets a matcher for them on every selector
     (:func:`~anomaly.io.promql.restrict_query`; a metric with ``split: false`` or without
     selectors is fetched whole), and the frame keeps only their columns.
     """
     times = evaluation_window(config, now, mc)
+    if rows is not None:
+        times = times[-rows:]
     frame = build_frame(
         mc.name,
         _query_range(config, source, mc, float(times[0]), float(times[-1]), tenants),
@@ -308,21 +312,81 @@ def refit_due(
 ) -> bool:
     """Whether some detected metric of batch ``index`` has no fresh stored model (read from
     the stored files' metadata only): its next run fits, and wants the tenants' calendars."""
+    return any(
+        _fresh_ids(config, mc, store, plan.store_key(mc.name, index), now) is None
+        for mc in config.metrics
+        if mc.detect
+    )
+
+
+def _fresh_ids(
+    config: Config, mc: MetricConfig, store: ModelStore | None, key: str, now: float
+) -> set[str] | None:
+    """The series of ``mc``'s stored model under ``key`` if it is fresh and fitted on the
+    run's window (read from its metadata only), else None: the metric is (re)fitted."""
     if store is None:
-        return True
-    for mc in config.metrics:
-        if not mc.detect:
-            continue
-        times = evaluation_window(config, now, mc)
-        meta = store.load_meta(plan.store_key(mc.name, index))
-        params = _fit_params(config, config.step_seconds, float(times[-1] - times[0]))
-        if (
-            meta is None
-            or meta.get("params") != params
-            or now - float(meta.get("fitted_at", 0)) >= config.detection.refit_interval_seconds
-        ):
-            return True
-    return False
+        return None
+    meta = store.load_meta(key)
+    times = evaluation_window(config, now, mc)
+    params = _fit_params(config, config.step_seconds, float(times[-1] - times[0]))
+    if (
+        meta is None
+        or meta.get("params") != params
+        or now - float(meta.get("fitted_at", 0)) >= config.detection.refit_interval_seconds
+    ):
+        return None
+    return {str(k) for k in meta.get("keys", [])}
+
+
+def _feeds_forecast(config: Config, mc: MetricConfig) -> bool:
+    """Whether ``mc`` is forecast, or is the rate of a forecast metric: read whole."""
+    return mc.forecast is not None or any(
+        m.forecast is not None and m.forecast.rate == mc.name for m in config.metrics
+    )
+
+
+def _scored_rows(config: Config, times: np.ndarray, now: float) -> int:
+    """How many of the newest rows of ``times`` a run scores: the points since the previous
+    run it judges, and at least the last hour, for the recent trouble health remembers."""
+    recent = int(np.count_nonzero(times > times[-1] - RECENT_SECONDS))
+    return min(max(evidence_rows(config, times, now), recent), times.shape[0])
+
+
+def _reporting(frame: Frame, rows: int) -> Frame:
+    """``frame`` without the series that have values, but none in its newest ``rows`` (the
+    rows a run scores): gone for longer than scoring looks back (a tenant that left, a renamed
+    pod), they are not scored, whether the run read the whole lookback or only those rows."""
+    finite = np.isfinite(frame.values)
+    keep = np.flatnonzero(np.any(finite[-rows:], axis=0) | ~np.any(finite, axis=0))
+    return frame if keep.size == frame.n_series else frame.select(keep.tolist())
+
+
+def _read_warm(
+    config: Config,
+    mc: MetricConfig,
+    *,
+    now: float,
+    source: PrometheusSource,
+    store: ModelStore | None,
+    key: str,
+    tenants: Collection[str] | None,
+) -> Frame | None:
+    """``mc``'s newest rows only, as many as scoring reads (:func:`_scored_rows` plus
+    :func:`~anomaly.models.scoring.history_rows`), when its stored model is fresh and knows
+    every series they hold; None when the metric needs its whole lookback (a refit, a new
+    series, a forecast). Raises :class:`QueryError`."""
+    if not mc.detect or _feeds_forecast(config, mc):
+        return None
+    ids = _fresh_ids(config, mc, store, key, now)
+    times = evaluation_window(config, now, mc)
+    rows = _scored_rows(config, times, now) + history_rows(config.step_seconds)
+    if ids is None or rows >= times.shape[0]:
+        return None
+    frame = read_frame(config, mc, now=now, source=source, tenants=tenants, rows=rows)
+    if not all(_key_id(k) in ids for k in frame.keys):
+        log.info("metric %s: a new series; reading the whole lookback to fit it", mc.name)
+        return None
+    return frame
 
 
 # --------------------------------------------------------------------------- models
@@ -382,6 +446,7 @@ def load_or_fit(
     key: str | None = None,
     save_errors: list[str] | None = None,
     calendars: TenantCalendars | None = None,
+    window_seconds: float | None = None,
 ) -> tuple[AnomalyModel, int]:
     """Reuse stored fitted state where it is fresh; fit the series that have none.
 
@@ -398,10 +463,14 @@ def load_or_fit(
     is returned all the same.
 
     ``calendars``: the batch's tenant calendars, which the series fitted now learn by
-    (default: each series its own).
+    (default: each series its own). ``window_seconds``: the span of the run's window that
+    the stored model must have been fitted on (default: ``frame``'s, which must then be the
+    whole window when a series is fitted).
     """
     det = config.detection
-    params = _fit_params(config, frame.step_seconds, float(frame.times[-1] - frame.times[0]))
+    if window_seconds is None:
+        window_seconds = float(frame.times[-1] - frame.times[0])
+    params = _fit_params(config, frame.step_seconds, window_seconds)
     key = frame.metric if key is None else key
     stored = (
         _load_fresh(store, key, params, now, det.refit_interval_seconds)
@@ -517,15 +586,28 @@ def score_metric(
     ``frames`` is the batch's cache of reads shared between metrics: a metric that is the
     rate of a forecast metric is read once over the longer of the two lookbacks, for its own
     detection and for that forecast (in either order), and the tenant ``calendars`` read every
-    detected metric once. Series fitted now learn by those calendars."""
+    detected metric once. Series fitted now learn by those calendars.
+
+    A detected metric whose stored model is fresh reads only the rows scoring reads (about a
+    day, :func:`_read_warm`), unless the batch read it whole already."""
     t0 = time.perf_counter()
     outcome = MetricOutcome(mc)
+    times = evaluation_window(config, now, mc)
     try:
         frame = None
         if calendars is not None and mc.name in calendars.errors:
             raise calendars.errors[mc.name]
-        if frames is not None:
-            times = evaluation_window(config, now, mc)
+        if frames is None or mc.name not in frames:
+            frame = _read_warm(
+                config,
+                mc,
+                now=now,
+                source=source,
+                store=store,
+                key=mc.name if store_key is None else store_key,
+                tenants=tenants,
+            )
+        if frame is None and frames is not None:
             frame = _shared_frame(
                 config, mc, times, now=now, source=source, tenants=tenants, frames=frames
             )
@@ -538,6 +620,10 @@ def score_metric(
         return outcome
     t1 = time.perf_counter()
     outcome.fetch_seconds = t1 - t0
+    if mc.detect:
+        frame = _reporting(
+            frame, _scored_rows(config, times, now) + history_rows(frame.step_seconds)
+        )
     outcome.frame = frame
     outcome.n_series, outcome.n_skipped = frame.n_series, len(frame.skipped)
     if frame.n_series == 0:
@@ -559,15 +645,13 @@ def score_metric(
             key=store_key,
             save_errors=save_errors,
             calendars=calendars,
+            window_seconds=float(times[-1] - times[0]),
         )
         outcome.store_error = save_errors[0] if save_errors else None
         t2 = time.perf_counter()
-        # The points since the previous run are judged; the last hour is scored too, for
-        # the recent trouble health remembers.
-        n_rows = frame.times.shape[0]
-        outcome.n_evidence = min(evidence_rows(config, frame.times, now), n_rows)
-        recent = int(np.count_nonzero(frame.times > frame.times[-1] - RECENT_SECONDS))
-        n_eval = min(max(outcome.n_evidence, recent), n_rows)
+        # The points since the previous run are judged; the last hour is scored too.
+        outcome.n_evidence = min(evidence_rows(config, frame.times, now), frame.times.shape[0])
+        n_eval = _scored_rows(config, frame.times, now)
         outcome.result = model.score(frame.times, frame.values, n_eval=n_eval)
         outcome.model_seconds, outcome.score_seconds = t2 - t1, time.perf_counter() - t2
         outcome.n_unscored = int(np.count_nonzero(~outcome.result.valid))

@@ -318,7 +318,7 @@ def _noise_law_scale(times: np.ndarray, values: np.ndarray, c: np.ndarray) -> np
         best, best_cost = c.copy(), np.full(n_s, np.inf)
         for m in _C_MULTIPLES:
             cand = m * med
-            r = np.where(ok, np.log(noise) - 0.5 * np.log(lev**2 + cand**2), np.nan)
+            r = np.where(ok, np.log(noise) - np.log(np.hypot(lev, cand)), np.nan)
             cost = np.nansum((r - np.nansum(r, axis=0) / np.maximum(n_ok, 1)) ** 2, axis=0)
             better = usable & np.isfinite(cand) & (cand > 0) & (cost < best_cost - 1e-12)
             best = np.where(better, cand, best)

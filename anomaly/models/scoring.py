@@ -37,6 +37,15 @@ from anomaly.models.seasonal import N_FEATURES, SeasonalBaseline, check_input
 
 _CHUNK_SERIES = 256
 _HISTORY_ROWS = 48
+
+
+def history_rows(step_seconds: float) -> int:
+    """Rows before the first scored one that :meth:`AnomalyModel.score` reads, and all it
+    reads: a day, for reading today's day type and clock from today so far (the trailing
+    features need 36 rows). A window of ``n_eval`` plus these rows scores as the whole one."""
+    return max(_HISTORY_ROWS, int(np.ceil(SECONDS_PER_DAY / step_seconds)))
+
+
 #: The fitted parts: (attribute, state prefix, class). The threshold rules' arrays share the
 #: baseline's prefix (the format the job stores, which predates their split).
 _PARTS: tuple[tuple[str, str, type[FittedState]], ...] = (
@@ -228,7 +237,8 @@ class AnomalyModel:
         ----------
         times : ndarray of shape (n_t,)
         values : ndarray of shape (n_t, n_series)
-            Same series, in the same order, as at fit time. 48 rows of history suffice.
+            Same series, in the same order, as at fit time. Only the last ``n_eval`` rows and
+            :func:`history_rows` before them are read.
         n_eval : int
             Rows to score, ``1 <= n_eval <= n_t``.
 
@@ -244,10 +254,7 @@ class AnomalyModel:
             raise ValueError(
                 f"`values` has {v.shape[1]} series, the model was fitted on {self.n_series_}"
             )
-        # A day of history: the trailing features need 36 rows, reading today's day type
-        # needs today so far.
-        history = max(_HISTORY_ROWS, int(np.ceil(SECONDS_PER_DAY / self.step_seconds)))
-        start = max(0, t.shape[0] - n_eval - history)
+        start = max(0, t.shape[0] - n_eval - history_rows(self.step_seconds))
         t, v = t[start:], v[start:]
         ev = self._evidence(t, v, n_eval)
         expected, lower, upper = self.seasonal_.bands(t, self.rules_.band_sigmas(), v)
