@@ -6,6 +6,7 @@
     ├─ ConfigError(ValueError)        bad config: names the key, the value, what is allowed → exit 2
     ├─ SourceError                    Prometheus unreachable / query rejected → the run fails loudly
     │  └─ QueryError                  one metric's query rejected or unusable → that metric skipped
+    │     └─ AnswerError              answered unusably (error body, cut JSON) → that metric skipped
     ├─ DataError(ValueError)          one series unusable (too short, all NaN) → skip that series
     ├─ StoreError                     model store unusable as a whole (disk full, no permission)
     └─ SinkError                      Pushgateway rejected or unreachable → the run fails loudly
@@ -34,6 +35,12 @@ class SourceError(AnomalyError):
 
 class QueryError(SourceError):
     """One metric's query was rejected or returned unusable data."""
+
+
+class AnswerError(QueryError):
+    """Prometheus answered one query, but the answer is unusable (an error body with HTTP 200,
+    truncated or malformed JSON, the wrong shape, not JSON, a body that broke off); names the
+    query, the URL and what was wrong."""
 
 
 class DataError(AnomalyError, ValueError):

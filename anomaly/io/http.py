@@ -16,7 +16,9 @@ servers need alike:
 
 What an answer means is the caller's: :meth:`Endpoint.request` returns the last answer
 whatever its status, and raises the caller's error class (:class:`~anomaly.errors.SourceError`,
-:class:`~anomaly.errors.SinkError`) only when the server cannot be reached.
+:class:`~anomaly.errors.SinkError`) only when the server cannot be reached, or when its
+answers kept breaking off mid-body (:data:`BROKEN_OFF`; the caller may name another class for
+that: the server was reached, only this request failed).
 
 Tests stub this layer, for the source and the sink alike, by passing a ``session`` with a fake
 transport adapter mounted (``session.mount("http://", adapter)``): the session is configured as
@@ -40,6 +42,7 @@ from anomaly.config import PrometheusConfig, PushgatewayConfig
 from anomaly.errors import AnomalyError
 
 __all__ = [
+    "BROKEN_OFF",
     "RETRY_STATUSES",
     "Endpoint",
     "EndpointConfig",
@@ -54,6 +57,10 @@ log = logging.getLogger(__name__)
 
 #: Statuses worth another attempt: the server or a proxy in front of it is unwell or throttling.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+#: Transport errors raised after an answer's head arrived: its body broke off (a cut or reset
+#: connection, a short Content-Length, a broken chunk) or cannot be decoded (corrupt gzip).
+BROKEN_OFF = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
 
 #: A config section that describes an HTTP endpoint.
 EndpointConfig: TypeAlias = PrometheusConfig | PushgatewayConfig
@@ -110,8 +117,17 @@ def describe_transport_error(exc: BaseException, timeout_seconds: float) -> str:
             return "host name cannot be resolved"
         if isinstance(cause, ssl.SSLError):
             return "TLS handshake or certificate verification failed"
+        if isinstance(cause, http.client.IncompleteRead):
+            # urllib3's counts the bytes read, http.client's holds them.
+            got = cause.partial if isinstance(cause.partial, int) else len(cause.partial)
+            more = f", {cause.expected:,} more expected" if cause.expected else ""
+            return f"the body ended after {got:,} bytes{more}"
         if isinstance(cause, http.client.HTTPException):
             return f"malformed HTTP answer ({type(cause).__name__})"
+    if isinstance(exc, requests.exceptions.ContentDecodingError):
+        return "the body cannot be decoded (Content-Encoding)"
+    if isinstance(exc, BROKEN_OFF):
+        return "the body broke off"
     if isinstance(exc, requests.ConnectionError):
         return "connection failed"
     if isinstance(exc, OSError) and exc.strerror:
@@ -188,12 +204,15 @@ class Endpoint:
         data: Mapping[str, str] | bytes | None = None,
         headers: Mapping[str, str] | None = None,
         what: str | None = None,
+        broken: type[AnomalyError] | None = None,
     ) -> requests.Response:
-        """Send one request, retrying connection errors and :data:`RETRY_STATUSES`.
+        """Send one request, retrying connection errors, answers that broke off and
+        :data:`RETRY_STATUSES`.
 
         ``what`` (e.g. ``"push group {...}"``) is named in the retry warnings. Returns the last
         answer, whatever its status (a retry status once the retries are spent); raises the
-        endpoint's ``error`` if no answer came.
+        endpoint's ``error`` if no answer came, or ``broken`` (default: ``error``) if the last
+        answer broke off (:data:`BROKEN_OFF`).
         """
         cfg = self.config
         attempts = max(int(cfg.retries), 0) + 1
@@ -215,6 +234,10 @@ class Endpoint:
                 reason = describe_transport_error(e, cfg.timeout_seconds)
                 if attempt == attempts:
                     tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+                    if isinstance(e, BROKEN_OFF):
+                        raise (broken or self._error)(
+                            f"{self.where} broke off its answer: {reason}{tries}"
+                        ) from None
                     raise self._error(f"cannot reach {self.where}: {reason}{tries}") from None
                 log.warning("%s: %s; retrying (%d/%d)", self.where, reason, attempt, attempts - 1)
             else:

@@ -18,10 +18,18 @@ Why not ``PrometheusConnect``'s query methods (prometheus-api-client 0.7.2):
   seams for sub-second steps;
 * it mounts a urllib3 ``Retry`` of its own (status retries included) that would multiply with
   our bounded, configurable retries.
+
+An answer to a query that Prometheus gave but that cannot be used (HTTP 200 with an error body,
+truncated or malformed JSON, a body that is not JSON or broke off, the wrong shape) is an
+:class:`~anomaly.errors.AnswerError` naming the query, the URL and what was wrong: like a
+rejected query, it fails that query's metric, not the run. The reachability check
+(:meth:`PrometheusSource.check`) has no metric to fail: there it is a
+:class:`~anomaly.errors.SourceError`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -35,7 +43,7 @@ import numpy as np
 import requests
 
 from anomaly.config import PrometheusConfig
-from anomaly.errors import QueryError, SourceError
+from anomaly.errors import AnswerError, QueryError, SourceError
 from anomaly.io.http import Endpoint, answer_text, one_line
 from anomaly.io.matrix import DecodedMatrix, decode_matrix
 
@@ -197,29 +205,34 @@ class PrometheusSource:
             params.append(("start", _format_number(start)))
         if end is not None:
             params.append(("end", _format_number(end)))
+        subject = f"label values of {label}"
+        if matches:
+            subject += f" for {self._show(' or '.join(matches))}"
         data = self._call(
-            f"/api/v1/label/{quote(label, safe='')}/values",
-            params=params or None,
-            query=" or ".join(matches) or None,
+            f"/api/v1/label/{quote(label, safe='')}/values", params=params or None, subject=subject
         )
         if not isinstance(data, list) or not all(isinstance(v, str) for v in data):
-            raise SourceError(f"unexpected label values answer from {self._http.where}")
+            raise AnswerError(
+                f"{subject}: malformed answer from {self._http.where}: expected a list of "
+                f"strings, got {_json_kind(data)}"
+            )
         return sorted(data)
 
     def query(self, query: str, time: float) -> list[tuple[dict[str, str], float]]:
         """Evaluate ``query`` at one instant; ``(labels without __name__, value)`` per series.
 
-        Raises :class:`~anomaly.errors.QueryError` if the query is rejected or does not
-        return an instant vector.
+        Raises :class:`~anomaly.errors.QueryError` if the query is rejected, and
+        :class:`~anomaly.errors.AnswerError` if its answer is unusable (not an instant vector).
         """
         form = {
             "query": query,
             "time": _format_number(time),
             "timeout": f"{_format_number(self.config.timeout_seconds)}s",
         }
-        data = self._call("/api/v1/query", form=form, query=query)
+        subject = f"query {self._show(query)}"
+        data = self._call("/api/v1/query", form=form, subject=subject)
         out = []
-        for item in self._results(data, "vector", "an instant vector", query):
+        for item in self._results(data, "vector", "an instant vector", subject):
             labels = {k: v for k, v in (item.get("metric") or {}).items() if k != "__name__"}
             try:
                 value = float(item["value"][1])
@@ -231,7 +244,7 @@ class PrometheusSource:
     def check(self) -> None:
         """Cheaply verify that the API answers (an instant query of ``1``); else SourceError."""
         try:
-            self._call("/api/v1/query", params={"query": "1"}, query=None)
+            self._call("/api/v1/query", params={"query": "1"}, subject=None)
         except QueryError as e:
             # A server that rejects "1" is not a working Prometheus API for us.
             raise SourceError(str(e)) from None
@@ -249,18 +262,19 @@ class PrometheusSource:
             # Let Prometheus give up when we do, instead of evaluating for nobody.
             "timeout": f"{_format_number(self.config.timeout_seconds)}s",
         }
-        data = self._call("/api/v1/query_range", form=form, query=query, matrix=True)
+        subject = f"query {self._show(query)}"
+        data = self._call("/api/v1/query_range", form=form, subject=subject, matrix=True)
         if isinstance(data, DecodedMatrix):
             yield from data.series
             return
-        for item in self._results(data, "matrix", "a range vector (matrix)", query):
+        for item in self._results(data, "matrix", "a range vector (matrix)", subject):
             metric = dict(item.get("metric") or {})
             pairs = item.get("values") or []
             if not pairs:
                 if item.get("histograms"):
                     log.warning(
-                        "query %s returned native histograms for %s; skipped (not supported)",
-                        self._show(query),
+                        "%s returned native histograms for %s; skipped (not supported)",
+                        subject,
                         metric,
                     )
                 continue
@@ -268,21 +282,36 @@ class PrometheusSource:
                 times = np.fromiter((p[0] for p in pairs), dtype=np.float64, count=len(pairs))
                 values = np.array([p[1] for p in pairs], dtype=str).astype(np.float64)
             except (TypeError, ValueError, IndexError) as e:
-                raise QueryError(
-                    f"query {self._show(query)}: malformed samples from {self._http.where}: "
-                    f"{one_line(str(e))}"
+                raise AnswerError(
+                    f"{subject}: malformed samples from {self._http.where}: {one_line(str(e))}"
                 ) from None
             yield metric, times, values
 
-    def _results(self, data: Any, result_type: str, described: str, query: str) -> list[Any]:
-        """The ``result`` list of a query answer of ``result_type``; else QueryError."""
+    def _results(
+        self, data: Any, result_type: str, described: str, subject: str
+    ) -> list[dict[str, Any]]:
+        """The series (``result``) of a query answer of ``result_type``, each an object whose
+        ``metric``, if any, is an object; else AnswerError."""
+        where = self._http.where
         if not isinstance(data, dict) or data.get("resultType") != result_type:
-            kind = data.get("resultType") if isinstance(data, dict) else type(data).__name__
-            raise QueryError(
-                f"query {self._show(query)} returned {kind!r} from {self._http.where}, "
-                f"expected {described}"
-            )
-        return list(data.get("result") or [])
+            if data is None:
+                got = "no data"
+            elif not isinstance(data, dict):
+                got = f"a JSON {_json_kind(data)} as data"
+            else:
+                got = repr(data.get("resultType"))
+            raise AnswerError(f"{subject} returned {got} from {where}, expected {described}")
+        result = data.get("result") or []
+        wrong = None
+        if not isinstance(result, list):
+            wrong = f"`result` is a JSON {_json_kind(result)}, not an array"
+        elif bad := [i for i in result if not isinstance(i, dict)]:
+            wrong = f"a series is a JSON {_json_kind(bad[0])}, not an object"
+        elif bad := [i for i in result if not isinstance(i.get("metric") or {}, dict)]:
+            wrong = f"a series' `metric` is a JSON {_json_kind(bad[0]['metric'])}, not an object"
+        if wrong is not None:
+            raise AnswerError(f"{subject}: malformed {result_type} from {where}: {wrong}")
+        return result
 
     def _show(self, query: str | None) -> str:
         q = one_line(query or "", _MAX_QUERY_IN_MESSAGE)
@@ -294,14 +323,27 @@ class PrometheusSource:
         *,
         params: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
         form: Mapping[str, str] | None = None,
-        query: str | None,
+        subject: str | None,
         matrix: bool = False,
     ) -> Any:
         """GET ``path`` with ``params``, or POST it ``form``; returns the JSON ``data`` field
         (with ``matrix``, a range query's series decoded straight to arrays where the answer
-        allows, see :func:`~anomaly.io.matrix.decode_matrix`)."""
+        allows, see :func:`~anomaly.io.matrix.decode_matrix`).
+
+        ``subject`` (``"query '...'"``) names what was asked in errors; with it, a rejection
+        is a :class:`QueryError` and an unusable answer an :class:`AnswerError`. Without it
+        (the reachability check) both are :class:`SourceError`."""
         method = "GET" if form is None else "POST"
-        resp = self._http.request(method, self.url + path, params=params, data=form)
+        try:
+            resp = self._http.request(
+                method,
+                self.url + path,
+                params=params,
+                data=form,
+                broken=AnswerError if subject is not None else None,
+            )
+        except AnswerError as e:  # the answer broke off on every attempt
+            raise AnswerError(f"{subject}: {e}") from None
         if matrix and resp.status_code == 200:
             # Not resp.text: without a charset it runs encoding detection over the body.
             try:
@@ -310,34 +352,85 @@ class PrometheusSource:
                 decoded = None
             if decoded is not None:
                 return decoded
-        return self._parse(resp, query)
+        return self._parse(resp, subject)
 
-    def _parse(self, resp: requests.Response, query: str | None) -> Any:
+    def _parse(self, resp: requests.Response, subject: str | None) -> Any:
         status = resp.status_code
+        bad_json: ValueError | None = None
         try:
-            body = resp.json()
-        except ValueError:
-            body = None
+            body = json.loads(resp.content)
+        except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
+            body, bad_json = None, e
         error = error_type = None
         if isinstance(body, dict):
             error, error_type = body.get("error"), body.get("errorType")
-            for w in body.get("warnings") or []:
+            warnings = body.get("warnings")
+            for w in warnings if isinstance(warnings, list) else []:
                 log.warning(
-                    "Prometheus warning for query %s: %s", self._show(query), one_line(str(w))
+                    "Prometheus warning for %s: %s", subject or "the check", one_line(str(w))
                 )
         if status == 200 and isinstance(body, dict) and body.get("status") == "success":
             return body.get("data")
         detail = one_line(str(error)) if error else answer_text(resp, 200)
         where = self._http.where
         if status == 200:
-            raise SourceError(f"{where} did not answer with Prometheus API JSON: {detail}")
+            wrong = _what_is_wrong(resp, body, bad_json)
+            if subject is None:
+                raise SourceError(
+                    f"{where} did not answer with Prometheus API JSON (HTTP 200 with {wrong})"
+                )
+            raise AnswerError(f"{subject}: {where} answered HTTP 200 with {wrong}")
         label = f"HTTP {status}" + (f" {error_type}" if error_type else "")
-        if query is not None and (
+        if subject is not None and (
             status in _QUERY_REJECTED_STATUSES or (status == 503 and error_type == "timeout")
         ):
-            raise QueryError(f"query {self._show(query)} rejected by {where} ({label}): {detail}")
+            raise QueryError(f"{subject} rejected by {where} ({label}): {detail}")
         if status in (401, 403):
             raise SourceError(f"{where} refused the credentials ({label}): {detail}")
         if status == 404:
             raise SourceError(f"{where} answered {label} (not found); is the URL right?")
         raise SourceError(f"{where} failed ({label}): {detail}")
+
+
+# --------------------------------------------------------------------------- malformed answers
+
+_JSON_KINDS = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+# What a JSON text cut short can end with, when its last token is a literal.
+_LITERALS = ("true", "false", "null", "NaN", "Infinity", "-Infinity")
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON name of ``value``'s type ("object", "array", "number", ...)."""
+    return _JSON_KINDS.get(type(value), "number" if isinstance(value, int | float) else "value")
+
+
+def _cut_short(e: json.JSONDecodeError) -> bool:
+    """Whether a JSON text failed to parse only because it ends too early."""
+    rest = e.doc[e.pos :].strip()
+    return (
+        e.msg.startswith("Unterminated string")
+        or not rest
+        or any(word.startswith(rest) for word in _LITERALS)
+    )
+
+
+def _what_is_wrong(resp: requests.Response, body: Any, bad_json: ValueError | None) -> str:
+    """What is wrong with a 200 answer that is no successful API answer, to follow
+    "answered HTTP 200 with ": an error body, truncated or malformed JSON, no JSON at all."""
+    if isinstance(body, dict) and body.get("status") == "error":
+        kind = f" ({one_line(str(body['errorType']))})" if body.get("errorType") else ""
+        message = one_line(str(body.get("error") or "")) or "no message"
+        return f"an error body{kind}: {message}"
+    if bad_json is None:
+        return f"JSON that is not a Prometheus API answer: {answer_text(resp, 200)}"
+    if not resp.content.strip():
+        return "an empty body"
+    if isinstance(bad_json, json.JSONDecodeError) and resp.content.lstrip()[:1] in (b"{", b"["):
+        if _cut_short(bad_json):
+            return f"truncated JSON ({len(resp.content):,} bytes)"
+        return (
+            f"malformed JSON ({bad_json.msg} at position {bad_json.pos:,} of {len(bad_json.doc):,})"
+        )
+    content_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
+    kind = f"a {content_type} body" if content_type else "a body"
+    return f"{kind} that is not JSON: {answer_text(resp, 200)}"

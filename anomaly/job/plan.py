@@ -10,15 +10,20 @@ at the window's end would see nothing of a metric whose newest sample is older t
 Prometheus' 5-minute lookback (a scrape gap, an hourly metric, a backfilled store, a replay
 with ``--at``), plan 0 series and read every metric whole. A metric above
 ``scale.max_series`` fails alone, before any range query, with an error naming it and the count
-(the other metrics still run; ``anomaly_job_metric_failed`` shows it). The tenants come from
-that count plus the label-values API over the metrics' selectors and window (tenants whose
-series stopped before the counted stretch). When the largest metric has more than
-``scale.batch_series`` series, the tenants are split into a power-of-two number of stable hash
-buckets; each batch reads every metric with ``<tenant>=~"t1|t2|..."`` (escaped) added to each
-selector of its query, so Prometheus reads only those series from its index — cost per batch
-proportional to the batch, unlike wrapping the query in ``and on (<tenant>)``, which evaluates
-the whole query once per batch. A metric with ``split: false`` (a query that mixes tenants) is
-read whole and filtered by tenant afterwards.
+(the other metrics still run; ``anomaly_job_metric_failed`` shows it); so does a metric whose
+count was answered but unusably (:class:`~anomaly.errors.AnswerError`: an error body with HTTP
+200, truncated JSON, ...), since its size is unknown. A count Prometheus rejects is left to the
+range query, which is rejected too and says so. When the largest metric has more than
+``scale.batch_series`` series (or the run is sharded), the tenants come from that count plus
+the label-values API over the metrics' selectors and window (tenants whose series stopped
+before the counted stretch); when that lookup fails, each metric's selectors are looked up
+alone, and a metric whose own lookup fails fails alone. The tenants are then split into a
+power-of-two number of stable hash buckets; each batch reads every metric with
+``<tenant>=~"t1|t2|..."`` (escaped) added to each selector of its query, so Prometheus reads
+only those series from its index — cost per batch proportional to the batch, unlike wrapping
+the query in ``and on (<tenant>)``, which evaluates the whole query once per batch. A metric
+with ``split: false`` (a query that mixes tenants) is read whole and filtered by tenant
+afterwards.
 
 ``--shard INDEX/COUNT`` keeps the tenants whose SHA-1 hash is INDEX mod COUNT, pushes under
 ``shard=INDEX`` and keys stored models by shard and batch, so shards share nothing.
@@ -38,7 +43,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from anomaly.config import Config, MetricConfig
-from anomaly.errors import ConfigError, QueryError
+from anomaly.errors import AnswerError, ConfigError, QueryError
 from anomaly.frame import time_grid
 from anomaly.io.prometheus import PrometheusSource
 from anomaly.io.promql import count_series_query, series_selectors
@@ -159,7 +164,8 @@ class BatchPlan:
     """Series per metric in this shard over the newest stretch of its window that has any
     (:func:`count_series`)."""
     failed: Mapping[str, str]
-    """Metrics refused before fetching (``scale.max_series``), with the reason."""
+    """Metrics refused before fetching (``scale.max_series``, an unusable answer to their
+    count or tenant lookup), with the reason."""
 
     @property
     def n_batches(self) -> int:
@@ -189,13 +195,44 @@ def count_series(
     return []
 
 
+def _list_tenants(
+    source: PrometheusSource,
+    tenant_label: str,
+    selectors: Mapping[str, list[str]],
+    start: float,
+    end: float,
+    failed: dict[str, str],
+) -> set[str]:
+    """The ``tenant_label`` values of the metrics' ``selectors`` (per metric name) between
+    ``start`` and ``end``: one label-values lookup for all of them, else (rejected, or
+    answered unusably) one per metric; a metric whose own lookup fails goes to ``failed``."""
+    every = sorted({s for sel in selectors.values() for s in sel})
+    if not every:
+        return set()
+    try:
+        return set(source.label_values(tenant_label, every, start=start, end=end))
+    except QueryError as e:
+        log.warning("cannot list the tenants of all metrics at once (%s); listing each alone", e)
+    out: set[str] = set()
+    for name, sel in selectors.items():
+        if not sel:
+            continue
+        try:
+            out |= set(source.label_values(tenant_label, sorted(set(sel)), start=start, end=end))
+        except QueryError as e:
+            failed[name] = f"metric {name}: cannot list its tenants: {e}"
+            log.error("%s", failed[name])
+    return out
+
+
 def plan_batches(
     config: Config, source: PrometheusSource, now: float, shard: Shard | None = None
 ) -> BatchPlan:
     """Count each metric's series over the newest stretch of its window that has any
-    (:func:`count_series`, cheap), refuse metrics above ``scale.max_series``, list this shard's
-    tenants (label-values API over the metrics' selectors and window) and bucket them so that
-    no batch holds much more than ``scale.batch_series`` series of any metric."""
+    (:func:`count_series`, cheap), refuse metrics above ``scale.max_series`` (or whose count
+    was answered unusably), and, for a run of several batches or shards, list this shard's
+    tenants (:func:`_list_tenants`) and bucket them so that no batch holds much more than
+    ``scale.batch_series`` series of any metric."""
     shard = shard or Shard()
     tl = config.tenant_label
     if tl is None:
@@ -205,15 +242,19 @@ def plan_batches(
     tenants: set[str] = set()
     series: dict[str, int] = {}
     failed: dict[str, str] = {}
-    selectors: list[str] = []
     start = end = now
     for mc in config.metrics:
         times = evaluation_window(config, now, mc)
         start, end = min(start, float(times[0])), float(times[-1])
         try:
             counts = count_series(source, mc.query, tl, times, config.step_seconds)
+        except AnswerError as e:
+            # Its size unknown, its range read could exceed scale.max_series: not fetched.
+            failed[mc.name] = f"metric {mc.name}: cannot count its series: {e}"
+            log.error("%s", failed[mc.name])
+            continue
         except QueryError as e:
-            # The range query will fail (or work) on its own and say so; no count here.
+            # Rejected: the range query will be rejected too and say so; no count here.
             log.debug("metric %s: cannot count series: %s", mc.name, e)
             continue
         n = 0
@@ -233,19 +274,19 @@ def plan_batches(
                 "narrow the query or shard the job (--shard)"
             )
             log.error("%s", failed[mc.name])
-        selectors += series_selectors(mc.query) if mc.split else []
-    if selectors:
-        # Tenants whose series ended before the counted stretch still get their window scored.
-        tenants |= {
-            t
-            for t in source.label_values(tl, sorted(set(selectors)), start=start, end=end)
-            if shard.owns(t)
-        }
     biggest = max((n for name, n in series.items() if name not in failed), default=0)
     wanted = max(1, math.ceil(biggest / config.scale.batch_series))
     n_batches = 1 << (wanted - 1).bit_length()
     if shard.count == 1 and n_batches == 1:
-        return BatchPlan(shard, None, series, failed)
+        return BatchPlan(shard, None, series, failed)  # the queries read whole: no tenant list
+    # Tenants whose series ended before the counted stretch still get their window scored.
+    selectors = {
+        mc.name: series_selectors(mc.query)
+        for mc in config.metrics
+        if mc.split and mc.name not in failed
+    }
+    listed = _list_tenants(source, tl, selectors, start, end, failed)
+    tenants |= {t for t in listed if shard.owns(t)}
     buckets: list[list[str]] = [[] for _ in range(n_batches)]
     for t in sorted(tenants):
         buckets[(tenant_hash(t) // shard.count) % n_batches].append(t)

@@ -1,7 +1,7 @@
 """A small fault-injecting HTTP(S) proxy for tests: it sits on 127.0.0.1 in front of a real
 server, records every request (method, path, headers, body, arrival time) and, per request,
-either forwards it or misbehaves as a test's ``fault`` callable says: answer a status of its
-own, hang without answering, or drop the connection.
+either forwards it or misbehaves as a test's ``fault`` callable says: answer a status (and
+body) of its own, hang without answering, drop the connection, or forward and cut the answer.
 
 ::
 
@@ -52,16 +52,20 @@ class Seen:
 
 @dataclass(frozen=True)
 class Fault:
-    """What to do instead of forwarding: ``status``, ``hang`` or ``drop``."""
+    """What to do instead of forwarding: ``status``, ``hang``, ``drop`` or ``truncate``."""
 
     kind: str
     status_code: int = 0
     body: bytes = b""
     seconds: float = 0.0
+    content_type: str = "text/plain"
+    keep: float = 1.0
+    honest: bool = True
 
     @classmethod
-    def status(cls, code: int, body: bytes = b"") -> Fault:
-        return cls("status", status_code=code, body=body or f"injected HTTP {code}".encode())
+    def status(cls, code: int, body: bytes = b"", content_type: str = "text/plain") -> Fault:
+        body = body or f"injected HTTP {code}".encode()
+        return cls("status", status_code=code, body=body, content_type=content_type)
 
     @classmethod
     def hang(cls, seconds: float = 60.0) -> Fault:
@@ -71,6 +75,13 @@ class Fault:
     def drop(cls) -> Fault:
         """Close the connection without answering."""
         return cls("drop")
+
+    @classmethod
+    def truncate(cls, keep: float = 0.5, *, honest: bool = True) -> Fault:
+        """Forward, then send only the first ``keep`` of the (uncompressed) answer's body and
+        close: ``honest`` declares the cut length (a body that is whole as HTTP goes, but
+        truncated JSON); otherwise the full length is declared, so the transfer breaks off."""
+        return cls("truncate", keep=keep, honest=honest)
 
 
 FaultRule = Callable[[Seen, int], "Fault | None"]
@@ -110,7 +121,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if fault is None:
             self._forward(seen)
         elif fault.kind == "status":
-            self._answer(fault.status_code, fault.body, "text/plain")
+            self._answer(fault.status_code, fault.body, fault.content_type)
+        elif fault.kind == "truncate":
+            self._forward(seen, fault)
         elif fault.kind == "hang":
             state.release.wait(fault.seconds)
             self.close_connection = True
@@ -122,16 +135,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = _handle  # noqa: N815 - stdlib naming
 
-    def _forward(self, seen: Seen) -> None:
+    def _forward(self, seen: Seen, cut: Fault | None = None) -> None:
         up = urlsplit(self.server.state.upstream)
         conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
-        headers = {k: v for k, v in seen.headers.items() if k.lower() not in _HOP_BY_HOP}
+        drop = _HOP_BY_HOP | ({"accept-encoding"} if cut else set())  # cut the plain JSON
+        headers = {k: v for k, v in seen.headers.items() if k.lower() not in drop}
         try:
             conn.request(seen.method, seen.path, body=seen.body or None, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
             extra = {"Content-Encoding": resp.getheader("Content-Encoding") or ""}
-            self._answer(resp.status, data, resp.getheader("Content-Type") or "text/plain", extra)
+            content_type = resp.getheader("Content-Type") or "text/plain"
+            if cut is None:
+                self._answer(resp.status, data, content_type, extra)
+                return
+            head = data[: int(len(data) * cut.keep)]
+            extra["Content-Length"] = str(len(head) if cut.honest else len(data))
+            self.close_connection = True
+            self._answer(resp.status, head, content_type, extra)
         finally:
             conn.close()
 
@@ -140,10 +161,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        for k, v in (extra or {}).items():
+        extra = dict(extra or {})
+        extra.setdefault("Content-Length", str(len(body)))
+        for k, v in extra.items():
             if v:
                 self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 

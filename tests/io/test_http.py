@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from urllib3.exceptions import NameResolutionError, ProtocolError
+from urllib3.exceptions import IncompleteRead, NameResolutionError, ProtocolError
 
 from anomaly.config import AuthConfig, PrometheusConfig, PushgatewayConfig, TLSConfig
-from anomaly.errors import SinkError, SourceError
+from anomaly.errors import AnswerError, SinkError, SourceError
 from anomaly.io.http import Endpoint, describe_transport_error, one_line, redact_url
 from tests.io.fake_http import FakeAdapter, session_with
 
@@ -75,6 +75,20 @@ def test_an_unreachable_server_raises_the_caller_s_error_naming_the_url_without_
     assert "pw" not in repr(endpoint)
 
 
+def test_an_answer_that_breaks_off_is_retried_then_raises_the_caller_s_broken_error() -> None:
+    cut = requests.exceptions.ChunkedEncodingError(ProtocolError("x", IncompleteRead(10, 5)))
+    adapter = FakeAdapter(lambda r: (0, cut))
+    config = PrometheusConfig(url="http://p", retries=1, retry_backoff_seconds=0)
+    endpoint = Endpoint(config, "Prometheus", SourceError, session=session_with(adapter))
+    expected = "Prometheus at http://p broke off its answer: the body ended after 10 bytes, "
+    with pytest.raises(AnswerError, match=f"^{expected}5 more expected \\(after 2 attempts\\)$"):
+        endpoint.request("POST", "http://p/api/v1/query_range", broken=AnswerError)
+    assert len(adapter.requests) == 2
+    with pytest.raises(SourceError, match=f"^{expected}") as info:  # no `broken`: the error
+        endpoint.request("POST", "http://p/api/v1/query_range")
+    assert not isinstance(info.value, AnswerError)
+
+
 def test_redact_url_and_one_line() -> None:
     assert redact_url("https://user:secret@host:8443/prom/") == "https://host:8443/prom"
     assert redact_url("http://host/") == "http://host"
@@ -85,6 +99,11 @@ def test_redact_url_and_one_line() -> None:
 def _wrapped(cause: BaseException) -> requests.ConnectionError:
     """As requests raises it: ConnectionError(ProtocolError('Connection aborted.', cause))."""
     return requests.ConnectionError(ProtocolError("Connection aborted.", cause))
+
+
+def _cut(cause: BaseException) -> requests.exceptions.ChunkedEncodingError:
+    """As requests raises a body that broke off: ChunkedEncodingError(ProtocolError(...))."""
+    return requests.exceptions.ChunkedEncodingError(ProtocolError("Connection broken", cause))
 
 
 @pytest.mark.parametrize(
@@ -103,6 +122,11 @@ def _wrapped(cause: BaseException) -> requests.ConnectionError:
         (requests.ConnectionError(), "connection failed"),
         (OSError(101, "Network is unreachable"), "network is unreachable"),
         (requests.TooManyRedirects(), "request failed (TooManyRedirects)"),
+        (_cut(IncompleteRead(61_000, 1_500)), "the body ended after 61,000 bytes, 1,500 more"),
+        (_cut(http.client.IncompleteRead(b"{}")), "the body ended after 2 bytes"),
+        (_cut(ConnectionResetError(104, "x")), "connection reset by peer"),
+        (requests.exceptions.ChunkedEncodingError(), "the body broke off"),
+        (requests.exceptions.ContentDecodingError(), "the body cannot be decoded"),
     ],
 )
 def test_transport_errors_are_described_in_a_few_words(exc: OSError, reason: str) -> None:

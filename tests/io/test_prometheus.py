@@ -17,7 +17,7 @@ import requests
 from anomaly_lab import devstack
 
 from anomaly.config import AuthConfig, PrometheusConfig
-from anomaly.errors import QueryError, SourceError
+from anomaly.errors import AnswerError, QueryError, SourceError
 from anomaly.io.prometheus import PrometheusSource, RawSeries
 from anomaly.io.promql import escape_label_value, regex_escape_label_value
 from tests.io.fake_http import FakeAdapter, session_with
@@ -437,3 +437,165 @@ def test_e2e_prometheus_reads_escaped_values_back_exactly(prometheus: str, value
     q2 = f'label_replace(label_replace(vector(1), "x", "{lit}", "", ""), "y", "matched", "x", "{other}")'
     (s2,) = src.query_range(q2, 0, 0, 60)
     assert "y" not in s2.labels
+
+
+# --------------------------------------------------------------------------- malformed answers
+
+_GOOD_RANGE = json.dumps(
+    {"status": "success", "data": matrix(({"k": "v"}, [[0, "1"], [60, "2"]]))}
+).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (
+            error("execution", "expanding series: boom"),
+            "answered HTTP 200 with an error body (execution): expanding series: boom",
+        ),
+        (_GOOD_RANGE[:61], "answered HTTP 200 with truncated JSON (61 bytes)"),
+        (_GOOD_RANGE[:-1], f"answered HTTP 200 with truncated JSON ({len(_GOOD_RANGE) - 1} bytes)"),
+        (b'{"status": tru', "answered HTTP 200 with truncated JSON (14 bytes)"),
+        (b'{"status": "success",, }', "answered HTTP 200 with malformed JSON (Expecting"),
+        (b"", "answered HTTP 200 with an empty body"),
+        (b"<html><body>502 Proxy Error</body></html>", "not JSON: <html><body>502 Proxy Error"),
+        ([1, 2], "answered HTTP 200 with JSON that is not a Prometheus API answer: [1, 2]"),
+        ({"status": "success"}, "returned no data from"),
+        (
+            {"status": "success", "data": {"resultType": "vector", "result": []}},
+            "returned 'vector' from",
+        ),
+        (
+            {"status": "success", "data": {"resultType": "matrix", "result": {"a": 1}}},
+            "malformed matrix from",
+        ),
+        (
+            {"status": "success", "data": {"resultType": "matrix", "result": [[1, 2]]}},
+            "malformed matrix from",
+        ),
+        (
+            {"status": "success", "data": {"resultType": "matrix", "result": [{"metric": 3}]}},
+            "malformed matrix from",
+        ),
+        (
+            {"status": "success", "data": matrix(({"k": "v"}, [[0, "x"]]))},
+            "malformed samples from",
+        ),
+    ],
+    ids=[
+        "error-body",
+        "truncated",
+        "truncated-at-the-end",
+        "truncated-literal",
+        "malformed-json",
+        "empty",
+        "html",
+        "not-an-api-answer",
+        "no-data",
+        "vector",
+        "result-not-a-list",
+        "series-not-an-object",
+        "labels-not-an-object",
+        "bad-sample",
+    ],
+)
+def test_a_malformed_range_answer_fails_its_query_not_the_source(body: Any, problem: str) -> None:
+    src, adapter, sleeps = make_source(lambda r: (200, body), retries=3)
+    with pytest.raises(AnswerError) as info:
+        src.query_range("rate(up[5m])", 0, 60, 60)
+    msg = str(info.value)
+    assert isinstance(info.value, QueryError)  # the run fails that metric, not itself
+    assert problem in msg, msg
+    assert "'rate(up[5m])'" in msg and URL in msg and "\n" not in msg
+    assert len(adapter.requests) == 1 and sleeps == []  # the whole answer came: not retried
+
+
+@pytest.mark.parametrize(
+    "body",
+    [error("execution", "boom"), b'{"status":"succ', b"<html>login</html>", {"status": "success"}],
+)
+def test_a_malformed_answer_to_the_instant_count_is_an_answer_error(body: Any) -> None:
+    src, _, _ = make_source(lambda r: (200, body))
+    with pytest.raises(AnswerError, match="'count by"):
+        src.query("count by (organization_id) (up)", 1e9)
+
+
+@pytest.mark.parametrize(
+    "body", [error("execution", "boom"), b'["a", "b', {"status": "success", "data": {"a": 1}}]
+)
+def test_a_malformed_label_values_answer_is_an_answer_error(body: Any) -> None:
+    src, _, _ = make_source(lambda r: (200, body))
+    with pytest.raises(
+        AnswerError, match=r"^label values of organization_id for \"up\{job='x'\}\""
+    ):
+        src.label_values("organization_id", match="up{job='x'}")
+
+
+def test_prometheus_warnings_are_logged_with_the_query_and_odd_ones_ignored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    answers = iter([{"warnings": ["too many series"]}, {"warnings": 3}])
+    src, _, _ = make_source(
+        lambda r: (200, {"status": "success", "data": matrix(), **next(answers)})
+    )
+    assert src.query_range("up", 0, 60, 60) == []
+    assert src.query_range("up", 0, 60, 60) == []  # a warnings field that is no list
+    (record,) = [r for r in caplog.records if "warning for" in r.getMessage()]
+    assert record.getMessage() == "Prometheus warning for query 'up': too many series"
+    src, _, _ = make_source(lambda r: (200, {"status": "success", "data": 1, "warnings": ["w"]}))
+    src.check()
+    assert "Prometheus warning for the check: w" in caplog.text
+
+
+@pytest.mark.parametrize("body", [error("execution", "boom"), b"<html>login</html>"])
+def test_a_malformed_answer_to_the_reachability_check_fails_the_source(body: Any) -> None:
+    src, _, _ = make_source(lambda r: (200, body))
+    with pytest.raises(SourceError, match="did not answer with Prometheus API JSON") as info:
+        src.check()
+    assert not isinstance(info.value, QueryError)
+
+
+class _CutHandler(http.server.BaseHTTPRequestHandler):
+    """Answers 200 with the head of a range answer whose Content-Length promises all of it,
+    then closes: the body breaks off mid-transfer."""
+
+    calls = 0
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server API
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).calls += 1
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(_GOOD_RANGE)))
+        self.end_headers()
+        self.wfile.write(_GOOD_RANGE[:60])
+        self.close_connection = True
+
+    do_GET = do_POST  # noqa: N815
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_answer_that_breaks_off_is_retried_then_fails_its_query() -> None:
+    handler = type("Cut", (_CutHandler,), {"calls": 0})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        src = PrometheusSource(PrometheusConfig(url=url, retries=1, retry_backoff_seconds=0))
+        with pytest.raises(AnswerError) as info:
+            src.query_range("up", 0, 60, 60)
+        assert handler.calls == 2  # retried like any transport error
+        missing = len(_GOOD_RANGE) - 60
+        assert str(info.value) == (
+            f"query 'up': Prometheus at {url} broke off its answer: "
+            f"the body ended after 60 bytes, {missing} more expected (after 2 attempts)"
+        )
+        with pytest.raises(SourceError, match="broke off") as check:
+            src.check()  # the reachability check has no metric to fail: the run fails
+        assert not isinstance(check.value, QueryError)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -12,7 +12,7 @@ import pytest
 
 from anomaly.cli import _shard
 from anomaly.config import ScaleConfig, config_from_dict, load_config, parse_duration
-from anomaly.errors import ConfigError
+from anomaly.errors import AnswerError, ConfigError, QueryError
 from anomaly.io.prometheus import PrometheusSource
 from anomaly.io.promql import (
     count_series_query,
@@ -245,6 +245,67 @@ def test_max_series_refuses_the_metric_with_its_count() -> None:
     assert (
         "metric a: its query returns 150 series, above scale.max_series (100)" in plan.failed["a"]
     )
+
+
+class FlakySource(CountingSource):
+    """A :class:`CountingSource` whose answers about metric ``b`` are malformed (an
+    :class:`AnswerError`) or rejected (a :class:`QueryError`), for its count (``count``) or
+    for any label-values lookup that includes it (``tenants``)."""
+
+    def __init__(self, *args: Any, count: type[QueryError] | None = None, **kw: Any) -> None:
+        self.tenants: type[QueryError] | None = kw.pop("tenants", None)
+        super().__init__(*args, **kw)
+        self.count = count
+
+    def query(self, query: str, time: float) -> list[tuple[dict[str, str], float]]:
+        if self.count is not None and "(b)" in query:
+            self.calls.append(("query", query))
+            raise self.count(f"query {query!r}: answered HTTP 200 with truncated JSON (9 bytes)")
+        return super().query(query, time)
+
+    def label_values(self, label: str, match: Any = None, **kw: Any) -> list[str]:
+        if self.tenants is not None and "b" in match:
+            self.calls.append(("label_values", match))
+            raise self.tenants("label values: answered HTTP 200 with an error body (x): boom")
+        return super().label_values(label, match, **kw)
+
+
+def test_a_malformed_count_fails_its_metric_in_the_plan() -> None:
+    config = config_from_dict(_raw())
+    plan = plan_batches(config, FlakySource({"x": 1}, count=AnswerError), 1e9)  # type: ignore[arg-type]
+    assert set(plan.failed) == {"b"} and plan.series == {"a": 1}
+    assert plan.failed["b"].startswith("metric b: cannot count its series: query 'count by")
+    assert "truncated JSON (9 bytes)" in plan.failed["b"]
+
+
+def test_a_rejected_count_is_left_to_the_range_query() -> None:
+    config = config_from_dict(_raw())
+    plan = plan_batches(config, FlakySource({"x": 1}, count=QueryError), 1e9)  # type: ignore[arg-type]
+    assert plan.failed == {} and plan.series == {"a": 1}
+
+
+@pytest.mark.parametrize("error", [AnswerError, QueryError])
+def test_a_failed_tenant_lookup_fails_only_the_metric_it_belongs_to(
+    error: type[QueryError],
+) -> None:
+    tenants = {f"org-{i:03d}": 1 for i in range(300)}
+    config = config_from_dict(_raw(scale={"batch_series": 50}))
+    source = FlakySource(tenants, extra_tenants=("gone-before-now",), tenants=error)
+    plan = plan_batches(config, source, 1e9)  # type: ignore[arg-type]
+    # The lookup of both metrics' selectors failed; each metric was then looked up alone.
+    lookups = [m for kind, m in source.calls if kind == "label_values"]
+    assert lookups == [["a", "b"], ["a"], ["b"]]
+    assert set(plan.failed) == {"b"}
+    assert plan.failed["b"].startswith("metric b: cannot list its tenants: label values: ")
+    assert plan.n_batches == 8
+    assert sorted(t for b in plan.batches or () for t in b) == sorted([*tenants, "gone-before-now"])
+
+
+def test_a_run_of_one_batch_does_not_list_tenants() -> None:
+    source = FlakySource({"x": 1, "y": 1}, tenants=AnswerError)
+    plan = plan_batches(config_from_dict(_raw()), source, 1e9)  # type: ignore[arg-type]
+    assert plan.batches is None and plan.failed == {}
+    assert [kind for kind, _ in source.calls] == ["query", "query"]
 
 
 @pytest.mark.parametrize(
