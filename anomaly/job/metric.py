@@ -26,6 +26,7 @@ from anomaly.frame import Frame, SeriesKey, build_frame
 from anomaly.io.prometheus import PrometheusSource
 from anomaly.io.promql import restrict_query, tenant_matcher
 from anomaly.io.store import ModelStore
+from anomaly.job.freshness import freshness
 from anomaly.job.plan import BatchPlan, evaluation_window, evidence_rows
 from anomaly.job.report import RECENT_SECONDS, MetricOutcome
 from anomaly.models.calendar import Calendar
@@ -549,6 +550,9 @@ def score_metric(
         if tenants is None:
             log.warning("metric %s: %s", mc.name, outcome.error)
         return outcome
+    outcome.freshness = freshness(
+        frame.times, frame.values, now, config.detection.max_data_age_seconds
+    )
     if mc.detect:
         save_errors: list[str] = []
         model, outcome.refitted = load_or_fit(
@@ -562,12 +566,14 @@ def score_metric(
         )
         outcome.store_error = save_errors[0] if save_errors else None
         t2 = time.perf_counter()
-        # The points since the previous run are judged; the last hour is scored too, for
-        # the recent trouble health remembers.
+        # The points since the previous run are judged (a late series' up to its newest
+        # value: they end `shift` rows earlier); the last hour is scored too, for the recent
+        # trouble health remembers.
         n_rows = frame.times.shape[0]
         outcome.n_evidence = min(evidence_rows(config, frame.times, now), n_rows)
         recent = int(np.count_nonzero(frame.times > frame.times[-1] - RECENT_SECONDS))
-        n_eval = min(max(outcome.n_evidence, recent), n_rows)
+        late = int(outcome.freshness.shift.max(initial=0))
+        n_eval = min(max(outcome.n_evidence, recent) + late, n_rows)
         outcome.result = model.score(frame.times, frame.values, n_eval=n_eval)
         outcome.model_seconds, outcome.score_seconds = t2 - t1, time.perf_counter() - t2
         outcome.n_unscored = int(np.count_nonzero(~outcome.result.valid))
