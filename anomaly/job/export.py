@@ -84,8 +84,9 @@ SERIES: tuple[Series, ...] = (
     ),
     Series(
         "anomaly_data_age_seconds",
-        "Seconds from the run's time to the newest point: the series' newest grid point "
-        "holding a value, where late data up to `detection.max_data_age` old is judged.",
+        "Seconds from the run's time to the newest point, where the series is judged: its "
+        "newest grid row holding a value, or its tenant's late data (up to "
+        "`detection.max_data_age` old).",
         "series",
     ),
     Series(

@@ -567,12 +567,12 @@ def score_metric(
         outcome.store_error = save_errors[0] if save_errors else None
         t2 = time.perf_counter()
         # The points since the previous run are judged (a late series' up to its newest
-        # value: they end `shift` rows earlier); the last hour is scored too, for the recent
-        # trouble health remembers.
+        # value: they end up to `max_data_age` earlier, see anomaly.job.freshness); the
+        # last hour is scored too, for the recent trouble health remembers.
         n_rows = frame.times.shape[0]
         outcome.n_evidence = min(evidence_rows(config, frame.times, now), n_rows)
         recent = int(np.count_nonzero(frame.times > frame.times[-1] - RECENT_SECONDS))
-        late = int(outcome.freshness.shift.max(initial=0))
+        late = int(config.detection.max_data_age_seconds // frame.step_seconds)
         n_eval = min(max(outcome.n_evidence, recent) + late, n_rows)
         outcome.result = model.score(frame.times, frame.values, n_eval=n_eval)
         outcome.model_seconds, outcome.score_seconds = t2 - t1, time.perf_counter() - t2

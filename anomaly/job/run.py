@@ -38,7 +38,7 @@ from anomaly.io.prometheus import PrometheusSource
 from anomaly.io.pushgateway import PushgatewaySink, PushReport, Sample
 from anomaly.io.store import ModelStore
 from anomaly.job import export
-from anomaly.job.freshness import Freshness
+from anomaly.job.freshness import Freshness, align_tenants
 from anomaly.job.metric import (
     CalendarBook,
     TenantCalendars,
@@ -137,6 +137,18 @@ def _health(
     ]
 
 
+def _align_tenants(outcomes: Sequence[MetricOutcome]) -> None:
+    """Judge each tenant's regular series as far back as most of them are late
+    (:func:`~anomaly.job.freshness.align_tenants`; a batch holds all of its tenants' metrics)."""
+    kept = [o for o in outcomes if o.frame is not None and o.freshness is not None]
+    aligned = align_tenants(
+        [[k.tenant for k in o.frame.keys] for o in kept if o.frame is not None],
+        [o.freshness for o in kept if o.freshness is not None],
+    )
+    for o, fresh in zip(kept, aligned, strict=True):
+        o.freshness = fresh
+
+
 def process_batch(
     config: Config,
     plan: BatchPlan,
@@ -156,6 +168,7 @@ def process_batch(
         outcomes = metric_outcomes(
             config, plan, index, range(len(config.metrics)), now=now, source=source, store=store
         )
+    _align_tenants(outcomes)
     samples: list[Sample] = []
     findings: list[Finding] = []
     for outcome in outcomes:

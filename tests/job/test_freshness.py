@@ -16,7 +16,7 @@ from anomaly.errors import ConfigError
 from anomaly.frame import build_frame
 from anomaly.io.prometheus import RawSeries
 from anomaly.job import export
-from anomaly.job.freshness import Freshness, freshness
+from anomaly.job.freshness import Freshness, align_tenants, freshness
 from anomaly.job.plan import BatchPlan, Shard
 from anomaly.job.report import MetricOutcome
 from anomaly.job.run import process_batch
@@ -59,6 +59,26 @@ def test_an_old_gap_does_not_make_a_series_sparse() -> None:
     values[-300:-276, 0] = np.nan
     values[-3:, 0] = np.nan
     assert freshness(times, values, END, 1800.0).shift.tolist() == [3]
+
+
+def test_a_tenant_s_series_are_judged_as_far_back_as_most_of_them_are_late() -> None:
+    """Tenant a: three metrics two rows late, a rate over a range that still answers (its
+    newest rows hold values), and a sparse one. The rate is judged two rows back, aged as
+    that row; the sparse one keeps its rows. Tenant b: one late, one on time: no majority."""
+    times = _grid()
+    plain = np.ones((times.size, 2))
+    plain[-2:, 0] = np.nan  # a: late
+    plain[-1:, 1] = np.nan  # b: late by one
+    rate = np.ones((times.size, 3))  # a, b, and a series without a tenant
+    sparse = np.full((times.size, 1), np.nan)
+    sparse[::6, 0] = 1.0
+    parts = [freshness(times, v, END + 10.0, 1800.0) for v in (plain, plain, plain, rate, sparse)]
+    parts[1] = parts[2] = freshness(times, plain[:, :1], END + 10.0, 1800.0)
+    tenants = [["a", "b"], ["a"], ["a"], ["a", "b", None], ["a"]]
+    aligned = align_tenants(tenants, parts)
+    assert [p.shift.tolist() for p in aligned] == [[2, 1], [2], [2], [2, 0, 0], [0]]
+    assert aligned[3].age_seconds.tolist() == [610.0, 10.0, 10.0]
+    assert aligned[4].age_seconds.tolist() == parts[4].age_seconds.tolist()
 
 
 def test_max_data_age_is_a_duration_and_zero_turns_it_off() -> None:
