@@ -167,6 +167,10 @@ class DetectionConfig:
     threshold: float = 0.5
     refit_interval_seconds: float = 86400.0
     min_history_points: int = 288
+    max_data_age_seconds: float = 1800.0
+    """A series whose newest value is at most this old is judged up to it when the newest
+    rows are empty (late data); 0 judges the grid's newest rows as they are
+    (:mod:`anomaly.job.freshness`)."""
 
 
 #: The most worker processes a run starts (``scale.workers``, ``--workers``).
@@ -543,10 +547,13 @@ def _metrics(raw: Any) -> tuple[MetricConfig, ...]:
 def _detection(raw: Any) -> DetectionConfig:
     where = "detection"
     raw = _mapping(raw, where)
-    _check_keys(raw, {"threshold", "refit_interval", "min_history_points"}, where)
+    _check_keys(raw, {"threshold", "refit_interval", "min_history_points", "max_data_age"}, where)
     threshold = _number(raw.get("threshold", 0.5), f"{where}.threshold")
     if not 0 < threshold < 1:
         raise ConfigError(f"{where}.threshold", f"must be between 0 and 1, got {threshold!r}")
+    max_age = raw.get("max_data_age", "30m")
+    # 0 (or "0s") turns late data off; parse_duration accepts positive durations only.
+    off = not isinstance(max_age, bool) and max_age in (0, "0", "0s")
     return DetectionConfig(
         threshold=threshold,
         refit_interval_seconds=parse_duration(
@@ -555,6 +562,7 @@ def _detection(raw: Any) -> DetectionConfig:
         min_history_points=_int(
             raw.get("min_history_points", 288), f"{where}.min_history_points", minimum=12
         ),
+        max_data_age_seconds=0.0 if off else parse_duration(max_age, f"{where}.max_data_age"),
     )
 
 

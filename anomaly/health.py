@@ -41,6 +41,8 @@ class TenantHealth:
     tenant: str
     score: float
     components: Mapping[str, float]
+    data_age_seconds: float = math.nan
+    """How old the oldest of the newest values the score reads is (NaN: unknown)."""
 
 
 def objective_score(objective: Objective, value: float) -> float:
@@ -71,6 +73,7 @@ def tenant_health(
     current: Mapping[str, list[float]],
     anomaly_scores: Mapping[str, float],
     outages: Collection[str] = (),
+    data_age_seconds: float = math.nan,
 ) -> TenantHealth:
     """Score one tenant.
 
@@ -83,6 +86,8 @@ def tenant_health(
     outages : metrics whose series are out (no value, or zeros where there normally are
         values): an outage breaches the metric's objective fully, whatever its direction (a
         latency of 0 is no latency met)
+    data_age_seconds : how old the oldest of the newest values behind ``current`` is, kept
+        on the result (a score read off old data says so beside it)
     """
     components: dict[str, float] = {}
     objectives = 1.0
@@ -106,7 +111,7 @@ def tenant_health(
     components["anomalies"] = 100.0 * anomalies
     ow, aw = config.objective_weight, config.anomaly_weight
     score = (ow * components["objectives"] + aw * components["anomalies"]) / (ow + aw)
-    return TenantHealth(tenant, min(100.0, max(0.0, score)), components)
+    return TenantHealth(tenant, min(100.0, max(0.0, score)), components, data_age_seconds)
 
 
 def global_health(tenants: list[TenantHealth]) -> float:

@@ -83,6 +83,13 @@ SERIES: tuple[Series, ...] = (
         "series",
     ),
     Series(
+        "anomaly_data_age_seconds",
+        "Seconds from the run's time to the newest point, where the series is judged: its "
+        "newest grid row holding a value, or its tenant's late data (up to "
+        "`detection.max_data_age` old).",
+        "series",
+    ),
+    Series(
         "anomaly_forecast_value",
         "Forecast at now + horizon, in the source metric's unit.",
         "forecast",
@@ -129,6 +136,12 @@ SERIES: tuple[Series, ...] = (
         "tenant",
     ),
     Series(
+        "anomaly_tenant_data_age_seconds",
+        "Seconds from the run's time to the oldest of the tenant's series' newest points: "
+        "how old the data behind its health is at worst (`AnomalyDataStale` fires above 900).",
+        "tenant",
+    ),
+    Series(
         "anomaly_global_health_score",
         "Health score 0..100 across all tenants.",
         "job",
@@ -164,13 +177,14 @@ def _names(*names: str) -> tuple[str, ...]:
     return names
 
 
-_SCORE, _DETECTED, _EXPECTED, _LOWER, _UPPER, _ACTUAL = _names(
+_SCORE, _DETECTED, _EXPECTED, _LOWER, _UPPER, _ACTUAL, _DATA_AGE = _names(
     "anomaly_score",
     "anomaly_detected",
     "anomaly_expected_value",
     "anomaly_lower_bound",
     "anomaly_upper_bound",
     "anomaly_actual_value",
+    "anomaly_data_age_seconds",
 )
 _FC_VALUE, _FC_LOWER, _FC_UPPER, _FC_BREACH, _FC_THRESHOLD = _names(
     "anomaly_forecast_value",
@@ -179,10 +193,11 @@ _FC_VALUE, _FC_LOWER, _FC_UPPER, _FC_BREACH, _FC_THRESHOLD = _names(
     "anomaly_forecast_breach_seconds",
     "anomaly_forecast_threshold",
 )
-_HEALTH, _HEALTH_COMPONENT, _TENANT_LAST_RUN = _names(
+_HEALTH, _HEALTH_COMPONENT, _TENANT_LAST_RUN, _TENANT_DATA_AGE = _names(
     "anomaly_health_score",
     "anomaly_health_component_score",
     "anomaly_tenant_last_run_timestamp_seconds",
+    "anomaly_tenant_data_age_seconds",
 )
 (
     _JOB_LAST_SUCCESS,
@@ -219,8 +234,8 @@ def series_labels(mc: MetricConfig, key: SeriesKey) -> dict[str, str]:
 
 
 def finding_samples(mc: MetricConfig, findings: Iterable[Finding]) -> list[Sample]:
-    """Score, decision, band and actual value of every finding of ``mc`` (non-finite values
-    are left out)."""
+    """Score, decision, band, actual value and data age of every finding of ``mc``
+    (non-finite values are left out)."""
     samples: list[Sample] = []
     for f in findings:
         labels = series_labels(mc, f.key)
@@ -231,6 +246,7 @@ def finding_samples(mc: MetricConfig, findings: Iterable[Finding]) -> list[Sampl
             (_LOWER, f.lower),
             (_UPPER, f.upper),
             (_ACTUAL, f.actual),
+            (_DATA_AGE, f.data_age_seconds),
         ):
             if math.isfinite(value):
                 samples.append(Sample(name, labels, value))
@@ -267,12 +283,15 @@ def forecast_samples(outcome: MetricOutcome) -> list[Sample]:
 def health_samples(
     tenant_label: str | None, health: Sequence[TenantHealth], pushed_at: float
 ) -> list[Sample]:
-    """Each tenant's health score, its components and when its results were pushed."""
+    """Each tenant's health score, its components, when its results were pushed and how old
+    the data behind them is."""
     samples = []
     label = tenant_label or "tenant"
     for h in health:
         samples.append(Sample(_HEALTH, {label: h.tenant}, h.score))
         samples.append(Sample(_TENANT_LAST_RUN, {label: h.tenant}, pushed_at))
+        if math.isfinite(h.data_age_seconds):
+            samples.append(Sample(_TENANT_DATA_AGE, {label: h.tenant}, h.data_age_seconds))
         for comp, value in h.components.items():
             samples.append(Sample(_HEALTH_COMPONENT, {label: h.tenant, "component": comp}, value))
     return samples

@@ -26,6 +26,7 @@ from anomaly.frame import Frame, SeriesKey, build_frame
 from anomaly.io.prometheus import PrometheusSource
 from anomaly.io.promql import restrict_query, tenant_matcher
 from anomaly.io.store import ModelStore
+from anomaly.job.freshness import freshness
 from anomaly.job.plan import BatchPlan, evaluation_window, evidence_rows
 from anomaly.job.report import RECENT_SECONDS, MetricOutcome
 from anomaly.models.calendar import Calendar
@@ -347,9 +348,11 @@ def _feeds_forecast(config: Config, mc: MetricConfig) -> bool:
 
 def _scored_rows(config: Config, times: np.ndarray, now: float) -> int:
     """How many of the newest rows of ``times`` a run scores: the points since the previous
-    run it judges, and at least the last hour, for the recent trouble health remembers."""
+    run it judges, and at least the last hour, for the recent trouble health remembers; and
+    ``detection.max_data_age`` more, where a late series' points end."""
     recent = int(np.count_nonzero(times > times[-1] - RECENT_SECONDS))
-    return min(max(evidence_rows(config, times, now), recent), times.shape[0])
+    late = int(config.detection.max_data_age_seconds // config.step_seconds)
+    return min(max(evidence_rows(config, times, now), recent) + late, times.shape[0])
 
 
 def _reporting(frame: Frame, rows: int) -> Frame:
@@ -635,6 +638,9 @@ def score_metric(
         if tenants is None:
             log.warning("metric %s: %s", mc.name, outcome.error)
         return outcome
+    outcome.freshness = freshness(
+        frame.times, frame.values, now, config.detection.max_data_age_seconds
+    )
     if mc.detect:
         save_errors: list[str] = []
         model, outcome.refitted = load_or_fit(
@@ -649,7 +655,9 @@ def score_metric(
         )
         outcome.store_error = save_errors[0] if save_errors else None
         t2 = time.perf_counter()
-        # The points since the previous run are judged; the last hour is scored too.
+        # The points since the previous run are judged (a late series' up to its newest
+        # value: they end up to `max_data_age` earlier, see anomaly.job.freshness); the
+        # last hour is scored too, for the recent trouble health remembers.
         outcome.n_evidence = min(evidence_rows(config, frame.times, now), frame.times.shape[0])
         n_eval = _scored_rows(config, frame.times, now)
         outcome.result = model.score(frame.times, frame.values, n_eval=n_eval)

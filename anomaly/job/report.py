@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # annotations only: the report's types, without their modules
     from anomaly.frame import Frame, SeriesKey
     from anomaly.health import TenantHealth
     from anomaly.io.pushgateway import PushReport
+    from anomaly.job.freshness import Freshness
     from anomaly.job.plan import Shard
     from anomaly.models.forecast import Forecast
     from anomaly.models.scoring import ScoreResult
@@ -30,8 +31,10 @@ class Finding:
     """One scored series: its score over the points since the previous run (the highest),
     its newest point, and its recent trouble.
 
-    ``recent`` is the highest flagged score of the last :data:`RECENT_SECONDS`, each weighed
-    down linearly with its age (0 when nothing was flagged): what health remembers.
+    ``recent`` is the highest flagged score of the last :data:`RECENT_SECONDS` before its newest
+    point, each weighed down linearly with its age (0 when nothing was flagged): what health
+    remembers. ``data_age_seconds``: how old its newest row holding a value is at the run's
+    time (see :class:`~anomaly.job.freshness.Freshness`).
     """
 
     metric: str
@@ -43,6 +46,7 @@ class Finding:
     lower: float
     upper: float
     recent: float = 0.0
+    data_age_seconds: float = float("nan")
 
 
 @dataclass
@@ -81,30 +85,48 @@ class MetricOutcome:
     older ones are the recent past health remembers."""
     store_error: str | None = None
     """Why the fitted model could not be saved (the scores stand; the next run fits again)."""
+    freshness: Freshness | None = None
+    """Each series' newest value, its age, and the empty rows after it that a late series
+    leaves unjudged (None: every series judged at the grid's newest row, age unknown)."""
 
     def findings(self) -> list[Finding]:
-        """One :class:`Finding` per scored series of ``frame`` and ``result`` (none without)."""
+        """One :class:`Finding` per scored series of ``frame`` and ``result`` (none without).
+
+        A series is judged on the ``n_evidence`` rows up to its newest point: the grid's
+        newest row, or, for a late series, its newest row holding a value
+        (:attr:`freshness`'s ``shift`` rows before it)."""
         frame, result = self.frame, self.result
         if frame is None or result is None:
             return []
-        last = -1
-        n = max(1, min(self.n_evidence, result.score.shape[0]))
-        score = np.max(result.score[-n:], axis=0)
-        flagged = np.any(result.is_anomaly[-n:], axis=0)
-        times = frame.times[-result.score.shape[0] :]
-        weight = np.clip(1.0 - (frame.times[-1] - times) / RECENT_SECONDS, 0.0, 1.0)
-        recent = np.max(np.where(result.is_anomaly, result.score, 0.0) * weight[:, None], axis=0)
+        n_eval, n_series = result.score.shape
+        n = max(1, min(self.n_evidence, n_eval))
+        shift = np.zeros(n_series, dtype=np.int64)
+        age = np.full(n_series, np.nan)
+        if self.freshness is not None:
+            shift = np.minimum(self.freshness.shift, n_eval - 1)
+            age = self.freshness.age_seconds
+        rows = np.arange(n_eval)[:, None]
+        last = n_eval - 1 - shift  # each series' newest point, a row of `result`
+        judged = (rows <= last) & (rows > last - n)
+        score = np.max(np.where(judged, result.score, 0.0), axis=0)
+        flagged = np.any(judged & result.is_anomaly, axis=0)
+        times = frame.times[-n_eval:]
+        before = times[last][None, :] - times[:, None]
+        weight = np.where(rows <= last, np.clip(1.0 - before / RECENT_SECONDS, 0.0, 1.0), 0.0)
+        recent = np.max(np.where(result.is_anomaly, result.score, 0.0) * weight, axis=0)
+        at = frame.values.shape[0] - n_eval + last  # the newest point, a row of `frame`
         return [
             Finding(
                 metric=self.metric.name,
                 key=key,
                 score=float(score[j]),
                 is_anomaly=bool(flagged[j]),
-                actual=float(frame.values[last, j]),
-                expected=float(result.expected[last, j]),
-                lower=float(result.lower[last, j]),
-                upper=float(result.upper[last, j]),
+                actual=float(frame.values[at[j], j]),
+                expected=float(result.expected[last[j], j]),
+                lower=float(result.lower[last[j], j]),
+                upper=float(result.upper[last[j], j]),
                 recent=float(recent[j]),
+                data_age_seconds=float(age[j]),
             )
             for j, key in enumerate(frame.keys)
             if result.valid[j]

@@ -38,6 +38,7 @@ from anomaly.io.prometheus import PrometheusSource
 from anomaly.io.pushgateway import PushgatewaySink, PushReport, Sample
 from anomaly.io.store import ModelStore
 from anomaly.job import export
+from anomaly.job.freshness import Freshness, align_tenants
 from anomaly.job.metric import (
     CalendarBook,
     TenantCalendars,
@@ -99,32 +100,53 @@ def _health(
     config: Config, outcomes: Sequence[MetricOutcome], findings: Sequence[Finding]
 ) -> list[TenantHealth]:
     """Health of every tenant in ``outcomes``' frames (one batch's tenants are all of theirs):
-    its objectives on the newest values, an outage of an objective's metric as a breach,
-    and its anomalies of the last hour (see :attr:`Finding.recent`)."""
+    its objectives on the newest values (a late series' up to its newest value, see
+    :mod:`anomaly.job.freshness`), an outage of an objective's metric as a breach, and its
+    anomalies of the last hour (see :attr:`Finding.recent`); with the age of the oldest newest
+    value among its series."""
     current: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     flagged: dict[str, dict[str, float]] = defaultdict(dict)
     outages: dict[str, set[str]] = defaultdict(set)
+    ages: dict[str, float] = {}
     objective_metrics = {o.metric for o in config.health.objectives}
     tenants: set[str] = set()
     for o in outcomes:
         if o.frame is None:
             continue
+        fresh = o.freshness or Freshness.fresh(o.frame.n_series)
+        n_rows = o.frame.values.shape[0]
         for j, key in enumerate(o.frame.keys):
             if key.tenant is None:
                 continue
             tenants.add(key.tenant)
-            values = o.frame.values[:, j]
+            values = o.frame.values[: n_rows - int(fresh.shift[j]), j]
             current[key.tenant][o.metric.name].append(newest_value(values))
             if o.metric.name in objective_metrics and is_out(values):
                 outages[key.tenant].add(o.metric.name)
+            age = float(fresh.age_seconds[j])
+            if math.isfinite(age):
+                ages[key.tenant] = max(age, ages.get(key.tenant, -math.inf))
     for f in findings:
         trouble = max(f.score if f.is_anomaly else 0.0, f.recent)
         if trouble > 0 and f.key.tenant is not None:
             prev = flagged[f.key.tenant].get(f.metric, 0.0)
             flagged[f.key.tenant][f.metric] = max(prev, trouble)
     return [
-        tenant_health(config.health, t, current[t], flagged[t], outages[t]) for t in sorted(tenants)
+        tenant_health(config.health, t, current[t], flagged[t], outages[t], ages.get(t, math.nan))
+        for t in sorted(tenants)
     ]
+
+
+def _align_tenants(outcomes: Sequence[MetricOutcome]) -> None:
+    """Judge each tenant's regular series as far back as most of them are late
+    (:func:`~anomaly.job.freshness.align_tenants`; a batch holds all of its tenants' metrics)."""
+    kept = [o for o in outcomes if o.frame is not None and o.freshness is not None]
+    aligned = align_tenants(
+        [[k.tenant for k in o.frame.keys] for o in kept if o.frame is not None],
+        [o.freshness for o in kept if o.freshness is not None],
+    )
+    for o, fresh in zip(kept, aligned, strict=True):
+        o.freshness = fresh
 
 
 def process_batch(
@@ -146,6 +168,7 @@ def process_batch(
         outcomes = metric_outcomes(
             config, plan, index, range(len(config.metrics)), now=now, source=source, store=store
         )
+    _align_tenants(outcomes)
     samples: list[Sample] = []
     findings: list[Finding] = []
     for outcome in outcomes:
@@ -157,7 +180,7 @@ def process_batch(
     samples.extend(export.health_samples(config.tenant_label, health, time.time()))
     if not keep_frames:
         for o in outcomes:
-            o.frame = o.result = o.forecast = o.breach_seconds = None
+            o.frame = o.result = o.forecast = o.breach_seconds = o.freshness = None
     result = BatchResult(index, samples, findings, health, outcomes, time.perf_counter() - t0)
     if plan.n_batches > 1:
         log.info(
@@ -370,7 +393,7 @@ def _merge(total: MetricOutcome, part: MetricOutcome, single: bool) -> None:
     """Add one batch's outcome of a metric to the run's."""
     if single:
         total.frame, total.result = part.frame, part.result
-        total.n_evidence = part.n_evidence
+        total.n_evidence, total.freshness = part.n_evidence, part.freshness
         total.forecast, total.breach_seconds = part.forecast, part.breach_seconds
     for name in (
         "refitted",

@@ -183,6 +183,17 @@ MATRIX = [
         "30s",
     ),
     Row(
+        "no fresh data to the platform channel",
+        {
+            "alertname": "AnomalyDataStale",
+            "organization_id": "org-08",
+            "team": "platform",
+            "severity": "warning",
+        },
+        "platform-slack",
+        "30s",
+    ),
+    Row(
         "unknown team to the default receiver",
         {
             "alertname": "Whatever",

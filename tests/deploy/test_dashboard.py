@@ -263,6 +263,7 @@ def pushed_samples(now: float) -> list[Sample]:
             Sample("anomaly_health_score", health, 95.0 - 40 * i),
             Sample("anomaly_health_component_score", {**health, "component": "objectives"}, 90.0),
             Sample("anomaly_health_component_score", {**health, "component": "anomalies"}, 70.0),
+            Sample("anomaly_tenant_data_age_seconds", health, 30.0 + 1800.0 * i),
             # The source series behind the "Actual (PromQL)" variable's default.
             Sample("processaudit_latency_p95_seconds", health, 1.2 + i),
         ]
