@@ -11,11 +11,14 @@ than that is *stale*: its empty newest rows are judged as they are (a series tha
 reporting where it always reports is out, see :mod:`anomaly.models.seasonal`). A series that
 often has no value (a metric sampled hourly) is neither: its empty rows are its normal.
 
-A tenant's series share its pipeline: when more than half of its regular series are late by
-k rows or more, its other regular series are judged k rows back too (:func:`align_tenants`).
-This matters for a query over a range (``rate(x[15m])``): it keeps answering from older samples
-while its range reaches them, so its newest rows hold values, lower than the rate was, where
-the samples behind them are still missing.
+A tenant's series share its pipeline, so lateness is the tenant's: when more than half of its
+regular series are late by k rows or more, all of its regular series are judged k rows back
+(:func:`align_tenants`), and none is when most are on time: a series whose newest rows are
+empty while its tenant's others are on time has stopped (a p95 with no requests to measure, an
+exporter gone) and is judged at the grid's newest row, where it is out. Judging all k rows
+back matters for a query over a range (``rate(x[15m])``): it keeps answering from older
+samples while its range reaches them, so its newest rows hold values, lower than the rate was,
+where the samples behind them are still missing.
 
 Every scored series' age, late, stale or fresh, is pushed (``anomaly_data_age_seconds``), and
 each tenant's oldest (``anomaly_tenant_data_age_seconds``).
@@ -124,11 +127,11 @@ def align_tenants(
     tenants: Sequence[Sequence[str | None]], parts: Sequence[Freshness]
 ) -> list[Freshness]:
     """``parts`` (one per metric of a batch, columns of tenants ``tenants``) with each tenant's
-    regular series judged at least as far back as more than half of them are late: the largest
-    ``k`` such that more than half of the tenant's regular series have a ``shift`` of ``k`` or
-    more (so the new shifts stay within ``detection.max_data_age``), their age that of the row
-    they are now judged at where it is older. Series without a tenant, and sparse ones, keep
-    theirs."""
+    regular series judged as far back as more than half of them are late: the largest ``k``
+    such that more than half of the tenant's regular series have a ``shift`` of ``k`` or more
+    (0 when most are on time; the shifts stay within ``detection.max_data_age``), their age
+    that of the row they are now judged at where it is older. Series without a tenant, and
+    sparse ones, keep theirs."""
     shifts: dict[str, list[int]] = {}
     for keys, part in zip(tenants, parts, strict=True):
         for tenant, shift, regular in zip(keys, part.shift, part.regular, strict=True):
@@ -138,7 +141,8 @@ def align_tenants(
     out = []
     for keys, part in zip(tenants, parts, strict=True):
         floor = np.array([common.get(t, 0) if t is not None else 0 for t in keys], dtype=np.int64)
-        shift = np.where(part.regular, np.maximum(part.shift, floor), part.shift)
+        tenanted = np.array([t is not None for t in keys], dtype=bool)
+        shift = np.where(part.regular & tenanted, floor, part.shift)
         judged_at = part.grid_age_seconds + shift * part.step_seconds
         age = np.where(part.regular, np.fmax(part.age_seconds, judged_at), part.age_seconds)
         out.append(
