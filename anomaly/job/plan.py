@@ -44,7 +44,6 @@ import numpy as np
 
 from anomaly.config import Config, MetricConfig
 from anomaly.errors import AnswerError, ConfigError, QueryError
-from anomaly.frame import time_grid
 from anomaly.io.prometheus import PrometheusSource
 from anomaly.io.promql import count_series_query, series_selectors
 
@@ -57,6 +56,7 @@ __all__ = [
     "evidence_rows",
     "plan_batches",
     "previous_run",
+    "run_interval",
     "tenant_hash",
 ]
 
@@ -70,20 +70,35 @@ COUNT_REACH_STEPS = (12, 288)
 def evaluation_window(
     config: Config, now: float | None = None, metric: MetricConfig | None = None
 ) -> np.ndarray:
-    """The grid a run reads: ``lookback`` (the metric's own, if set) back from ``now`` rounded
-    down to ``step``."""
+    """The grid a run reads: ``lookback`` (the metric's own, if set) back from ``now`` (whole
+    seconds) in steps of ``step``, so its newest row is the run's own time: a run a minute after an
+    incident began sees it, whatever the step. (Profiles are read by time-of-day slot, so a
+    grid need not fall on multiples of the step.)"""
     now = time.time() if now is None else now
-    end = math.floor(now / config.step_seconds) * config.step_seconds
     lookback = (metric.lookback_seconds if metric else None) or config.lookback_seconds
-    return time_grid(end - lookback, end, config.step_seconds)
+    n = int(round(lookback / config.step_seconds))
+    return math.floor(now) - config.step_seconds * np.arange(n, -1, -1, dtype=np.float64)
 
 
-@functools.lru_cache(maxsize=8)
 def previous_run(schedule: str, now: float) -> float:
     """When the ``schedule`` (cron, UTC) fired before the run at ``now``: the run itself
     fired at the latest fire time up to ``now`` (it starts a little after it), so the one
-    before that (``now`` minus a day when it fires less often than daily). Every metric of
-    a run asks with the same ``now``: it is worked out once."""
+    before that (``now`` minus a day when it fires less often than daily)."""
+    return _fires(schedule, now)[0]
+
+
+def run_interval(schedule: str, now: float) -> float:
+    """Seconds between the ``schedule``'s fire before the run at ``now`` and the run's own
+    (a day at most)."""
+    before, latest = _fires(schedule, now)
+    return latest - before
+
+
+@functools.lru_cache(maxsize=8)
+def _fires(schedule: str, now: float) -> tuple[float, float]:
+    """The ``schedule``'s last two fire times up to ``now`` (``now`` minus a day and ``now``
+    when it fires less often than daily). Every metric of a run asks with the same ``now``:
+    they are worked out once."""
     from apscheduler.triggers.cron import CronTrigger
 
     trigger = CronTrigger.from_crontab(schedule, timezone="UTC")
@@ -95,16 +110,20 @@ def previous_run(schedule: str, now: float) -> float:
             fired.append(fire.timestamp())
             fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
         if len(fired) >= 2:
-            return fired[-2]
-    return now - 86400.0
+            return fired[-2], fired[-1]
+    return now - 86400.0, now
 
 
 def evidence_rows(config: Config, times: np.ndarray, now: float) -> int:
-    """How many of the newest rows a run judges: every grid point since the schedule's
-    previous run (one at a 5-minute schedule and a 5-minute step; five at a 1-minute
-    step), at least one."""
-    since = previous_run(config.schedule, now)
-    return max(1, int(np.count_nonzero(np.asarray(times) > since)))
+    """How many of the newest rows a run judges: every grid point since the previous run's
+    newest one, that is within the schedule's interval of ``times``' newest (one at a
+    5-minute schedule and a 5-minute step, five at a 1-minute step; one, the run's own time,
+    at a 1-minute schedule), at least one."""
+    t = np.asarray(times, dtype=np.float64)
+    if t.size == 0:
+        return 1
+    interval = run_interval(config.schedule, now)
+    return max(1, int(np.count_nonzero(t > t[-1] - interval)))
 
 
 @dataclass(frozen=True)

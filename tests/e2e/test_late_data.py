@@ -70,12 +70,13 @@ def test_a_run_ahead_of_the_data_finds_what_a_run_on_time_finds(world: World, ah
     assert flagged == TRUTH == {(f.key.tenant, f.metric) for f in on_time.anomalies}
     down = next(f for f in late.findings if (f.key.tenant, f.metric) == ("org-01", "request_rate"))
     assert down.actual == 0.0 and down.expected > 1.0  # the newest value, not an empty row
-    # What the late run pushed: the age of each series' newest point, the grid point 30 s
-    # after the newest sample (which is `ahead` seconds old).
+    # What the late run pushed: the age of each series' newest point, the newest grid row
+    # (the grid ends at the run's time) that still holds the newest sample, which is `ahead`
+    # seconds old: Prometheus carries a sample for its 5-minute lookback.
     ages = _pushed(world.stack, "anomaly_data_age_seconds")
     assert len(ages) == 4 * len(METRICS)
-    assert set(ages.values()) == {ahead - 30.0}
-    assert set(_pushed(world.stack, "anomaly_tenant_data_age_seconds").values()) == {ahead - 30.0}
+    assert set(ages.values()) == {ahead - 300.0}
+    assert set(_pushed(world.stack, "anomaly_tenant_data_age_seconds").values()) == {ahead - 300.0}
     detected = _pushed(world.stack, "anomaly_detected")
     assert {k for k, v in detected.items() if v == 1.0} == TRUTH
     health = _pushed(world.stack, "anomaly_health_score")

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from anomaly.cli import _shard
@@ -456,3 +457,15 @@ def test_a_plan_after_the_data_ended_counts_and_batches_every_tenant(
     assert plan.series == {mc.name: 4 for mc in config.metrics}
     assert plan.n_batches == 4
     assert sorted(t for b in plan.batches or () for t in b) == sorted(world.dataset.tenants)
+
+
+def test_the_grid_ends_at_the_run_s_own_time() -> None:
+    """A run every minute at a 5-minute step: its grid's newest row is its own time (not the
+    last multiple of the step, up to 5 minutes old), and that row is the one it judges."""
+    config = config_from_dict(_raw(schedule="* * * * *"))
+    now = 1795287600.0 + 3 * 60 + 7.4  # 03:03:07 UTC, 7 s after its fire time
+    times = evaluation_window(config, now)
+    assert times[-1] == 1795287600.0 + 3 * 60 + 7
+    np.testing.assert_array_equal(np.diff(times), 300.0)
+    assert times[-1] - times[0] == config.lookback_seconds
+    assert evidence_rows(config, times, now) == 1
