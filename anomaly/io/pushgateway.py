@@ -77,6 +77,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import requests
@@ -124,6 +125,8 @@ class PushReport:
 
 #: The grouping-key label of a group that holds a batch of tenants.
 TENANT_GROUP = "tenant_group"
+#: Groups PUT at once (:meth:`PushgatewaySink._put_all`).
+PUT_CONNECTIONS = 4
 
 
 def grouping_key_for(
@@ -336,10 +339,26 @@ class PushgatewaySink:
         return PushReport(tuple(pushed), tuple(deleted), n_pushed, dropped, dups)
 
     def _put_all(self, groups: list[_Group]) -> None:
-        """PUT ``groups`` one after the other; the first error ends the push, so a failing
-        Pushgateway sees a bounded number of requests and nothing after the failed group."""
-        for g in groups:
-            self._put(g)
+        """PUT ``groups`` in order over :data:`PUT_CONNECTIONS` connections at once (a PUT
+        mostly waits on the Pushgateway: one tenant group after another was a third of a warm
+        run at 1,000 series); the first error ends the push, so a failing Pushgateway sees a
+        bounded number of requests: the first group is PUT alone (a Pushgateway that is down
+        sees only its tries), then those in flight finish and no later group is started."""
+        if not groups:
+            return
+        self._put(groups[0])
+        if len(groups) == 1 or PUT_CONNECTIONS <= 1:
+            for g in groups[1:]:
+                self._put(g)
+            return
+        with ThreadPoolExecutor(max_workers=PUT_CONNECTIONS) as pool:
+            futures = [pool.submit(self._put, g) for g in groups[1:]]
+            try:
+                for f in futures:
+                    f.result()
+            finally:
+                for f in futures:
+                    f.cancel()
 
     def _put(self, group: _Group) -> None:
         """Replace one group on the Pushgateway (PUT) with ``group``'s samples."""

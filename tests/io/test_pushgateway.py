@@ -6,6 +6,8 @@ import base64
 import http.client
 import json
 import math
+import threading
+import time
 import urllib.request
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
@@ -18,7 +20,7 @@ from urllib3.exceptions import ProtocolError
 
 from anomaly.config import AuthConfig, PushgatewayConfig
 from anomaly.errors import SinkError
-from anomaly.io.pushgateway import PushgatewaySink, Sample, grouping_key_for
+from anomaly.io.pushgateway import PUT_CONNECTIONS, PushgatewaySink, Sample, grouping_key_for
 from anomaly.job.export import HELP, POS_INF
 from tests.io.fake_http import FakeAdapter, session_with
 
@@ -527,3 +529,50 @@ def test_a_malformed_http_answer_is_a_sink_error() -> None:
     with pytest.raises(SinkError, match="malformed HTTP answer"):
         sink.push(cycle(["a"]))
     assert len(gw.requests) == 2
+
+
+class SlowPushgateway(FakePushgateway):
+    """Each PUT takes 50 ms; records how many were in flight at once; one tenant's group is
+    refused."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        super().__init__()
+        self.refuse = refuse
+        self.in_flight = self.most_in_flight = 0
+        self.lock = threading.Lock()
+
+    def answer(self, request: requests.PreparedRequest) -> tuple[int, Any]:
+        if request.method != "PUT":
+            return super().answer(request)
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self.refuse is not None and f"/{ORG}/{self.refuse}" in (request.url or ""):
+                return 400, b"pushed metrics are invalid or inconsistent"
+            time.sleep(0.05)
+            return super().answer(request)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def test_groups_are_put_side_by_side_over_a_few_connections() -> None:
+    tenants = [f"t{i:02d}" for i in range(20)]
+    sink, gw, _ = make_sink(gw=SlowPushgateway())
+    sink.push(cycle(tenants))
+    assert gw.keys() == {K()} | {K(**{ORG: t}) for t in tenants}
+    assert isinstance(gw, SlowPushgateway)
+    assert 2 <= gw.most_in_flight <= PUT_CONNECTIONS
+
+
+def test_a_refused_group_stops_the_push_within_the_groups_in_flight() -> None:
+    """The second group is refused: the push fails naming it, and of the twenty groups
+    after it only those already in flight were sent."""
+    tenants = [f"t{i:02d}" for i in range(22)]
+    sink, gw, _ = make_sink(gw=SlowPushgateway(refuse="t01"), retries=0)
+    with pytest.raises(SinkError, match="t01"):
+        sink.push(cycle(tenants))
+    puts = [r for r in gw.requests if r.method == "PUT"]
+    assert len(puts) <= 2 + 2 * PUT_CONNECTIONS
+    assert not any(r.method == "DELETE" for r in gw.requests)
