@@ -146,6 +146,9 @@ class ForecastConfig:
     rate: str | None = None
     window_seconds: float = 86400.0
     rate_unit_seconds: float = 3600.0
+    # A forecast is made anew this often; runs in between count down to its breach from their
+    # own time and newest values, reading only the metric's newest rows (0: every run).
+    refresh_seconds: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -475,7 +478,10 @@ def _pushgateway(raw: Any, base: Path) -> PushgatewayConfig:
 
 def _forecast(raw: Any, where: str) -> ForecastConfig:
     raw = _mapping(raw, where)
-    _check_keys(raw, {"horizon", "threshold", "direction", "rate", "window", "rate_unit"}, where)
+    _check_keys(
+        raw, {"horizon", "threshold", "direction", "rate", "window", "rate_unit", "refresh"}, where
+    )
+    refresh = raw.get("refresh", "15m")
     direction = raw.get("direction", "above")
     if direction not in ("above", "below"):
         raise ConfigError(f"{where}.direction", f"must be 'above' or 'below', got {direction!r}")
@@ -487,6 +493,9 @@ def _forecast(raw: Any, where: str) -> ForecastConfig:
         rate=None if raw.get("rate") is None else _str(raw["rate"], f"{where}.rate"),
         window_seconds=parse_duration(raw.get("window", "1d"), f"{where}.window"),
         rate_unit_seconds=parse_duration(raw.get("rate_unit", "1h"), f"{where}.rate_unit"),
+        refresh_seconds=0.0
+        if refresh in (0, "0", "0s")
+        else parse_duration(refresh, f"{where}.refresh"),
     )
 
 

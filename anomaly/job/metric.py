@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anomaly.config import Config, ForecastConfig, MetricConfig, format_duration
+from anomaly.config import Config, MetricConfig, format_duration
 from anomaly.errors import DataError, QueryError, StoreError
 from anomaly.frame import Frame, SeriesKey, build_frame
 from anomaly.io.prometheus import PrometheusSource
@@ -339,11 +339,9 @@ def _fresh_ids(
     return {str(k) for k in meta.get("keys", [])}
 
 
-def _feeds_forecast(config: Config, mc: MetricConfig) -> bool:
-    """Whether ``mc`` is forecast, or is the rate of a forecast metric: read whole."""
-    return mc.forecast is not None or any(
-        m.forecast is not None and m.forecast.rate == mc.name for m in config.metrics
-    )
+def _forecasts_fed(config: Config, mc: MetricConfig) -> list[MetricConfig]:
+    """The forecast metrics ``mc`` is the rate of."""
+    return [m for m in config.metrics if m.forecast is not None and m.forecast.rate == mc.name]
 
 
 def _scored_rows(config: Config, times: np.ndarray, now: float) -> int:
@@ -374,20 +372,32 @@ def _read_warm(
     key: str,
     tenants: Collection[str] | None,
 ) -> Frame | None:
-    """``mc``'s newest rows only, as many as scoring reads (:func:`_scored_rows` plus
-    :func:`~anomaly.models.scoring.history_rows`), when its stored model is fresh and knows
-    every series they hold; None when the metric needs its whole lookback (a refit, a new
-    series, a forecast). Raises :class:`QueryError`."""
-    if not mc.detect or _feeds_forecast(config, mc):
-        return None
-    ids = _fresh_ids(config, mc, store, key, now)
+    """``mc``'s newest rows only, as many as the run needs of them, when nothing of ``mc``
+    needs its whole lookback this run; None when something does. A detected metric needs the
+    rows scoring reads (:func:`_scored_rows` plus
+    :func:`~anomaly.models.scoring.history_rows`) while its stored model is fresh; a forecast
+    metric the rows scored while its stored forecast is (``forecast.refresh``); the rate of a
+    forecast metric its whole lookback when that forecast is made anew. A series the stored
+    state does not know needs the lookback too. Raises :class:`QueryError`."""
+    known: list[set[str]] = []
+    if mc.detect:
+        known.append(_fresh_ids(config, mc, store, key, now) or set())
+    if mc.forecast is not None:
+        known.append(_fresh_forecast_ids(config, mc, store, key, now) or set())
+    suffix = key[len(mc.name) :] if key.startswith(mc.name) else None
+    for fed in _forecasts_fed(config, mc):
+        fed_key = None if suffix is None else fed.name + suffix
+        if fed_key is None or not _fresh_forecast_ids(config, fed, store, fed_key, now):
+            return None
     times = evaluation_window(config, now, mc)
-    rows = _scored_rows(config, times, now) + history_rows(config.step_seconds)
-    if ids is None or rows >= times.shape[0]:
+    rows = _scored_rows(config, times, now) + (
+        history_rows(config.step_seconds) if mc.detect else 0
+    )
+    if not known or not all(known) or rows >= times.shape[0]:
         return None
     frame = read_frame(config, mc, now=now, source=source, tenants=tenants, rows=rows)
-    if not all(_key_id(k) in ids for k in frame.keys):
-        log.info("metric %s: a new series; reading the whole lookback to fit it", mc.name)
+    if not all(_key_id(k) in ids for ids in known for k in frame.keys):
+        log.info("metric %s: a new series; reading the whole lookback", mc.name)
         return None
     return frame
 
@@ -516,19 +526,131 @@ def load_or_fit(
 # --------------------------------------------------------------------------- forecasts
 
 
+#: Suffix of the model store key of a metric's stored forecast.
+_FORECAST_KEY = "#forecast"
+#: The arrays of a stored :class:`Forecast` (``guard`` and ``held_guard`` when it has them).
+_FORECAST_ARRAYS = ("times", "value", "lower", "upper", "valid", "last_value")
+
+
+def _forecast_params(config: Config, mc: MetricConfig) -> dict[str, object]:
+    """What a stored forecast must have been made with to be reused."""
+    fcc = mc.forecast
+    assert fcc is not None
+    window = evaluation_window(config, 0.0, mc)
+    return {
+        "step_seconds": config.step_seconds,
+        "lookback_seconds": float(window[-1] - window[0]),
+        "query": mc.query,
+        "horizon_seconds": fcc.horizon_seconds,
+        "rate": None if fcc.rate is None else config.metric(fcc.rate).query,
+        "window_seconds": fcc.window_seconds,
+        "rate_unit_seconds": fcc.rate_unit_seconds,
+        "format": MODEL_FORMAT,
+    }
+
+
+def _fresh_forecast_ids(
+    config: Config, mc: MetricConfig, store: ModelStore | None, key: str, now: float
+) -> set[str] | None:
+    """The series of ``mc``'s stored forecast under ``key`` if it was made less than
+    ``forecast.refresh`` before ``now`` with the same settings (read from its metadata only),
+    else None: the forecast is made anew."""
+    fcc = mc.forecast
+    if store is None or fcc is None or fcc.refresh_seconds <= 0:
+        return None
+    meta = store.load_meta(key + _FORECAST_KEY)
+    if meta is None or meta.get("params") != _forecast_params(config, mc):
+        return None
+    made_at = float(meta.get("now", -math.inf))
+    if not 0 <= now - made_at < fcc.refresh_seconds:
+        return None
+    return {str(k) for k in meta.get("keys", [])}
+
+
+def _save_forecast(
+    store: ModelStore, key: str, fc: Forecast, frame: Frame, params: dict[str, object]
+) -> None:
+    arrays = {name: getattr(fc, name) for name in _FORECAST_ARRAYS}
+    if fc.guard is not None:
+        arrays["guard"] = fc.guard
+    if fc.held_guard is not None:
+        arrays["held_guard"] = fc.held_guard
+    meta = {
+        "keys": [_key_id(k) for k in frame.keys],
+        "now": fc.now,
+        "step_seconds": fc.step_seconds,
+        "season": fc.season,
+        "reason": list(fc.reason),
+        "params": params,
+    }
+    store.save(key + _FORECAST_KEY, arrays, meta)
+
+
+def _load_forecast(store: ModelStore, key: str, frame: Frame) -> Forecast | None:
+    """The stored forecast under ``key`` with columns in ``frame``'s order (None if it is
+    missing, unusable or lacks a series of ``frame``)."""
+    loaded = store.load(key + _FORECAST_KEY)
+    if loaded is None:
+        return None
+    arrays, meta = loaded
+    try:
+        column = {str(k): j for j, k in enumerate(meta["keys"])}
+        cols = np.array([column[_key_id(k)] for k in frame.keys], dtype=np.int64)
+        reason = [meta["reason"][j] for j in cols]
+        guard, held = arrays.get("guard"), arrays.get("held_guard")
+        return Forecast(
+            times=arrays["times"],
+            value=arrays["value"][:, cols],
+            lower=arrays["lower"][:, cols],
+            upper=arrays["upper"][:, cols],
+            valid=arrays["valid"][cols].astype(bool),
+            reason=reason,
+            now=float(meta["now"]),
+            step_seconds=float(meta["step_seconds"]),
+            last_value=arrays["last_value"][cols],
+            season=str(meta["season"]),
+            guard=None if guard is None else guard[:, cols],
+            held_guard=None if held is None else held[:, :, cols],
+        )
+    except (KeyError, IndexError, TypeError, ValueError) as e:
+        log.warning("metric %s: stored forecast unusable (%s); forecasting anew", frame.metric, e)
+        return None
+
+
 def _forecast(
     config: Config,
-    fcc: ForecastConfig,
+    mc: MetricConfig,
     frame: Frame,
     *,
     now: float,
     source: PrometheusSource,
     tenants: Collection[str] | None,
     frames: dict[str, Frame] | None,
+    store: ModelStore | None = None,
+    key: str | None = None,
 ) -> tuple[Forecast, np.ndarray | None]:
     """The forecast of every series of ``frame`` (of a rolling sum from its rate, when
     ``fcc.rate`` names one), and the seconds until it crosses ``fcc.threshold`` (``None``
-    without a threshold). The one place the job calls :mod:`anomaly.models.forecast`."""
+    without a threshold). The one place the job calls :mod:`anomaly.models.forecast`.
+
+    With a ``store``, the forecast is kept under ``key`` and reused for ``forecast.refresh``:
+    a run that read only ``frame``'s newest rows (:func:`_read_warm`) counts down to the
+    stored forecast's breach from its own time and newest values; a stored forecast that
+    turns out unusable is made anew from a read of the whole lookback."""
+    fcc = mc.forecast
+    assert fcc is not None
+    key = mc.name if key is None else key
+    whole = evaluation_window(config, now, mc).shape[0]
+    if store is not None and frame.times.shape[0] < whole:
+        fc = _load_forecast(store, key, frame)
+        if fc is not None:
+            if fcc.threshold is None:
+                return fc, None
+            newest = frame.values[-1]
+            return fc, breach_seconds(
+                fc, newest, fcc.threshold, fcc.direction, now=float(frame.times[-1])
+            )
+        frame = read_frame(config, mc, now=now, source=source, tenants=tenants)
     rate = None
     if fcc.rate is not None:
         rate = _rate_for(
@@ -540,6 +662,11 @@ def _forecast(
         rate_unit_seconds=fcc.rate_unit_seconds,
     )
     fc = forecast(frame.times, frame.values, params, rate=rate, step_seconds=frame.step_seconds)
+    if store is not None and fcc.refresh_seconds > 0:
+        try:
+            _save_forecast(store, key, fc, frame, _forecast_params(config, mc))
+        except StoreError as e:
+            log.error("metric %s: %s; the forecast is made anew next run", mc.name, e)
     if fcc.threshold is None:
         return fc, None
     return fc, breach_seconds(fc, None, fcc.threshold, fcc.direction)
@@ -669,7 +796,15 @@ def score_metric(
     if mc.forecast is not None:
         t3 = time.perf_counter()
         fc, outcome.breach_seconds = _forecast(
-            config, mc.forecast, frame, now=now, source=source, tenants=tenants, frames=frames
+            config,
+            mc,
+            frame,
+            now=now,
+            source=source,
+            tenants=tenants,
+            frames=frames,
+            store=store,
+            key=mc.name if store_key is None else store_key,
         )
         outcome.forecast = fc
         for j, reason in enumerate(fc.reason):

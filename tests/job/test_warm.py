@@ -3,6 +3,7 @@ detected metric, and scores them as a read of the whole lookback would."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,9 @@ import pytest
 
 from anomaly.config import load_config
 from anomaly.io.prometheus import PrometheusSource
-from anomaly.job.report import RunReport
+from anomaly.job.report import MetricOutcome, RunReport
 from anomaly.job.run import run_once
+from anomaly.models.forecast import breach_seconds
 from tests.conftest import write_config
 from tests.job.conftest import World
 
@@ -46,23 +48,37 @@ def _by_series(report: RunReport) -> dict[tuple[str, Any], tuple[float, ...]]:
     }
 
 
+def _outcome(report: RunReport, name: str) -> MetricOutcome:
+    return next(o for o in report.outcomes if o.metric.name == name)
+
+
 def test_a_warm_run_reads_a_day_and_scores_as_a_whole_read(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = load_config(write_config(tmp_path / "config.yaml", world.stack))
     end = world.dataset.end
-    _, cold = _spied_run(config, end - 600.0, monkeypatch)  # fits and stores every model
+    cold_report, cold = _spied_run(config, end - 600.0, monkeypatch)  # fits, forecasts, stores
     assert all(spans and min(spans) >= 7 * DAY - 300 for spans in cold.values()), cold
 
     warm, spans = _spied_run(config, end, monkeypatch)
     assert all(o.refitted == 0 for o in warm.outcomes)
-    whole_read = {"ai_cost", "ai_spend_24h"}  # the forecast and its rate read their lookback
     for name, seen in spans.items():
         assert len(seen) == 1, (name, seen)
-        if name in whole_read:
-            assert seen[0] >= 10 * DAY - 300, (name, seen)
-        else:  # a day of history and the last hour scored
+        if name == "ai_spend_24h":  # forecast only, its forecast stored: the rows it reports
+            assert seen[0] <= 2 * 3600, (name, seen)
+        else:  # a day of history and the last hour scored (ai_cost too: its forecast is kept)
             assert DAY <= seen[0] <= DAY + 2 * 3600, (name, seen)
+
+    # The stored forecast, its breach counted down from this run's time and newest values.
+    stored, fc = _outcome(cold_report, "ai_spend_24h").forecast, _outcome(warm, "ai_spend_24h")
+    assert stored is not None and fc.forecast is not None and fc.frame is not None
+    np.testing.assert_array_equal(fc.forecast.value, stored.value)
+    fcc = config.metric("ai_spend_24h").forecast
+    assert fcc is not None and fcc.threshold is not None
+    expected = breach_seconds(
+        stored, fc.frame.values[-1], fcc.threshold, fcc.direction, now=float(fc.frame.times[-1])
+    )
+    np.testing.assert_array_equal(fc.breach_seconds, expected)
 
     monkeypatch.setattr("anomaly.job.metric._read_warm", lambda *a, **k: None)
     whole, spans = _spied_run(config, end, monkeypatch)
@@ -71,6 +87,20 @@ def test_a_warm_run_reads_a_day_and_scores_as_a_whole_read(
     assert a.keys() == b.keys() and len(a) == 4 * 6
     np.testing.assert_allclose(np.array([a[k] for k in a]), np.array([b[k] for k in a]))
     assert [h.score for h in warm.health] == [h.score for h in whole.health]
+
+
+def test_a_forecast_is_made_anew_once_its_refresh_is_past(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config(write_config(tmp_path / "config.yaml", world.stack))
+    fcc = config.metric("ai_spend_24h").forecast
+    assert fcc is not None and fcc.refresh_seconds == 900.0  # forecast.refresh's default
+    end = world.dataset.end
+    run_once(config, now=end - 900.0)
+    report, spans = _spied_run(config, end, monkeypatch)
+    assert spans["ai_spend_24h"][0] >= 10 * DAY - 300 and spans["ai_cost"][0] >= 10 * DAY - 300
+    fc = _outcome(report, "ai_spend_24h").forecast
+    assert fc is not None and fc.now == math.floor(end)
 
 
 def test_a_new_series_in_a_warm_run_reads_the_whole_lookback_to_fit_it(
