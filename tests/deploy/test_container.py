@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from anomaly.cli import build_parser
-from anomaly.config import Config, config_from_dict
+from anomaly.config import Config, config_from_dict, parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -380,6 +380,10 @@ def test_compose_prometheus_scrapes_the_pushgateway_and_loads_the_rules(
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
     assert jobs["pushgateway"]["honor_labels"] is True
     assert jobs["pushgateway"]["static_configs"][0]["targets"] == ["pushgateway:9091"]
+    # The paging timeline (README "Alerting"): a push is scraped, and its rules evaluated,
+    # within 15 s each.
+    assert parse_duration(jobs["pushgateway"]["scrape_interval"]) <= 15
+    assert parse_duration(prom["global"]["evaluation_interval"]) <= 15
     assert prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
         "alertmanager:9093"
     ]
