@@ -257,7 +257,7 @@ class Config:
     tenant_label: str | None = "organization_id"
     lookback_seconds: float = 7 * 86400.0
     step_seconds: float = 300.0
-    schedule: str = "*/5 * * * *"
+    schedule: str = "* * * * *"
     model_dir: str = "models"
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
@@ -673,7 +673,7 @@ def config_from_dict(raw: Any, base_dir: str | Path = ".") -> Config:
         raise ConfigError(
             "lookback", f"must cover at least 10 steps ({10 * step:g}s), got {lookback:g}s"
         )
-    schedule = _str(raw.get("schedule", "*/5 * * * *"), "schedule")
+    schedule = _str(raw.get("schedule", "* * * * *"), "schedule")
     _check_cron(schedule)
     metrics = _metrics(raw.get("metrics"))
     level = _str(raw.get("log_level", "INFO"), "log_level").upper()

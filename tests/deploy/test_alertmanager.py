@@ -136,6 +136,41 @@ MATRIX = [
         "2m",
     ),
     Row(
+        "critical AI anomaly keeps the AI team's 2m",
+        {
+            "alertname": "AnomalyDetected",
+            "organization_id": "org-02",
+            "team": "ai",
+            "severity": "critical",
+            "metric": "ai_cost",
+        },
+        "ai-team",
+        "2m",
+    ),
+    Row(
+        "customer-success anomaly after 5m",
+        {
+            "alertname": "AnomalyDetected",
+            "organization_id": "org-04",
+            "team": "customer-success",
+            "severity": "warning",
+            "metric": "completion",
+        },
+        "customer-success",
+        "5m",
+    ),
+    Row(
+        "critical tenant health pages",
+        {
+            "alertname": "TenantHealthCritical",
+            "organization_id": "org-04",
+            "team": "platform",
+            "severity": "critical",
+        },
+        "platform-critical",
+        "0s",
+    ),
+    Row(
         "customer success after 5m",
         {
             "alertname": "TenantHealthLow",
@@ -281,6 +316,33 @@ def test_routes(amtool: str, config_copy: Path, row: Row) -> None:
         *labels,
     )
     assert bad.returncode != 0, bad.stdout
+
+
+@pytest.mark.parametrize(
+    "config_file", [ROOT / "config.yaml", ROOT / "deploy" / "compose" / "anomaly-config.yaml"]
+)
+def test_every_shipped_metric_reaches_its_team(
+    amtool: str, config_copy: Path, config_file: Path
+) -> None:
+    """An anomaly of each metric the shipped configs watch routes by its `team` and `severity`
+    to that team's receiver, never to the catch-all."""
+    metrics = yaml.safe_load(config_file.read_text())["metrics"]
+    for metric in metrics:
+        labels = {"alertname": "AnomalyDetected", "organization_id": "org-01"}
+        labels |= {"metric": metric["name"], **metric.get("labels", {})}
+        proc = _amtool(
+            amtool,
+            "config",
+            "routes",
+            "test",
+            f"--config.file={config_copy}",
+            *(f"{k}={v}" for k, v in labels.items()),
+        )
+        assert proc.returncode == 0, proc.stderr
+        receiver = proc.stdout.strip()
+        assert receiver != "default", f"{config_file.name}: {labels} -> {receiver}"
+        if labels.get("severity") == "critical" and labels.get("team") == "platform":
+            assert receiver == "platform-critical", labels
 
 
 def _route_for(receiver: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from anomaly.cli import build_parser
-from anomaly.config import Config, config_from_dict
+from anomaly.config import Config, config_from_dict, parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -247,16 +247,23 @@ def test_kubernetes_manifests_match_the_schemas() -> None:
 @pytest.mark.parametrize("name", ["anomaly", "anomaly-sharded"])
 def test_cronjob_scheduling(name: str) -> None:
     spec = resource("CronJob", name)["spec"]
-    assert spec["schedule"] == "*/5 * * * *"
+    # Every minute, as the config says: a run judges the rows since the config's tick before
+    # its own, so the two schedules must be one.
+    assert spec["schedule"] == configmap_config()["schedule"] == "* * * * *"
     assert spec["concurrencyPolicy"] == "Forbid"
-    period_seconds = 300
-    assert 0 < spec["startingDeadlineSeconds"] < period_seconds
+    period_seconds = 60
+    # A run that cannot start in time is skipped, not queued behind the next tick (Kubernetes
+    # may miss deadlines under 10 s).
+    assert 10 <= spec["startingDeadlineSeconds"] < period_seconds
     job = spec["jobTemplate"]["spec"]
-    # A stuck run is killed before the next one is due, so Forbid never skips runs for long.
-    # The deadline covers every attempt of the Job, so a retry cannot run into the next tick.
-    assert 0 < job["activeDeadlineSeconds"] < period_seconds
+    # A long run (the daily refit) may overlap ticks (Forbid skips them), but a stuck one is
+    # killed, and the next tick's run pushes, well before the rules' freshness guard (15
+    # minutes) mutes the tenants' alerts and AnomalyJobStale fires. The deadline covers every
+    # attempt of the Job.
+    freshness_seconds = 900
+    assert period_seconds < job["activeDeadlineSeconds"] <= freshness_seconds / 3
     # One retry per pod the Job needs (one; or one per shard): a transient failure is retried
-    # within the tick, a lasting one is left to the dead-man alerts instead of being retried.
+    # at once, a lasting one is left to the dead-man alerts instead of being retried.
     assert job["backoffLimit"] == job.get("completions", 1)
     # Each attempt is a new pod that backoffLimit counts, and the failed one keeps its logs.
     assert job["template"]["spec"]["restartPolicy"] == "Never"
@@ -373,6 +380,10 @@ def test_compose_prometheus_scrapes_the_pushgateway_and_loads_the_rules(
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
     assert jobs["pushgateway"]["honor_labels"] is True
     assert jobs["pushgateway"]["static_configs"][0]["targets"] == ["pushgateway:9091"]
+    # The paging timeline (README "Alerting"): a push is scraped, and its rules evaluated,
+    # within 15 s each.
+    assert parse_duration(jobs["pushgateway"]["scrape_interval"]) <= 15
+    assert parse_duration(prom["global"]["evaluation_interval"]) <= 15
     assert prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
         "alertmanager:9093"
     ]

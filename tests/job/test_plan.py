@@ -326,15 +326,25 @@ def test_previous_run_is_the_fire_before_this_run(
     assert fire + delay - previous_run(schedule, fire + delay) == pytest.approx(expected)
 
 
-def test_a_run_judges_every_grid_point_since_the_previous_run() -> None:
+@pytest.mark.parametrize(
+    ("schedule", "rows_by_step"),
+    [
+        ("*/5 * * * *", ((300.0, 1), (60.0, 5), (15.0, 20))),
+        ("* * * * *", ((300.0, 1), (60.0, 1), (15.0, 4))),  # the default: the run's own time
+    ],
+)
+def test_a_run_judges_every_grid_point_since_the_previous_run(
+    schedule: str, rows_by_step: tuple[tuple[float, int], ...]
+) -> None:
     fire = 1795287600.0
-    for step, rows in ((300.0, 1), (60.0, 5), (15.0, 20)):
+    for step, rows in rows_by_step:
         config = config_from_dict(
             {
                 "prometheus": {"url": "http://127.0.0.1:9"},
                 "pushgateway": {"url": "http://127.0.0.1:9"},
                 "metrics": [{"name": "m", "query": "x"}],
                 "step": f"{int(step)}s",
+                "schedule": schedule,
             }
         )
         times = evaluation_window(config, fire + 10.0)
