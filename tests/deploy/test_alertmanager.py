@@ -510,7 +510,9 @@ def test_webhook_receiver_collects_and_waits() -> None:
 
 
 @pytest.mark.e2e
-def test_organization_down_inhibits_its_own_anomaly_alerts(servers: Servers) -> None:
+def test_organization_down_and_anomalies_inhibit_the_symptoms_of_their_tenant(
+    servers: Servers,
+) -> None:
     def alert(name: str, org: str, team: str, severity: str) -> dict[str, Any]:
         return {
             "labels": {
@@ -553,6 +555,24 @@ def test_organization_down_inhibits_its_own_anomaly_alerts(servers: Servers) -> 
         time.sleep(2)  # a few group_intervals: the inhibited alert is never delivered
         muted = has_alert(alertname="AnomalyDetected", organization_id="org-07")
         assert not any(muted(n) for n in hook.notifications)
+
+        # A tenant's health falling behind its notified anomaly is not a second notification;
+        # a tenant whose health falls without one is.
+        health = [
+            alert("TenantHealthLow", "org-08", "customer-success", "warning"),
+            alert("TenantHealthLow", "org-09", "customer-success", "warning"),
+        ]
+        requests.post(f"{am.url}/api/v2/alerts", json=health, timeout=5).raise_for_status()
+        low = hook.wait_for(has_alert(alertname="TenantHealthLow", organization_id="org-09"))
+        assert low["receiver"] == "customer-success"
+        states = {
+            (a["labels"]["alertname"], a["labels"]["organization_id"]): a["status"]
+            for a in requests.get(f"{am.url}/api/v2/alerts", timeout=5).json()
+        }
+        assert states[("TenantHealthLow", "org-08")]["state"] == "suppressed"
+        time.sleep(2)
+        behind = has_alert(alertname="TenantHealthLow", organization_id="org-08")
+        assert not any(behind(n) for n in hook.notifications)
 
 
 def _readme_silences() -> list[list[str]]:
