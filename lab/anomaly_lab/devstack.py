@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import logging
 import os
 import shutil
@@ -341,8 +342,13 @@ def prometheus_config(
     alertmanager_url: str | None = None,
     scrape_interval_seconds: float = 1.0,
     evaluation_interval_seconds: float = 1.0,
+    scrape_targets: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The ``prometheus.yml`` :func:`run_prometheus` writes, as a dict."""
+    """The ``prometheus.yml`` :func:`run_prometheus` writes, as a dict.
+
+    `scrape_targets` maps a scrape job's name to the base URL of one more target to scrape
+    (its ``/metrics``), e.g. an exporter a benchmark serves.
+    """
     config: dict[str, Any] = {
         "global": {
             "scrape_interval": f"{scrape_interval_seconds:g}s",
@@ -362,6 +368,8 @@ def prometheus_config(
                 "static_configs": [{"targets": [parts.netloc]}],
             }
         )
+    for job_name, url in (scrape_targets or {}).items():
+        config["scrape_configs"].append({"job_name": job_name, **_target(url)})
     if alertmanager_url:
         config["alerting"] = {"alertmanagers": [_target(alertmanager_url)]}
     return config
@@ -382,8 +390,10 @@ def run_prometheus(
     ready_timeout_seconds: float = 30.0,
     keep_workdir: bool = False,
     prebuilt_data_dir: str | os.PathLike[str] | None = None,
+    scrape_targets: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[Server, BackfillReport | None]]:
-    """Prometheus on a free port, `dataset` backfilled first, scraping `pushgateway_url`.
+    """Prometheus on a free port, `dataset` backfilled first, scraping `pushgateway_url` (and
+    `scrape_targets`, see :func:`prometheus_config`).
 
     `prebuilt_data_dir`, instead of a dataset, is a TSDB directory made earlier by
     :func:`backfill` (e.g. a benchmark's cache); it is copied, so the original stays untouched
@@ -411,6 +421,7 @@ def run_prometheus(
             alertmanager_url=alertmanager_url,
             scrape_interval_seconds=scrape_interval_seconds,
             evaluation_interval_seconds=evaluation_interval_seconds,
+            scrape_targets=scrape_targets,
         )
         config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
@@ -522,12 +533,16 @@ def run_stack(
     evaluation_interval_seconds: float = 1.0,
     ready_timeout_seconds: float = 30.0,
     prometheus_args: Sequence[str] = (),
+    prebuilt_data_dir: str | os.PathLike[str] | None = None,
+    scrape_targets: Mapping[str, str] | None = None,
+    alert_resend_delay_seconds: float = 1.0,
 ) -> Iterator[Stack]:
     """Pushgateway, Alertmanager (unless ``with_alertmanager=False``) and Prometheus.
 
-    Prometheus gets `dataset` backfilled, scrapes the Pushgateway with ``honor_labels``,
-    evaluates `rule_files` every `evaluation_interval_seconds` and sends alerts to the
-    Alertmanager. Everything stops, in reverse order, when the block exits.
+    Prometheus gets `dataset` backfilled (or a copy of `prebuilt_data_dir`), scrapes the
+    Pushgateway with ``honor_labels`` and any `scrape_targets`, evaluates `rule_files` every
+    `evaluation_interval_seconds` and sends alerts to the Alertmanager (see
+    :func:`run_prometheus`). Everything stops, in reverse order, when the block exits.
     """
     with contextlib.ExitStack() as stack:
         pushgateway = stack.enter_context(
@@ -550,6 +565,9 @@ def run_stack(
                 evaluation_interval_seconds=evaluation_interval_seconds,
                 ready_timeout_seconds=ready_timeout_seconds,
                 extra_args=prometheus_args,
+                prebuilt_data_dir=prebuilt_data_dir,
+                scrape_targets=scrape_targets,
+                alert_resend_delay_seconds=alert_resend_delay_seconds,
             )
         )
         yield Stack(
@@ -616,23 +634,54 @@ def fast_rules(
     return out
 
 
-def webhook_routing(path: str | os.PathLike[str], webhook_url: str) -> dict[str, Any]:
-    """The shipped Alertmanager routing and inhibition with every receiver replaced by one
-    webhook and fast timers, so a test or the demo sees which receiver each alert reached."""
+def webhook_receivers(
+    path: str | os.PathLike[str],
+    urls: str | Mapping[str, str],
+    *,
+    send_resolved: bool = False,
+) -> dict[str, Any]:
+    """The Alertmanager config at `path` with each receiver's integrations replaced by one
+    webhook: ``urls[name]`` per receiver, or the one URL `urls` for all. Routes, timers,
+    inhibitions and ``global`` are the file's.
+
+    Raises
+    ------
+    KeyError
+        `urls` is a mapping without an entry for one of the file's receivers.
+    """
     config: dict[str, Any] = yaml.safe_load(Path(path).read_text())
-    config.pop("global", None)
-    config.pop("templates", None)
     config["receivers"] = [
         {
             "name": r["name"],
-            "webhook_configs": [{"url": webhook_url, "send_resolved": False}],
+            "webhook_configs": [
+                {
+                    "url": urls if isinstance(urls, str) else urls[r["name"]],
+                    "send_resolved": send_resolved,
+                }
+            ],
         }
         for r in config["receivers"]
     ]
-    routes = [config["route"]]
+    return config
+
+
+def fast_timers(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of an Alertmanager config whose every route waits 0 s before its first
+    notification and 1 s between a group's notifications; everything else kept."""
+    fast: dict[str, Any] = copy.deepcopy(dict(config))
+    routes = [fast["route"]]
     while routes:
         route = routes.pop()
         route["group_wait"] = "0s"
         route["group_interval"] = "1s"
         routes.extend(route.get("routes", []))
+    return fast
+
+
+def webhook_routing(path: str | os.PathLike[str], webhook_url: str) -> dict[str, Any]:
+    """The shipped Alertmanager routing and inhibition with every receiver replaced by one
+    webhook and fast timers, so a test or the demo sees which receiver each alert reached."""
+    config = fast_timers(webhook_receivers(path, webhook_url))
+    config.pop("global", None)
+    config.pop("templates", None)
     return config

@@ -274,8 +274,9 @@ class Dataset:
 
 
 @dataclass(frozen=True)
-class _Profiles:
-    """Per-tenant parameters, each an array of shape ``(n_tenants,)``."""
+class Profiles:
+    """Per-tenant parameters, each an array of shape ``(n_tenants,)``: a calendar (offset,
+    daily peak and width, night trough, weekend level) and each metric's level and noise."""
 
     offset_hours: np.ndarray
     peak_hour: np.ndarray
@@ -294,8 +295,9 @@ class _Profiles:
     queue_scale: np.ndarray
 
 
-def _draw_profiles(rng: np.random.Generator, n: int) -> _Profiles:
-    return _Profiles(
+def draw_profiles(rng: np.random.Generator, n: int) -> Profiles:
+    """`n` tenants' parameters, drawn from `rng` in a fixed order."""
+    return Profiles(
         offset_hours=rng.integers(-8, 10, n).astype(float),
         peak_hour=rng.uniform(10.5, 15.5, n),
         width_hours=rng.uniform(2.8, 4.2, n),
@@ -314,13 +316,13 @@ def _draw_profiles(rng: np.random.Generator, n: int) -> _Profiles:
     )
 
 
-def _ar1(rng: np.random.Generator, shape: tuple[int, int], phi: float) -> np.ndarray:
+def ar1_noise(rng: np.random.Generator, shape: tuple[int, int], phi: float) -> np.ndarray:
     """Unit-variance AR(1) noise along axis 0, shape `shape`."""
     eps = rng.standard_normal(shape) * math.sqrt(1.0 - phi * phi)
     return np.asarray(lfilter([1.0], [1.0, -phi], eps, axis=0))
 
 
-def _load(ts: np.ndarray, p: _Profiles) -> np.ndarray:
+def _load(ts: np.ndarray, p: Profiles) -> np.ndarray:
     """Normalised load in (0, 1], shape ``(n_t, n_tenants)``: daily and weekly seasonality."""
     local = ts[:, None] + p.offset_hours[None, :] * 3600.0
     hour = (local % 86400.0) / 3600.0
@@ -384,7 +386,7 @@ _AI_COST_SIGMA = 0.1
 """Spread of the AI spend rate's log-normal noise (AR(1), unit variance before scaling)."""
 
 
-def _spend_rate(load: np.ndarray, p: _Profiles) -> np.ndarray:
+def _spend_rate(load: np.ndarray, p: Profiles) -> np.ndarray:
     """Noise-free AI spend rate in $/s: each tenant's `daily_usd` spread over its load."""
     return np.asarray(p.daily_usd / 86400.0 / load.mean(axis=0) * load)
 
@@ -407,7 +409,7 @@ def expected_spend_rate(
     """
     names = _names(tenants)
     ts = _grid(days, step_seconds, end)
-    p = _draw_profiles(np.random.default_rng(seed), len(names))
+    p = draw_profiles(np.random.default_rng(seed), len(names))
     clean = _spend_rate(_load(ts, p), p)
     rate = clean * math.exp(_AI_COST_SIGMA**2 / 2)
     column = {name: j for j, name in enumerate(names)}
@@ -475,17 +477,19 @@ def generate(
     ts = _grid(days, step_seconds, end)
     n_t, n = ts.size, len(names)
     rng = np.random.default_rng(seed)
-    p = _draw_profiles(rng, n)
+    p = draw_profiles(rng, n)
     load = _load(ts, p)
 
     clean: dict[str, np.ndarray] = {}
     noisy: dict[str, np.ndarray] = {}
     clean["request_rate"] = p.peak_rps * load
-    noisy["request_rate"] = clean["request_rate"] * np.exp(p.rps_sigma * _ar1(rng, (n_t, n), 0.3))
+    noisy["request_rate"] = clean["request_rate"] * np.exp(
+        p.rps_sigma * ar1_noise(rng, (n_t, n), 0.3)
+    )
 
     bumps = _latency_bumps(rng, ts, n, quiet_tail_seconds=3 * 3600.0)
     clean["latency_p95"] = p.latency_base * (1.0 + p.latency_load * load) * bumps
-    noisy["latency_p95"] = clean["latency_p95"] * np.exp(0.07 * _ar1(rng, (n_t, n), 0.4))
+    noisy["latency_p95"] = clean["latency_p95"] * np.exp(0.07 * ar1_noise(rng, (n_t, n), 0.4))
 
     error_sigma = 0.22 * (1.0 + 0.6 * (1.0 - load))  # fewer requests at night: noisier ratio
     clean["error_ratio"] = np.broadcast_to(p.error_base, (n_t, n)).copy()
@@ -494,14 +498,14 @@ def generate(
     )
 
     clean["ai_cost"] = _spend_rate(load, p)  # $/s; integrated below
-    noisy["ai_cost"] = clean["ai_cost"] * np.exp(_AI_COST_SIGMA * _ar1(rng, (n_t, n), 0.3))
+    noisy["ai_cost"] = clean["ai_cost"] * np.exp(_AI_COST_SIGMA * ar1_noise(rng, (n_t, n), 0.3))
 
     deficit = (1.0 - p.completion_base) * (1.0 + 0.2 * load)
     clean["completion"] = 1.0 - deficit
     noisy["completion"] = 1.0 - deficit * np.exp(0.15 * rng.standard_normal((n_t, n)))
 
     clean["queue_depth"] = p.queue_base + p.queue_scale * load**1.5
-    lam = clean["queue_depth"] * np.exp(0.1 * _ar1(rng, (n_t, n), 0.5))
+    lam = clean["queue_depth"] * np.exp(0.1 * ar1_noise(rng, (n_t, n), 0.5))
     noisy["queue_depth"] = rng.poisson(lam).astype(float)
 
     resolved = tuple(_resolve(i, names) for i in injections)
@@ -708,30 +712,54 @@ def _family_name(spec: MetricSpec) -> str:
     return spec.name
 
 
-def write_openmetrics(dataset: Dataset, path: str | os.PathLike[str]) -> None:
+def write_openmetrics(
+    dataset: Dataset | Sequence[Dataset],
+    path: str | os.PathLike[str],
+    *,
+    specs: Mapping[str, MetricSpec] = METRICS,
+) -> None:
     """Write `dataset` as OpenMetrics text for ``promtool tsdb create-blocks-from openmetrics``.
 
     One family per metric (``# HELP``/``# TYPE``; a counter's family name drops ``_total``,
     its samples keep it), every sample with its timestamp in seconds, ``# EOF`` at the end.
+    `specs` maps each logical metric of the dataset's series to its Prometheus series (a
+    caller with metrics of its own passes :data:`METRICS` plus them); series of a metric not
+    in `specs` are not written.
+
+    A sequence of datasets holding the same series on consecutive grids (a coarse history and
+    a dense tail, say) is written as one: each series' samples from each dataset in turn.
     """
-    ts_text = [str(int(t)) if float(t).is_integer() else repr(float(t)) for t in dataset.timestamps]
+    parts = [dataset] if isinstance(dataset, Dataset) else list(dataset)
+    for part in parts[1:]:
+        if [(s.metric, dict(s.labels)) for s in part.series] != [
+            (s.metric, dict(s.labels)) for s in parts[0].series
+        ]:
+            raise ValueError("every dataset must hold the same series in the same order")
+        if part.timestamps[0] <= parts[0].timestamps[-1]:
+            raise ValueError("the datasets' grids must follow one another")
+    ts_text = [
+        [str(int(t)) if float(t).is_integer() else repr(float(t)) for t in part.timestamps]
+        for part in parts
+    ]
     with open(path, "w", encoding="utf-8") as out:
-        for metric, spec in METRICS.items():
-            members = [s for s in dataset.series if s.metric == metric]
+        for metric, spec in specs.items():
+            members = [i for i, s in enumerate(parts[0].series) if s.metric == metric]
             if not members:
                 continue
             family = _family_name(spec)
             help_text = spec.help.replace("\\", "\\\\").replace("\n", "\\n")
             out.write(f"# HELP {family} {help_text}\n# TYPE {family} {spec.type}\n")
-            for s in members:
+            for i in members:
                 labels = ",".join(
-                    f'{k}="{_escape_label_value(v)}"' for k, v in sorted(s.labels.items())
+                    f'{k}="{_escape_label_value(v)}"'
+                    for k, v in sorted(parts[0].series[i].labels.items())
                 )
                 prefix = f"{spec.name}{{{labels}}} "
-                out.writelines(
-                    f"{prefix}{format_value(v)} {t}\n"
-                    for v, t in zip(s.values.tolist(), ts_text, strict=True)
-                )
+                for part, times in zip(parts, ts_text, strict=True):
+                    out.writelines(
+                        f"{prefix}{format_value(v)} {t}\n"
+                        for v, t in zip(part.series[i].values.tolist(), times, strict=True)
+                    )
         out.write("# EOF\n")
 
 

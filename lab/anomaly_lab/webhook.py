@@ -44,6 +44,7 @@ class WebhookReceiver:
     def __init__(self, url: str) -> None:
         self.url = url
         self._notifications: list[Notification] = []
+        self._received_at: list[float] = []
         self._changed = threading.Condition()
 
     @property
@@ -51,6 +52,12 @@ class WebhookReceiver:
         """A copy of every notification received, oldest first."""
         with self._changed:
             return list(self._notifications)
+
+    @property
+    def receipts(self) -> list[tuple[float, Notification]]:
+        """Every notification received with the epoch seconds it arrived at, oldest first."""
+        with self._changed:
+            return list(zip(self._received_at, self._notifications, strict=True))
 
     def wait_for(
         self,
@@ -86,6 +93,7 @@ class WebhookReceiver:
 
     def _add(self, note: Notification) -> None:
         with self._changed:
+            self._received_at.append(time.time())
             self._notifications.append(note)
             self._changed.notify_all()
 

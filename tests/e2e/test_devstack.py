@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from anomaly_lab import devstack, synth
 
 from anomaly.io.matrix import decode_matrix
@@ -168,10 +169,13 @@ def test_prometheus_config_wiring() -> None:
         rule_files=["rules.yml"],
         alertmanager_url="http://127.0.0.1:9093",
         scrape_interval_seconds=2,
+        scrape_targets={"exporter": "http://127.0.0.1:8000"},
     )
-    (job,) = config["scrape_configs"]
+    job, exporter = config["scrape_configs"]
     assert job["honor_labels"] is True
     assert job["static_configs"] == [{"targets": ["127.0.0.1:9091"]}]
+    assert exporter["job_name"] == "exporter" and "honor_labels" not in exporter
+    assert exporter["static_configs"] == [{"targets": ["127.0.0.1:8000"]}]
     assert config["global"]["scrape_interval"] == "2s"
     assert Path(config["rule_files"][0]).is_absolute()
     target = config["alerting"]["alertmanagers"][0]["static_configs"]
@@ -194,3 +198,21 @@ def test_a_missing_binary_fails_in_one_line_naming_the_package(
         f"is not installed: apt-get install {package} (make test installs it)"
     )
     assert "\n" not in info.value.msg and not info.value.pytrace
+
+
+def test_webhook_receivers_rewrite_only_the_receivers() -> None:
+    shipped = yaml.safe_load(devstack.ALERTMANAGER_FILE.read_text())
+    names = [r["name"] for r in shipped["receivers"]]
+    urls = {name: f"http://127.0.0.1:{9000 + i}/" for i, name in enumerate(names)}
+    config = devstack.webhook_receivers(devstack.ALERTMANAGER_FILE, urls, send_resolved=True)
+    assert {k: v for k, v in config.items() if k != "receivers"} == {
+        k: v for k, v in shipped.items() if k != "receivers"
+    }
+    assert config["receivers"] == [
+        {"name": n, "webhook_configs": [{"url": urls[n], "send_resolved": True}]} for n in names
+    ]
+    with pytest.raises(KeyError):
+        devstack.webhook_receivers(devstack.ALERTMANAGER_FILE, {names[0]: urls[names[0]]})
+    fast = devstack.webhook_routing(devstack.ALERTMANAGER_FILE, "http://127.0.0.1:9/")
+    assert fast["route"]["group_wait"] == "0s" and "global" not in fast
+    assert all(r["group_wait"] == "0s" for r in fast["route"]["routes"])

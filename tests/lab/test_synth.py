@@ -278,6 +278,24 @@ def test_openmetrics_text(tmp_path: Path) -> None:
     assert tenants == set(ds.tenants)
 
 
+def test_openmetrics_joins_consecutive_datasets(tmp_path: Path) -> None:
+    coarse = synth.generate(2, days=0.1, end=END - 3600, step_seconds=300)
+    dense = synth.generate(2, days=1 / 24 - 1 / 1440, end=END, step_seconds=60)
+    path = tmp_path / "data.om"
+    synth.write_openmetrics([coarse, dense], path)
+    samples = [line for line in path.read_text().splitlines() if line.startswith("processaudit_")]
+    assert len(samples) == sum(s.values.size for s in coarse.series + dense.series)
+    prefix = 'processaudit_error_ratio{organization_id="org-01"} '
+    times = [float(line.rsplit(" ", 1)[1]) for line in samples if line.startswith(prefix)]
+    assert times == [*coarse.timestamps.tolist(), *dense.timestamps.tolist()]
+
+    with pytest.raises(ValueError, match="follow one another"):
+        synth.write_openmetrics([dense, coarse], path)
+    other = synth.generate(["org-09", "org-10"], days=0.01, end=END + 3600)
+    with pytest.raises(ValueError, match="same series"):
+        synth.write_openmetrics([coarse, other], path)
+
+
 def test_promtool_accepts_the_openmetrics(tmp_path: Path, promtool: str) -> None:
     ds = synth.demo_scenario(end=END, days=1.0)
     synth.write_openmetrics(ds, tmp_path / "data.om")
