@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import detection_bench, forecast_bench, health_bench, nab_bench
+from bench import detection_bench, forecast_bench, health_bench, nab_bench, soak_bench
 
 
 def main() -> int:
@@ -18,6 +18,8 @@ def main() -> int:
     health_bench.main([])
     print("\n== NAB (nab-dev) standard profile (python -m bench.nab_bench)")
     nab_bench.main([])
+    print("\n== live soak, shipped rules and routing: onset → page (python -m bench.soak_bench)")
+    soak_bench.main([])
     print(f"\nmake bench: {time.perf_counter() - t0:.0f}s")
     return status
 
