@@ -63,7 +63,7 @@ def forecast(
     cols = np.flatnonzero(valid)
 
     value, lower, upper = (np.full((n_h, n_s), np.nan) for _ in range(3))
-    guard = held = None
+    guard = held = additive = None
     grid = Grid(t, step, n_h, season)
     if cols.size and r is None:
         value[:, cols], lower[:, cols], upper[:, cols] = forecast_plain(grid, y[:, cols], params)
@@ -72,8 +72,21 @@ def forecast(
         value[:, cols], lower[:, cols], upper[:, cols] = part.value, part.lower, part.upper
         guard = _spread(part.guard, cols, n_s)
         held = None if part.held_guard is None else _spread(part.held_guard, cols, n_s)
+        additive = _spread(part.additive, cols, n_s)
     return Forecast(
-        future_t, value, lower, upper, valid, reason, now, step, last_value, season, guard, held
+        future_t,
+        value,
+        lower,
+        upper,
+        valid,
+        reason,
+        now,
+        step,
+        last_value,
+        season,
+        guard,
+        held,
+        additive,
     )
 
 

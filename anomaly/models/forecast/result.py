@@ -59,6 +59,11 @@ class Forecast:
     the half-hourly origins of the last ``hold_seconds`` (newest first, each over its own
     horizon; NaN where the history was too short). A breach one of them announced stays
     announced while the point forecast still crosses (:func:`breach_seconds`)."""
+    additive: np.ndarray | None = None
+    """Shape ``(n_series,)`` or ``None``: in rate mode, the weight in (0, 1) of the trend added
+    to the daily shape (a new workload beside the old) against the one scaling it (growth of
+    the same use), from their out-of-sample errors; near 0 or 1 where the data chose one, near
+    0.5 where they could not be told apart (the forecast blends them)."""
 
     def at(self, horizon_seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(value, lower, upper)`` at ``now + horizon_seconds``, each of shape ``(n_series,)``.

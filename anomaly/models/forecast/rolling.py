@@ -20,6 +20,7 @@ forecast with the deciding fit's level and slope ``guard_z`` standard errors nea
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -31,6 +32,14 @@ from anomaly.models.forecast.trend import Trend, fit_trend
 
 RATE_CHUNK_SERIES = 32
 """Series forecast together; memory stays flat whatever the number of tenants."""
+CHOICE_LEAD_SECONDS = 3 * 3600.0
+"""The multiplicative and the additive trend are compared on the walk-forward errors of the
+origins of the last ``trend_seconds`` at leads up to this: further ahead, the noise of the
+fitted slopes, alike in both, drowns the difference."""
+CHOICE_SHARPNESS = 3.4
+"""The additive trend's weight is ``1 / (1 + exp(-CHOICE_SHARPNESS * t))`` of the paired
+t-statistic ``t`` of the two trends' errors: about the normal CDF of ``2 t``, so a clear
+difference (``|t| > 1.5``) chooses one trend and an unclear one blends the two."""
 CALIBRATION_STRIDE_SECONDS = 1800.0
 """Spacing of the walk-forward origins whose errors calibrate the band, and of the origins
 whose guards are held."""
@@ -45,6 +54,8 @@ class RollingForecast(NamedTuple):
     guard: np.ndarray
     held_guard: np.ndarray | None
     """``(n_held, n_h, n_s)``, or ``None`` where ``hold_seconds`` holds no origin."""
+    additive: np.ndarray
+    """``(n_s,)``: the weight of the additive trend (:func:`_additive_weight`)."""
 
 
 def forecast_rolling(
@@ -65,6 +76,7 @@ def forecast_rolling(
     n_held = int(params.hold_seconds // CALIBRATION_STRIDE_SECONDS)
     value, lower, upper, guard = (np.full((n_h, n_s), np.nan) for _ in range(4))
     held = np.full((n_held, n_h, n_s), np.nan)
+    additive = np.full(n_s, np.nan)
     # A few series at a time: the walk-forward calibration holds (origins x leads) paths
     # per series (~3.5 MB each at 5-minute steps), and every series' result is its own.
     for first in range(0, n_s, RATE_CHUNK_SERIES):
@@ -72,24 +84,105 @@ def forecast_rolling(
         part = _forecast_chunk(grid, y[:, c], rate[:, c], params, n_held)
         value[:, c], lower[:, c], upper[:, c], guard[:, c] = part[:4]
         held[:, :, c] = part.held_guard
-    return RollingForecast(value, lower, upper, guard, held if n_held else None)
+        additive[c] = part.additive
+    return RollingForecast(value, lower, upper, guard, held if n_held else None, additive)
 
 
 def _forecast_chunk(
     grid: Grid, y: np.ndarray, rate: np.ndarray, params: ForecastParams, n_held: int
 ) -> RollingForecast:
-    """:func:`forecast_rolling` of a few series, with `n_held` held guards (an array always)."""
+    """:func:`forecast_rolling` of a few series, with `n_held` held guards (an array always).
+
+    Two trends are fitted, each from every origin: one that scales the reference (growth
+    that follows the daily shape) and one added to it (growth that does not: a new workload
+    beside the old, in units of the reference's mean over the last day). Each series' point
+    forecast and band weigh them by how their walk-forward forecasts from the origins of the
+    last ``trend_seconds`` erred over the next ``CHOICE_LEAD_SECONDS``
+    (:func:`_additive_weight`): an added ramp is not bent by the evening's fall, and where a
+    young ramp cannot tell them apart, neither is trusted alone. The decision whether a
+    breach comes (the guards) stays the multiplicative trend's, as tuned: given the additive
+    guard too, a steady tenant was warned in the benchmark.
+    """
+    n_t, n_s = y.shape
+    w = max(3, round(params.trend_seconds / grid.step))
+    n_calib = max(0, round(params.calibration_seconds / grid.step))
+    stride = max(1, round(CALIBRATION_STRIDE_SECONDS / grid.step))
+    lo = max(0, n_t - 1 - max(n_calib, n_held * stride) - w)
+    u = rate_reference(grid, rate, lo)
+    day_mean = _seq_nanmean(u[max(0, n_t - lo - grid.per_day) : n_t - lo], axis=0)
+    flat = np.broadcast_to(finite_or(day_mean, 0.0), u.shape)
+    scaled = _forecast_with(grid, y, rate, u, u, lo, params, n_held)
+    added = _forecast_with(grid, y, rate, u, flat, lo, params, n_held=None)
+    weight = _additive_weight(scaled.error, added.error)
+    value, lower, upper = (
+        a + weight * (b - a) for a, b in zip(scaled.result[:3], added.result[:3], strict=True)
+    )
+    held = scaled.result.held_guard
+    return RollingForecast(value, lower, upper, scaled.result.guard, held, weight)
+
+
+def _additive_weight(scaled: np.ndarray, added: np.ndarray) -> np.ndarray:
+    """The weight of the additive trend per series, ``(n_s,)`` in (0, 1), from the errors of
+    both trends at the same recent origins ``(n_o, n_s)``: logistic in the paired t-statistic
+    of their differences (``CHOICE_SHARPNESS`` sharp), the origins' overlap (leads of
+    ``CHOICE_LEAD_SECONDS`` from origins ``CALIBRATION_STRIDE_SECONDS`` apart) counted in the
+    effective number of origins; 0.5 where nothing tells them apart."""
+    d = scaled - added  # positive where the additive trend erred less
+    n = np.isfinite(d).sum(axis=0)
+    mean = _seq_nanmean(d, axis=0)
+    c = d - mean
+    with quiet():
+        var = _seq_nanmean(c**2, axis=0)
+        n_eff = np.maximum(n * CALIBRATION_STRIDE_SECONDS / CHOICE_LEAD_SECONDS, 1.0)
+        t = mean / np.sqrt(var / n_eff)
+    # Rounded: the walk-forward errors differ in their last bits with the number of series
+    # forecast together, and a series' forecast must not depend on its neighbours.
+    t = np.round(np.clip(finite_or(t, 0.0), -50.0, 50.0), 9)
+    # math.exp, one series at a time: numpy's vectorised exp rounds by the array's length.
+    return np.array([1.0 / (1.0 + math.exp(-CHOICE_SHARPNESS * float(x))) for x in t])
+
+
+def _seq_nanmean(a: np.ndarray, axis: int) -> np.ndarray:
+    """NaN-aware mean along `axis`, summed in order (a cumulative sum): numpy's pairwise sums
+    round differently with the number of columns, and a series' forecast must not depend on
+    its neighbours to the last bit."""
+    ok = np.isfinite(a)
+    total = np.take(np.cumsum(np.where(ok, a, 0.0), axis=axis), -1, axis=axis)
+    n = ok.sum(axis=axis)
+    with quiet():
+        return np.asarray(np.where(n > 0, total / np.maximum(n, 1), np.nan))
+
+
+class _Variant(NamedTuple):
+    """One trend's forecast and its walk-forward error per series (``(n_s,)``, +Inf unknown)."""
+
+    result: RollingForecast
+    error: np.ndarray
+
+
+def _forecast_with(
+    grid: Grid,
+    y: np.ndarray,
+    rate: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    lo: int,
+    params: ForecastParams,
+    n_held: int | None,
+) -> _Variant:
+    """The forecast with the rate modelled as ``u + v * (level + slope * lead)`` (`u`, `v`
+    from grid index `lo` through the forecast): point, band, guard and `n_held` held guards
+    (both NaN with ``n_held=None``: not wanted), and the mean absolute ratio error of the
+    walk-forward forecasts near the origins of the trend window."""
     n_t, n_s = y.shape
     step, n_h = grid.step, grid.n_h
     w = max(3, round(params.trend_seconds / step))
-    n_calib = max(0, round(params.calibration_seconds / step))
     stride = max(1, round(CALIBRATION_STRIDE_SECONDS / step))
-    lo = max(0, n_t - 1 - max(n_calib, n_held * stride) - w)
-    u = rate_reference(grid, rate, lo)
     carry = _carry(
         y,
         rate,
         u,
+        v,
         lo,
         n_h,
         step,
@@ -97,35 +190,50 @@ def _forecast_chunk(
         cap=max(1, round(params.trend_horizon_seconds / step)),
         per_point=step / params.rate_unit_seconds,
     )
-    rate_tail, u_tail = rate[lo:], u[: n_t - lo]
+    rate_tail, u_tail, v_tail = rate[lo:], u[: n_t - lo], v[: n_t - lo]
+
+    def fit(origins: np.ndarray) -> Trend:
+        return fit_trend(rate_tail, u_tail, origins - lo, step, w, params.trend_z, v_tail)
 
     newest = np.array([n_t - 1])
-    trend = fit_trend(rate_tail, u_tail, newest - lo, step, w, params.trend_z)
+    trend = fit(newest)
     point = carry.paths(newest, trend.level, trend.slope)[0]
-    guard = carry.guards(newest, trend, params.guard_z)[0]
     first = lo + w
-    held = np.full((n_held, n_h, n_s), np.nan)
-    back = n_t - 1 - stride * np.arange(1, n_held + 1)
-    can = back >= first
-    if can.any():
-        trend_back = fit_trend(rate_tail, u_tail, back[can] - lo, step, w, params.trend_z)
-        held[can] = carry.guards(back[can], trend_back, params.guard_z)
+    guard = np.full((n_h, n_s), np.nan)
+    held = np.full((n_held or 0, n_h, n_s), np.nan)
+    if n_held is not None:
+        guard = carry.guards(newest, trend, params.guard_z)[0]
+        back = n_t - 1 - stride * np.arange(1, n_held + 1)
+        can = back >= first
+        if can.any():
+            held[can] = carry.guards(back[can], fit(back[can]), params.guard_z)
 
     # Walk-forward errors: forecasts from past origins against what happened, as ratios.
     origins = np.arange(n_t - 2, first - 1, -stride)[::-1]
     if origins.size:
-        past_trend = fit_trend(rate_tail, u_tail, origins - lo, step, w, params.trend_z)
+        past_trend = fit(origins)
         past = carry.paths(origins, past_trend.level, past_trend.slope)
-        q_lo, q_hi = _error_quantiles(past, y, origins, params.interval)
+        ratio = _ratio_errors(past, y, origins)
+        q_lo, q_hi = _error_quantiles(ratio, params.interval)
+        with quiet():
+            # The trends differ in the hours after recent origins: compare them there.
+            recent = origins >= n_t - 1 - w
+            near = max(1, round(CHOICE_LEAD_SECONDS / step))
+            error = _seq_nanmean(np.abs(ratio[recent, :near]), axis=1)
     else:
         q_lo, q_hi = np.full((n_h, n_s), np.nan), np.full((n_h, n_s), np.nan)
+        error = np.full((0, n_s), np.nan)  # nothing to compare: weight 0.5
     q_lo = np.minimum(finite_or(q_lo, 0.0), 0.0)
     q_hi = np.maximum(finite_or(q_hi, 0.0), 0.0)
     q_lo = np.minimum.accumulate(q_lo, axis=0)
     q_hi = np.maximum.accumulate(q_hi, axis=0)
     lower = point * (1.0 + q_lo)
     upper = point * (1.0 + q_hi)
-    return RollingForecast(point, np.minimum(lower, point), np.maximum(upper, point), guard, held)
+    weight = np.full(n_s, np.nan)  # the caller's, who compares the trends
+    result = RollingForecast(
+        point, np.minimum(lower, point), np.maximum(upper, point), guard, held, weight
+    )
+    return _Variant(result, error)
 
 
 class _Carry(NamedTuple):
@@ -140,9 +248,11 @@ class _Carry(NamedTuple):
     cc: np.ndarray
     """``(n_t + 1, n_s)``: cumulative inflow of the rate history (gaps: the window's mean)."""
     cu: np.ndarray
-    """``(n_t - lo + n_h + 1, n_s)``: cumulative inflow of the reference."""
-    cup: np.ndarray
-    """Like `cu`, of the reference's inflow times `fpos`."""
+    """``(n_t - lo + n_h + 1, n_s)``: cumulative inflow of the reference `u`."""
+    cv: np.ndarray
+    """Like `cu`, of what the trend scales, `v` (`u` itself for a multiplicative trend)."""
+    cvp: np.ndarray
+    """Like `cv`, of `v`'s inflow times `fpos`."""
     fpos: np.ndarray
     """``(n_t - lo + n_h, 1)``: days from the newest point of each point from `lo` on."""
     lo: int
@@ -154,23 +264,26 @@ class _Carry(NamedTuple):
     step: float
 
     def paths(self, origins: np.ndarray, level: np.ndarray, slope: np.ndarray) -> np.ndarray:
-        """Forecasts from each origin with the rate's `level` and `slope` (``(n_o, n_s)``) of
-        its ratio to the reference, shape ``(n_o, n_h, n_s)``."""
+        """Forecasts from each origin with the trend's `level` and `slope` (``(n_o, n_s)``),
+        the rate being ``u + v * (level + slope * lead)``; shape ``(n_o, n_h, n_s)``."""
         n_t, n_h, cap, n_win = self.anchor.shape[0], self.n_h, self.cap, self.n_win
         k = np.arange(1, n_h + 1)
         tail_o = origins - self.lo
         end = tail_o[:, None] + k[None, :]  # tail index of o + k
-        # The reference's inflow from o to o + k, and the same weighted by the lead in days.
+        # The inflow of u and of v from o to o + k, and of v weighted by the lead in days.
         inflow_u = self.cu[end + 1] - self.cu[tail_o + 1][:, None]
-        inflow_up = self.cup[end + 1] - self.cup[tail_o + 1][:, None]
-        inflow_ux = inflow_up - self.fpos[tail_o][:, None] * inflow_u
+        inflow_v = (
+            inflow_u if self.cv is self.cu else self.cv[end + 1] - self.cv[tail_o + 1][:, None]
+        )
+        inflow_vp = self.cvp[end + 1] - self.cvp[tail_o + 1][:, None]
+        inflow_vx = inflow_vp - self.fpos[tail_o][:, None] * inflow_v
         if cap < n_h:  # the slope is extrapolated `cap` points, the ratio then held
-            held = inflow_ux[:, cap - 1 : cap] + (cap * self.step / SECONDS_PER_DAY) * (
-                inflow_u - inflow_u[:, cap - 1 : cap]
+            held = inflow_vx[:, cap - 1 : cap] + (cap * self.step / SECONDS_PER_DAY) * (
+                inflow_v - inflow_v[:, cap - 1 : cap]
             )
-            inflow_ux = np.where(k[None, :, None] <= cap, inflow_ux, held)
+            inflow_vx = np.where(k[None, :, None] <= cap, inflow_vx, held)
         ao, bo = level[:, None], slope[:, None]
-        inflow = np.maximum((1.0 + ao) * inflow_u + bo * inflow_ux, 0.0)
+        inflow = np.maximum(inflow_u + ao * inflow_v + bo * inflow_vx, 0.0)
         leave_hi = np.clip(origins[:, None] + k[None, :] - n_win + 1, 0, n_t)
         leave_lo = np.clip(origins - n_win + 1, 0, n_t)[:, None]
         outflow = self.cc[leave_hi] - self.cc[leave_lo]
@@ -188,6 +301,7 @@ def _carry(
     y: np.ndarray,
     rate: np.ndarray,
     u: np.ndarray,
+    v: np.ndarray,
     lo: int,
     n_h: int,
     step: float,
@@ -196,18 +310,21 @@ def _carry(
     cap: int,
     per_point: float,
 ) -> _Carry:
-    """The sums `y`, the rate history and its reference `u` (from grid index `lo` on, over the
-    future too) as cumulative sums; `per_point` turns a rate into one point's inflow."""
+    """The sums `y`, the rate history, its reference `u` and what the trend scales, `v` (both
+    from grid index `lo` on, over the future too), as cumulative sums; `per_point` turns a rate
+    into one point's inflow."""
     n_t = y.shape[0]
     c_in = finite_or(rate, np.nan) * per_point
     with quiet():
         mean_in = np.nanmean(c_in[max(0, n_t - n_win) :], axis=0)
     c_in = finite_or(c_in, finite_or(mean_in, 0.0))
     cc = cumsum0(c_in)
-    uu = u * per_point
     fpos = ((np.arange(u.shape[0]) + lo - (n_t - 1)) * step / SECONDS_PER_DAY)[:, None]
     anchor = finite_or(y, cc[1:] - cc[np.maximum(0, np.arange(n_t) + 1 - n_win)])
-    return _Carry(anchor, cc, cumsum0(uu), cumsum0(uu * fpos), fpos, lo, n_h, n_win, cap, step)
+    cu = cumsum0(u * per_point)
+    cv = cu if v is u else cumsum0(v * per_point)
+    cvp = cumsum0(v * per_point * fpos)
+    return _Carry(anchor, cc, cu, cv, cvp, fpos, lo, n_h, n_win, cap, step)
 
 
 def _toward_zero(a: np.ndarray, by: np.ndarray) -> np.ndarray:
@@ -215,23 +332,27 @@ def _toward_zero(a: np.ndarray, by: np.ndarray) -> np.ndarray:
     return np.asarray(np.sign(a) * np.maximum(np.abs(a) - by, 0.0))
 
 
-def _error_quantiles(
-    past: np.ndarray, y: np.ndarray, origins: np.ndarray, interval: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper quantiles of the ratio errors ``actual / forecast - 1`` of the forecasts
-    `past` ``(n_o, n_h, n_s)`` from `origins` against `y`, at each lead: shapes ``(n_h, n_s)``.
-
-    Leads seen from too few origins borrow the widths of the longest well-seen lead, grown
-    with the square root of the lead; NaN for a series without one.
-    """
+def _ratio_errors(past: np.ndarray, y: np.ndarray, origins: np.ndarray) -> np.ndarray:
+    """The ratio errors ``actual / forecast - 1`` of the forecasts `past` ``(n_o, n_h, n_s)``
+    from `origins` against `y`, same shape; NaN where the future is not yet seen."""
     n_t = y.shape[0]
-    n_h, n_s = past.shape[1:]
-    k = np.arange(1, n_h + 1)
+    k = np.arange(1, past.shape[1] + 1)
     target = origins[:, None] + k[None, :]
     actual = y[np.minimum(target, n_t - 1)]
     actual[target > n_t - 1] = np.nan
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(np.abs(past) > 0, actual / past - 1.0, np.nan)
+        return np.asarray(np.where(np.abs(past) > 0, actual / past - 1.0, np.nan))
+
+
+def _error_quantiles(ratio: np.ndarray, interval: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper quantiles of the ratio errors `ratio` ``(n_o, n_h, n_s)`` at each lead:
+    shapes ``(n_h, n_s)``.
+
+    Leads seen from too few origins borrow the widths of the longest well-seen lead, grown
+    with the square root of the lead; NaN for a series without one.
+    """
+    n_h, n_s = ratio.shape[1:]
+    k = np.arange(1, n_h + 1)
     alpha = (1.0 - interval) / 2
     q_lo, q_hi, n_ok = _quantiles_axis0(ratio, alpha, 1.0 - alpha)
     enough = n_ok >= 8

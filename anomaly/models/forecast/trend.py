@@ -56,7 +56,13 @@ class Trend(NamedTuple):
 
 
 def fit_trend(
-    rate: np.ndarray, u: np.ndarray, origins: np.ndarray, step: float, w: int, z: float
+    rate: np.ndarray,
+    u: np.ndarray,
+    origins: np.ndarray,
+    step: float,
+    w: int,
+    z: float,
+    v: np.ndarray | None = None,
 ) -> Trend:
     """Level and slope of the rate's ratio to its reference at each origin, with standard errors.
 
@@ -72,15 +78,20 @@ def fit_trend(
         Points of history each fit reads (the trend window).
     z : float
         How many standard errors a slope must be from zero to be kept.
+    v : array, shape (n_t, n_s), optional
+        What the trend scales: the rate is modelled as ``u + v * (level + slope * lead)``.
+        By default `u` itself (a multiplicative trend, ``u * (1 + level + slope * lead)``, the
+        growth following the daily shape); a constant per series makes the trend additive
+        (a growth added to the daily shape, not bent by it).
 
     Returns
     -------
     Trend
         Each field of shape ``(n_o, n_s)``.
 
-    The window is cut into hourly blocks, each summarised by ``sum(rate) / sum(u) - 1`` and
-    weighted by ``sum(u)`` (quiet nights count little; hourly blocks are nearly independent, so
-    the standard errors are honest). Candidate models, each a weighted least-squares fit: a
+    The window is cut into hourly blocks, each summarised by ``(sum(rate) - sum(u)) / sum(v)``
+    (``sum(rate) / sum(u) - 1`` when `v` is `u`) and weighted by ``sum(v)`` (quiet nights count
+    little; hourly blocks are nearly independent, so the standard errors are honest). Candidate models, each a weighted least-squares fit: a
     constant level; a line over the whole window; a ramp that began at one or two thirds of the
     window (flat before); a ramp that ended there (flat since). A model other than the constant
     needs a slope `z` standard errors from zero and the lowest BIC (a ramp's kink costs one
@@ -125,7 +136,7 @@ def fit_trend(
         return_inverse=True,
     )
     now_at = where[:n_o]
-    blocks = _hourly_blocks(rate, u, every, per_block, n_blocks)
+    blocks = _hourly_blocks(rate, u, u if v is None else v, every, per_block, n_blocks)
     x = (-(np.arange(n_blocks) + 0.5) * block_hours)[:, None, None]  # block centres, hours back
     thirds = sorted({round(n_blocks / 3), round(2 * n_blocks / 3)} - {0, n_blocks})
     edge = max(1, round(KINK_MARGIN_SECONDS / 3600.0 / block_hours))
@@ -169,11 +180,11 @@ class _Blocks(NamedTuple):
     columns there are, to the last bit."""
 
     q: np.ndarray
-    """The block's ratio ``sum(rate) / sum(u) - 1`` (0 where not `good`)."""
+    """The block's ratio ``(sum(rate) - sum(u)) / sum(v)`` (0 where not `good`)."""
     wt: np.ndarray
-    """The block's weight (``sum(u)`` scaled to mean 1 over the good blocks; 0 where not good)."""
+    """The block's weight (``sum(v)`` scaled to mean 1 over the good blocks; 0 where not good)."""
     good: np.ndarray
-    """Whether the block counts: at least half its points seen and a positive reference."""
+    """Whether the block counts: at least half its points seen and a positive `v`."""
 
     def at(self, fits: np.ndarray) -> _Blocks:
         """The blocks of the fits at indices `fits` (along axis 1)."""
@@ -181,22 +192,22 @@ class _Blocks(NamedTuple):
 
 
 def _hourly_blocks(
-    rate: np.ndarray, u: np.ndarray, ends: np.ndarray, per_block: int, n_blocks: int
+    rate: np.ndarray, u: np.ndarray, v: np.ndarray, ends: np.ndarray, per_block: int, n_blocks: int
 ) -> _Blocks:
     """The `n_blocks` blocks of `per_block` points ending at each index of `ends` (``(n_fits,)``)."""
-    ok = np.isfinite(rate) & np.isfinite(u) & (u > 0)
-    cr = cumsum0(np.where(ok, rate, 0.0))
-    cu = cumsum0(np.where(ok, u, 0.0))
+    ok = np.isfinite(rate) & np.isfinite(u) & np.isfinite(v) & (v > 0)
+    cr = cumsum0(np.where(ok, rate - u, 0.0))
+    cv = cumsum0(np.where(ok, v, 0.0))
     cn = cumsum0(ok)
     i = np.arange(n_blocks)
     hi = np.maximum(ends[None, :] + 1 - per_block * i[:, None], 0)
     lo = np.maximum(hi - per_block, 0)
-    rs, us, ns = cr[hi] - cr[lo], cu[hi] - cu[lo], cn[hi] - cn[lo]
-    good = (ns >= per_block / 2) & (us > 0)
+    ds, vs, ns = cr[hi] - cr[lo], cv[hi] - cv[lo], cn[hi] - cn[lo]
+    good = (ns >= per_block / 2) & (vs > 0)
     with quiet():
-        q = np.where(good, rs / np.where(good, us, 1.0) - 1.0, 0.0)
-        scale = np.nanmean(np.where(good, us, np.nan), axis=0)
-        wt = np.where(good & (scale > 0), us / scale, 0.0)
+        q = np.where(good, ds / np.where(good, vs, 1.0), 0.0)
+        scale = np.nanmean(np.where(good, vs, np.nan), axis=0)
+        wt = np.where(good & (scale > 0), vs / scale, 0.0)
     return _Blocks(q, finite_or(wt, 0.0), good)
 
 
