@@ -4,9 +4,12 @@ A rolling 24-hour sum such as ``increase(processaudit_ai_cost_usd_total[1d])`` l
 up to a day, so it is not extrapolated itself. With the rate beside it
 (``rate(...[15m]) * 3600``), the sum is carried forward exactly: ``sum(o + k) = sum(o) - (rate
 history leaving the window) + (forecast rate entering)``. Only the rate is forecast, as its
-seasonal reference (:mod:`.rate_reference`) times ``1 + level + slope * lead``, the level and
-slope fitted to the last ``trend_seconds`` (:mod:`.trend`); the slope is held after
-``trend_horizon_seconds`` (a ramp seldom runs on for a whole day).
+seasonal reference ``u`` (:mod:`.rate_reference`) plus a trend ``v * (level + slope * lead)``,
+the level and slope fitted to the last ``trend_seconds`` (:mod:`.trend`); the slope is held
+after ``trend_horizon_seconds`` (a ramp seldom runs on for a whole day). The trend either
+scales the reference (``v = u``: the same use growing, its growth following the daily shape)
+or is added to it (``v`` constant: a new workload beside the old, not bent by the evening's
+fall); each series weighs the two by their out-of-sample errors (:func:`_additive_weight`).
 
 The band comes from the forecaster's own walk-forward errors: the same computation from every
 half-hourly origin of the last ``calibration_seconds`` is compared with what followed, and the
