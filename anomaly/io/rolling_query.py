@@ -9,32 +9,36 @@ window inside linear operations, writes the rate query that keeps that contract
 (:class:`RollingSum`); otherwise it says why not (:class:`NotRollingSum`).
 
 The forms, with ``r`` the rate range (:func:`rate_range_seconds`: 15 minutes, or the smallest
-multiple of the query step above that) and ``w`` the window, longer than ``r``:
+whole number of query steps above that) and ``w`` the window, longer than ``r``:
 
-=========================  =================================  ==============
-the rolling window          its rate (the rest kept as is)      per
-=========================  =================================  ==============
-``increase(x[w])``          ``rate(x[r])``, whole times 3600    hour
-``rate(x[w])``              ``rate(x[r])``                      ``w``
-``sum_over_time(g[w])``     ``sum_over_time(g[r])`` x 3600/r    hour (else r)
-``count_over_time(g[w])``   ``count_over_time(g[r])`` x 3600/r  hour (else r)
-``avg_over_time(g[w])``     ``avg_over_time(g[r])``             ``w``
-=========================  =================================  ==============
+=========================  ===================================  ==============
+the rolling window          its rate (the rest kept as written)   per
+=========================  ===================================  ==============
+``increase(x[w])``          ``rate(x[r])``, the whole x 3600      hour
+``rate(x[w])``              ``rate(x[r])``                        ``w``
+``sum_over_time(g[w])``     ``sum_over_time(g[r-])`` x 3600/r     hour (else r)
+``count_over_time(g[w])``   ``count_over_time(g[r-])`` x 3600/r   hour (else r)
+``avg_over_time(g[w])``     ``avg_over_time(g[r])``               ``w``
+=========================  ===================================  ==============
 
-Why these hold: ``increase(x[w])`` is the integral of the counter's per-second rate over the
-window; ``rate(x[w])`` (times any number, ``rate(x[w]) * 86400`` included) is that integral
-over ``w``, and ``avg_over_time`` is the same for a gauge. ``sum_over_time(g[w])`` sums the
-samples in the window: ``sum_over_time(g[r])`` sums those of the last ``r``, and as ``r`` is a
-whole number of steps, the ranges of the grid points in a window cover each sample exactly
-``r / step`` times, so ``sum_over_time(g[r]) * step / r`` summed over the grid counts each
-once, whatever the scrape interval (no sample is missed between grid points, none counted
-twice; the same for ``count_over_time``). Around the window, ``sum``/``avg``/``min``/``max``
-aggregations (``by`` or ``without``, either place), multiplication by a number (either side),
-division by a number, unary minus and ``label_replace``/``label_join``/``sort`` are kept
+Why these hold. ``increase(x[w])`` is the integral of the counter's per-second rate over the
+window; ``rate(x[w])`` (times any number: ``rate(x[w]) * 86400`` is an ``increase``) is that
+integral over ``w``, and ``avg_over_time`` the same for a gauge. The integral of ``rate(x[r])``
+over the window is the window's increase shifted by about ``r / 2``: the only difference, and
+small beside a window longer than ``r``. ``sum_over_time(g[w])`` sums the samples in the
+window, whatever the scrape interval, so its rate must count samples, not assume an interval:
+``sum_over_time(g[r-])`` sums those of the last ``r`` (``r-``: a millisecond short, so that a
+sample on the boundary of two grid points' ranges is counted once whether the server's ranges
+are closed, Prometheus 2, or left-open, 3); as ``r`` is a whole number of steps, the ranges of
+the grid points cover each sample exactly ``r / step`` times, so ``sum_over_time(g[r-]) * step
+/ r`` summed over the grid counts each sample once (none missed between grid points, none
+twice). The same holds for ``count_over_time``. Around the window, ``sum``/``avg``/``min``/
+``max`` aggregations (``by`` or ``without``, either place), multiplication by a number (either
+side), division by a number, unary minus and ``label_replace``/``label_join``/``sort`` are kept
 verbatim: each is linear (``min``/``max`` exactly so when each group holds one series at a
-time, the usual per-tenant counter; with several it is the rate of the largest), and the
-hoisted factor is positive. An ``offset`` stays on the rate's selector; label matchers are
-copied as written, strings and all (nothing is unescaped or re-quoted).
+time, the usual per-tenant counter; with several it is the rate of the largest, an upper
+bound), and the hoisted factor is positive. An ``offset`` stays on the rate's selector; label
+matchers are copied as written, strings and all (nothing is unescaped or re-quoted).
 
 Not derived, with the reason (``rolling=True``: the query does trail a window, and a run says
 so once): other range functions over a long range (``max_over_time``, ``quantile_over_time``,
@@ -228,10 +232,15 @@ def _seconds(text: str) -> float:
 
 
 def _format_seconds(seconds: float) -> str:
-    """The shortest PromQL duration of a whole number of seconds (``86400 -> '1d'``)."""
-    s = round(seconds)
-    unit = next((u for u in ("w", "d", "h", "m") if s % _UNIT_SECONDS[u] == 0), "s")
-    return f"{s // int(_UNIT_SECONDS[unit])}{unit}"
+    """The PromQL duration of ``seconds``, to the millisecond (``86400 -> '1d'``,
+    ``899.999 -> '14m59s999ms'``)."""
+    ms, parts = round(seconds * 1000), []
+    for unit in ("w", "d", "h", "m", "s", "ms"):
+        size = round(_UNIT_SECONDS[unit] * 1000)
+        if ms >= size:
+            parts.append(f"{ms // size}{unit}")
+            ms %= size
+    return "".join(parts) or "0s"
 
 
 # --------------------------------------------------------------------------- the tree
@@ -671,7 +680,8 @@ class _Linearity:
             return _no_rate(core, f"{op!r} joins it to a series")
         if op == "*" or (op == "/" and core is lhs):
             if not (math.isfinite(other.value) and other.value != 0):
-                return _no_rate(core, f"{op!r} scales it by {other.value:g}")
+                how = "multiplied" if op == "*" else "divided"
+                return _no_rate(core, f"it is {how} by {other.value:g}")
             return dataclasses.replace(core, negative=core.negative != (other.value < 0))
         if op == "/":
             return _no_rate(core, "a number is divided by it")
@@ -696,9 +706,14 @@ def _derive(query: str, tokens: list[_Token], core: _Core, rho: float) -> Rollin
         "rate": ("rate", 1.0, window.seconds),
         "avg_over_time": ("avg_over_time", 1.0, window.seconds),
     }.get(name, (name, 3600.0 / rho, 3600.0))
-    if factor != round(factor):  # sum/count_over_time at a range that does not divide an hour
-        factor, unit = 1.0, rho
-    rate_core = f"{function}({selector}[{_format_seconds(rho)}]{offset})"
+    span = rho
+    if name in ("sum_over_time", "count_over_time"):
+        # A millisecond short: a sample on the boundary of two grid points' ranges is counted
+        # once whether the server's ranges are closed (Prometheus 2) or left-open (3).
+        span = rho - 0.001
+        if factor != round(factor):  # a range that does not divide an hour: per range
+            factor, unit = 1.0, rho
+    rate_core = f"{function}({selector}[{_format_seconds(span)}]{offset})"
     edits = [(core.call.start, core.call.end, rate_core)]
     edits += [(t.start, t.end, "") for t in tokens if t.kind == "comment"]
     parts, pos = [], 0
