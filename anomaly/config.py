@@ -7,6 +7,7 @@ what is allowed. Unknown keys are errors, so that typos never pass silently.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import os
@@ -147,7 +148,8 @@ class ForecastConfig:
     direction: str = "above"
     # For a rolling sum (e.g. 24h spend): the configured metric that is its rate (e.g. $/hour),
     # the sum's window and the rate's time unit. The rate is forecast and the sum carried
-    # forward from it, which is far more accurate than extrapolating the lagging sum.
+    # forward from it, which is far more accurate than extrapolating the lagging sum. A rate
+    # derived from the query (mode "derived") names the configured metric whose query it is.
     rate: str | None = None
     window_seconds: float = 86400.0
     rate_unit_seconds: float = 3600.0
@@ -603,7 +605,22 @@ def _metrics(raw: Any, step_seconds: float) -> tuple[MetricConfig, ...]:
             raise ConfigError(
                 key, f"{rate!r} is not a configured metric (known: {', '.join(sorted(seen))})"
             )
-    return tuple(out)
+    reads = {m.query.strip(): m.name for m in reversed(out)}
+    return tuple(_read_with(m, reads) for m in out)
+
+
+def _read_with(mc: MetricConfig, reads: Mapping[str, str]) -> MetricConfig:
+    """``mc``, its forecast's derived rate read with the configured metric whose query it is,
+    if any (``reads``: metric names by query): one read per batch then serves both, as with
+    ``forecast.rate``."""
+    fcc = mc.forecast
+    if fcc is None or fcc.rate_query is None:
+        return mc
+    metric = reads.get(fcc.rate_query.strip())
+    if metric is None or metric == mc.name:
+        return mc
+    reason = f"{fcc.reason}, as metric {metric} reads it"
+    return dataclasses.replace(mc, forecast=dataclasses.replace(fcc, rate=metric, reason=reason))
 
 
 def _detection(raw: Any) -> DetectionConfig:

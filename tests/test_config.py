@@ -232,20 +232,23 @@ def _forecasting(query: str, forecast: dict[str, object], **top: object) -> Fore
 
 
 def test_a_rolling_sum_configured_plainly_is_forecast_from_the_rate_its_query_implies() -> None:
-    fcc = _forecasting(DAILY_SPEND, {"horizon": "24h", "threshold": 100})
-    assert (fcc.mode, fcc.rate, fcc.rate_query, fcc.trails) == (
-        "derived",
-        None,
-        HOURLY_SPEND,
-        False,
-    )
+    fcc = _forecasting(DAILY_SPEND.replace("pa_", "other_"), {"horizon": "24h", "threshold": 100})
+    rate_query = HOURLY_SPEND.replace("pa_", "other_")
+    assert (fcc.mode, fcc.rate, fcc.rate_query, fcc.trails) == ("derived", None, rate_query, False)
     assert (fcc.window_seconds, fcc.rate_unit_seconds) == (86400, 3600)
     assert fcc.describe() == (
-        f"rate mode, rate derived from the query: {HOURLY_SPEND} (window 1d, per 1h)"
+        f"rate mode, rate derived from the query: {rate_query} (window 1d, per 1h)"
+    )
+    # A configured metric reading exactly that rate is read for it (once per batch for both).
+    shared = _forecasting(DAILY_SPEND, {})
+    assert (shared.mode, shared.rate, shared.rate_query) == ("derived", "hourly", HOURLY_SPEND)
+    assert shared.describe() == (
+        f"rate mode, rate derived from the query: {HOURLY_SPEND}, as metric hourly reads it "
+        "(window 1d, per 1h)"
     )
     # The rate's range follows the step: a whole number of steps from 15 minutes.
     ten = _forecasting(DAILY_SPEND, {}, step="10m")
-    assert ten.rate_query == HOURLY_SPEND.replace("[15m]", "[20m]")
+    assert (ten.rate_query, ten.rate) == (HOURLY_SPEND.replace("[15m]", "[20m]"), None)
     # Other forms bring their own window and unit.
     daily_rate = _forecasting("86400 * rate(pa_ai_cost_usd_total[2d])", {})
     assert (daily_rate.window_seconds, daily_rate.rate_unit_seconds) == (172800, 172800)
@@ -289,8 +292,8 @@ def test_check_config_says_how_each_metric_is_forecast(
     lines = capsys.readouterr().out.splitlines()
     assert lines[1:] == [
         "forecasts:",
-        f"  ai_cost_daily: rate mode, rate derived from the query: {HOURLY_SPEND} "
-        "(window 1d, per 1h)",
+        f"  ai_cost_daily: rate mode, rate derived from the query: {HOURLY_SPEND}, as metric "
+        "ai_cost reads it (window 1d, per 1h)",
         "  ai_spend_24h: rate mode, rate from metric ai_cost (window 1d, per 1h)",
         "  queue: plain: the query is not a rolling window",
         "  peak: plain: rolling window max_over_time(queue_depth[1d]) has no rate",

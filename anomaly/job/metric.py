@@ -657,7 +657,8 @@ def _forecast(
     :mod:`anomaly.models.forecast`.
 
     A rate metric of the config is read once per batch with its own detection (``frames``);
-    a rate derived from ``mc``'s query is read over ``frame``'s grid, for its tenants.
+    a rate derived from ``mc``'s query that no configured metric reads is read over
+    ``frame``'s grid, for its tenants.
 
     With a ``store``, the forecast is kept under ``key`` and reused for ``forecast.refresh``:
     a run that read only ``frame``'s newest rows (:func:`_read_warm`) counts down to the
@@ -680,7 +681,7 @@ def _forecast(
     rate = None
     rate_metric = _rate_metric(config, mc)
     if rate_metric is not None:
-        shared = frames if fcc.mode == "rate" else None
+        shared = frames if fcc.rate is not None else None
         rate = _rate_for(config, frame, rate_metric, source, tenants, now=now, frames=shared)
     params = ForecastParams(
         fcc.horizon_seconds,
