@@ -123,9 +123,11 @@ def recognise_rolling_sum(query: str, step_seconds: float = 300.0) -> RollingSum
     try:
         tokens = _tokenize(query)
         tree = _Parser(query, tokens).parse()
+        found = _Linearity(query, rho).walk(tree)
     except _ParseError as e:
         return NotRollingSum(f"the query could not be read ({e})", rolling=False)
-    found = _Linearity(query, rho).walk(tree)
+    except RecursionError:
+        return NotRollingSum("the query could not be read (nested too deeply)", rolling=False)
     if isinstance(found, NotRollingSum):
         return found
     if not isinstance(found, _Core):

@@ -278,6 +278,22 @@ def test_a_query_it_cannot_read_is_plain_with_the_reason(query: str) -> None:
     assert found.reason.startswith("the query could not be read (") and not found.rolling
 
 
+_PIECES = ["sum by (a) (", "increase(", "max_over_time(", "rate(", "x", '{a="]"}', "[1d]"]
+_PIECES += ["[5m:1m]", "(", ")", ",", " * 2", " / ", "-", "0", " offset 1h", " @ 5", "#c\n"]
+_PIECES += [" by (b)", " and ", '"', "`", "{", "}", "[", "]", "0x1f", "1h", "inf", " ^ "]
+
+
+@given(st.lists(st.sampled_from(_PIECES)).map("".join) | st.text())
+def test_any_text_gets_an_answer_never_an_exception(query: str) -> None:
+    found = recognise_rolling_sum(query)
+    assert isinstance(found, RollingSum | NotRollingSum)
+
+
+def test_a_query_nested_too_deeply_is_plain() -> None:
+    found = refused("(" * 5000 + "increase(x[1d])" + ")" * 5000)
+    assert found == NotRollingSum("the query could not be read (nested too deeply)", False)
+
+
 # --------------------------------------------------------------------------- the rate's range
 
 
