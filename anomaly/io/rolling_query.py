@@ -125,7 +125,7 @@ class NotRollingSum:
 
 def rate_range_seconds(step_seconds: float) -> float:
     """The range of a derived rate at query step ``step_seconds``: :data:`RATE_RANGE_SECONDS`,
-    or the smallest whole number of steps above it, so that the ranges of consecutive grid
+    or the smallest whole number of steps that covers it, so that the ranges of consecutive grid
     points tile time."""
     if not (math.isfinite(step_seconds) and step_seconds > 0):
         raise ValueError(f"`step_seconds` must be positive, got {step_seconds}")
