@@ -79,6 +79,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         + (f"auto: up to {available_cpus()} CPUs" if workers is None else str(workers))
         + ")"
     )
+    forecasts = [mc for mc in config.metrics if mc.forecast is not None]
+    if forecasts:
+        print("forecasts:")
+    for mc in forecasts:
+        assert mc.forecast is not None
+        print(f"  {mc.name}: {mc.forecast.describe()}")
     return EXIT_OK
 
 

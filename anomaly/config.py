@@ -7,6 +7,7 @@ what is allowed. Unknown keys are errors, so that typos never pass silently.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import os
@@ -20,6 +21,7 @@ from urllib.parse import urlparse
 import yaml
 
 from anomaly.errors import ConfigError
+from anomaly.io.rolling_query import RollingSum, recognise_rolling_sum
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _DURATION_RE = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
@@ -135,6 +137,10 @@ class PushgatewayConfig:
     grouping: str = "auto"
 
 
+#: How a metric is forecast (:attr:`ForecastConfig.mode`).
+FORECAST_MODES = ("rate", "derived", "plain")
+
+
 @dataclass(frozen=True)
 class ForecastConfig:
     horizon_seconds: float = 86400.0
@@ -142,13 +148,32 @@ class ForecastConfig:
     direction: str = "above"
     # For a rolling sum (e.g. 24h spend): the configured metric that is its rate (e.g. $/hour),
     # the sum's window and the rate's time unit. The rate is forecast and the sum carried
-    # forward from it, which is far more accurate than extrapolating the lagging sum.
+    # forward from it, which is far more accurate than extrapolating the lagging sum. A rate
+    # derived from the query (mode "derived") names the configured metric whose query it is.
     rate: str | None = None
     window_seconds: float = 86400.0
     rate_unit_seconds: float = 3600.0
     # A forecast is made anew this often; runs in between count down to its breach from their
     # own time and newest values, reading only the metric's newest rows (0: every run).
     refresh_seconds: float = 900.0
+    mode: str = "plain"
+    """``rate``: rate mode, the rate read from the metric :attr:`rate` names; ``derived``: rate
+    mode, the rate read with :attr:`rate_query`, derived from the metric's own query (a rolling
+    window, :func:`~anomaly.io.rolling_query.recognise_rolling_sum`); ``plain``: the values
+    extrapolated themselves."""
+    rate_query: str | None = None
+    """``derived`` mode: the PromQL of the rate (an internal series: not detected, not pushed)."""
+    reason: str = ""
+    """Why this mode, for a person: the rate's source, or why there is none."""
+    trails: bool = False
+    """Plain although the query is a rolling window: the forecast lags it (a run says so)."""
+
+    def describe(self) -> str:
+        """One line: the mode and why (``check-config`` prints it)."""
+        if self.mode == "plain":
+            return f"plain: {self.reason}"
+        window, unit = format_duration(self.window_seconds), format_duration(self.rate_unit_seconds)
+        return f"rate mode, {self.reason} (window {window}, per {unit})"
 
 
 @dataclass(frozen=True)
@@ -476,7 +501,10 @@ def _pushgateway(raw: Any, base: Path) -> PushgatewayConfig:
     return PushgatewayConfig(job=job, grouping=grouping, **common)
 
 
-def _forecast(raw: Any, where: str) -> ForecastConfig:
+def _forecast(raw: Any, where: str, query: str, step_seconds: float) -> ForecastConfig:
+    """``metrics[i].forecast`` of the metric reading ``query`` at ``step_seconds``, with its
+    mode: rate mode from ``rate:`` (a metric name), else from the rate derived from a query
+    that is a rolling window, else plain (``rate: false`` asks for plain)."""
     raw = _mapping(raw, where)
     _check_keys(
         raw, {"horizon", "threshold", "direction", "rate", "window", "rate_unit", "refresh"}, where
@@ -486,23 +514,48 @@ def _forecast(raw: Any, where: str) -> ForecastConfig:
     if direction not in ("above", "below"):
         raise ConfigError(f"{where}.direction", f"must be 'above' or 'below', got {direction!r}")
     threshold = raw.get("threshold")
+    rate = raw.get("rate")
+    if rate is not None and rate is not False and not isinstance(rate, str):
+        raise ConfigError(
+            f"{where}.rate",
+            f"expected the name of the metric that is this sum's rate, or false, got {rate!r}",
+        )
+    window, unit = 86400.0, 3600.0
+    mode: dict[str, Any]
+    if rate is False:
+        mode = {"mode": "plain", "reason": "forecast.rate is false"}
+    elif rate is not None:
+        rate = _str(rate, f"{where}.rate")
+        mode = {"mode": "rate", "rate": rate, "reason": f"rate from metric {rate}"}
+    else:
+        found = recognise_rolling_sum(query, step_seconds)
+        if isinstance(found, RollingSum):
+            window, unit = found.window_seconds, found.rate_unit_seconds
+            one_line = re.sub(r"\s*\n\s*", " ", found.rate_query)
+            mode = {
+                "mode": "derived",
+                "rate_query": found.rate_query,
+                "reason": f"rate derived from the query: {one_line}",
+            }
+        else:
+            mode = {"mode": "plain", "reason": found.reason, "trails": found.rolling}
     return ForecastConfig(
         horizon_seconds=parse_duration(raw.get("horizon", "24h"), f"{where}.horizon"),
         threshold=None if threshold is None else _number(threshold, f"{where}.threshold"),
         direction=direction,
-        rate=None if raw.get("rate") is None else _str(raw["rate"], f"{where}.rate"),
-        window_seconds=parse_duration(raw.get("window", "1d"), f"{where}.window"),
-        rate_unit_seconds=parse_duration(raw.get("rate_unit", "1h"), f"{where}.rate_unit"),
+        window_seconds=parse_duration(raw.get("window", window), f"{where}.window"),
+        rate_unit_seconds=parse_duration(raw.get("rate_unit", unit), f"{where}.rate_unit"),
         refresh_seconds=0.0
         if refresh in (0, "0", "0s")
         else parse_duration(refresh, f"{where}.refresh"),
+        **mode,
     )
 
 
 _RESERVED_LABELS = {"metric", "job", "instance", "horizon", "component", "__name__"}
 
 
-def _metrics(raw: Any) -> tuple[MetricConfig, ...]:
+def _metrics(raw: Any, step_seconds: float) -> tuple[MetricConfig, ...]:
     if raw is None:
         raise ConfigError("metrics", "required key is missing (a list of {name, query})")
     if not isinstance(raw, list) or not raw:
@@ -529,15 +582,17 @@ def _metrics(raw: Any) -> tuple[MetricConfig, ...]:
         for k in labels:
             if k in _RESERVED_LABELS:
                 raise ConfigError(f"{where}.labels.{k}", "is reserved for the job's own labels")
+        query = _str(item["query"], f"{where}.query")
         fc = item.get("forecast")
-        if fc is not None and isinstance(fc, Mapping) and fc.get("rate") is not None:
-            rates.append((f"{where}.forecast.rate", fc["rate"]))
+        forecast = None if fc is None else _forecast(fc, f"{where}.forecast", query, step_seconds)
+        if forecast is not None and forecast.rate is not None:
+            rates.append((f"{where}.forecast.rate", forecast.rate))
         out.append(
             MetricConfig(
                 name=name,
-                query=_str(item["query"], f"{where}.query"),
+                query=query,
                 labels=labels,
-                forecast=None if fc is None else _forecast(fc, f"{where}.forecast"),
+                forecast=forecast,
                 detect=_bool(item.get("detect", True), f"{where}.detect"),
                 split=_bool(item.get("split", True), f"{where}.split"),
                 lookback_seconds=None
@@ -550,7 +605,22 @@ def _metrics(raw: Any) -> tuple[MetricConfig, ...]:
             raise ConfigError(
                 key, f"{rate!r} is not a configured metric (known: {', '.join(sorted(seen))})"
             )
-    return tuple(out)
+    reads = {m.query.strip(): m.name for m in reversed(out)}
+    return tuple(_read_with(m, reads) for m in out)
+
+
+def _read_with(mc: MetricConfig, reads: Mapping[str, str]) -> MetricConfig:
+    """``mc``, its forecast's derived rate read with the configured metric whose query it is,
+    if any (``reads``: metric names by query): one read per batch then serves both, as with
+    ``forecast.rate``."""
+    fcc = mc.forecast
+    if fcc is None or fcc.rate_query is None:
+        return mc
+    metric = reads.get(fcc.rate_query.strip())
+    if metric is None or metric == mc.name:
+        return mc
+    reason = f"{fcc.reason}, as metric {metric} reads it"
+    return dataclasses.replace(mc, forecast=dataclasses.replace(fcc, rate=metric, reason=reason))
 
 
 def _detection(raw: Any) -> DetectionConfig:
@@ -675,7 +745,7 @@ def config_from_dict(raw: Any, base_dir: str | Path = ".") -> Config:
         )
     schedule = _str(raw.get("schedule", "* * * * *"), "schedule")
     _check_cron(schedule)
-    metrics = _metrics(raw.get("metrics"))
+    metrics = _metrics(raw.get("metrics"), step)
     level = _str(raw.get("log_level", "INFO"), "log_level").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("log_level", f"must be DEBUG, INFO, WARNING or ERROR, got {level!r}")

@@ -10,6 +10,7 @@ import yaml
 
 from anomaly.cli import main
 from anomaly.config import (
+    ForecastConfig,
     available_cpus,
     config_from_dict,
     format_duration,
@@ -109,6 +110,9 @@ def test_format_duration_round_trips() -> None:
         ("metrics.0.labels", {"metric": "x"}, "metrics[0].labels.metric", "reserved"),
         ("metrics.0.forecast", {"direction": "up"}, "metrics[0].forecast.direction", "above"),
         ("metrics.0.forecast", {"horizon": "soon"}, "metrics[0].forecast.horizon", "duration"),
+        ("metrics.0.forecast", {"rate": True}, "metrics[0].forecast.rate", "or false, got True"),
+        ("metrics.0.forecast", {"rate": "nope"}, "metrics[0].forecast.rate", "not a configured"),
+        ("metrics.0.forecast", {"window": "a day"}, "metrics[0].forecast.window", "duration"),
         ("schedule", "every minute", "schedule", "cron"),
         ("tenant_label", "org-id", "tenant_label", "label name"),
         ("detection.threshold", 1.5, "detection.threshold", "between 0 and 1"),
@@ -204,6 +208,96 @@ def test_check_config_bad_files(
 def test_check_config_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", str(tmp_path / "nope.yaml")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- forecast modes
+
+DAILY_SPEND = "sum by (organization_id) (increase(pa_ai_cost_usd_total[1d]))"
+HOURLY_SPEND = "sum by (organization_id) (rate(pa_ai_cost_usd_total[15m])) * 3600"
+
+
+def _forecasting(query: str, forecast: dict[str, object], **top: object) -> ForecastConfig:
+    """The forecast config of metric ``spend`` reading ``query``, beside a rate metric."""
+    raw = {
+        **MINIMAL,
+        **top,
+        "metrics": [
+            {"name": "hourly", "query": HOURLY_SPEND},
+            {"name": "spend", "query": query, "forecast": forecast},
+        ],
+    }
+    fcc = config_from_dict(raw).metric("spend").forecast
+    assert fcc is not None
+    return fcc
+
+
+def test_a_rolling_sum_configured_plainly_is_forecast_from_the_rate_its_query_implies() -> None:
+    fcc = _forecasting(DAILY_SPEND.replace("pa_", "other_"), {"horizon": "24h", "threshold": 100})
+    rate_query = HOURLY_SPEND.replace("pa_", "other_")
+    assert (fcc.mode, fcc.rate, fcc.rate_query, fcc.trails) == ("derived", None, rate_query, False)
+    assert (fcc.window_seconds, fcc.rate_unit_seconds) == (86400, 3600)
+    assert fcc.describe() == (
+        f"rate mode, rate derived from the query: {rate_query} (window 1d, per 1h)"
+    )
+    # A configured metric reading exactly that rate is read for it (once per batch for both).
+    shared = _forecasting(DAILY_SPEND, {})
+    assert (shared.mode, shared.rate, shared.rate_query) == ("derived", "hourly", HOURLY_SPEND)
+    assert shared.describe() == (
+        f"rate mode, rate derived from the query: {HOURLY_SPEND}, as metric hourly reads it "
+        "(window 1d, per 1h)"
+    )
+    # The rate's range follows the step: a whole number of steps from 15 minutes.
+    ten = _forecasting(DAILY_SPEND, {}, step="10m")
+    assert (ten.rate_query, ten.rate) == (HOURLY_SPEND.replace("[15m]", "[20m]"), None)
+    # Other forms bring their own window and unit.
+    daily_rate = _forecasting("86400 * rate(pa_ai_cost_usd_total[2d])", {})
+    assert (daily_rate.window_seconds, daily_rate.rate_unit_seconds) == (172800, 172800)
+
+
+def test_forecast_rate_and_explicit_window_keys_still_win() -> None:
+    named = _forecasting(DAILY_SPEND, {"rate": "hourly"})
+    assert (named.mode, named.rate, named.rate_query) == ("rate", "hourly", None)
+    assert named.describe() == "rate mode, rate from metric hourly (window 1d, per 1h)"
+    plain = _forecasting(DAILY_SPEND, {"rate": False})
+    assert (plain.mode, plain.rate_query, plain.trails) == ("plain", None, False)
+    assert plain.describe() == "plain: forecast.rate is false"
+    kept = _forecasting("avg_over_time(g[1d])", {"window": "25h", "rate_unit": "1d"})
+    assert kept.mode == "derived" and kept.rate_query == "avg_over_time(g[15m])"
+    assert (kept.window_seconds, kept.rate_unit_seconds) == (90000, 86400)
+
+
+def test_a_query_without_a_rate_is_forecast_plainly_and_says_why() -> None:
+    level = _forecasting("max by (organization_id) (queue_depth)", {})
+    assert (level.mode, level.trails) == ("plain", False)
+    assert level.describe() == "plain: the query is not a rolling window"
+    peak = _forecasting("max by (organization_id) (max_over_time(queue_depth[1d]))", {})
+    assert (peak.mode, peak.trails) == ("plain", True)
+    assert peak.describe() == "plain: rolling window max_over_time(queue_depth[1d]) has no rate"
+
+
+def test_check_config_says_how_each_metric_is_forecast(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = {
+        **MINIMAL,
+        "metrics": [
+            {"name": "ai_cost", "query": HOURLY_SPEND},
+            {"name": "ai_cost_daily", "query": DAILY_SPEND, "forecast": {"threshold": 100}},
+            {"name": "ai_spend_24h", "query": DAILY_SPEND, "forecast": {"rate": "ai_cost"}},
+            {"name": "queue", "query": "max(queue_depth)", "forecast": {}},
+            {"name": "peak", "query": "max_over_time(queue_depth[1d])", "forecast": {}},
+        ],
+    }
+    assert main(["check-config", str(_write(tmp_path, yaml.safe_dump(raw)))]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:] == [
+        "forecasts:",
+        f"  ai_cost_daily: rate mode, rate derived from the query: {HOURLY_SPEND}, as metric "
+        "ai_cost reads it (window 1d, per 1h)",
+        "  ai_spend_24h: rate mode, rate from metric ai_cost (window 1d, per 1h)",
+        "  queue: plain: the query is not a rolling window",
+        "  peak: plain: rolling window max_over_time(queue_depth[1d]) has no rate",
+    ]
 
 
 # --------------------------------------------------------------------------- available CPUs

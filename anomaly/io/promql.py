@@ -10,11 +10,11 @@ gives the selectors as ``match[]`` strings for the series and label APIs;
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from anomaly.config import format_duration
+from anomaly.io.promql_syntax import PromQLSyntaxError, Token, tokenize
 
 __all__ = [
     "count_series_query",
@@ -74,7 +74,7 @@ _KEYWORDS = frozenset(
     | {"bottomk", "topk", "quantile"}  # aggregation operators: keywords, never metric names
 )
 _LABEL_LIST_KEYWORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
-_IDENT_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_NOT_NAMES = _KEYWORDS | _LABEL_LIST_KEYWORDS | {None}
 
 
 @dataclass(frozen=True)
@@ -87,90 +87,42 @@ class _Selector:
     brace: int
 
 
-def _skip_string(text: str, i: int) -> int:
-    """Index just after the string literal opening at ``text[i]``."""
-    quote_char = text[i]
-    i += 1
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and quote_char != "`":
-            i += 2
-            continue
-        if ch == quote_char:
-            return i + 1
-        i += 1
-    raise ValueError("unterminated string literal")
-
-
-def _closing(text: str, i: int, close: str) -> int:
-    """Index of the ``close`` character that ends the bracket opening at ``text[i]``."""
-    i += 1
-    while i < len(text):
-        ch = text[i]
-        if ch in "\"'`":
-            i = _skip_string(text, i)
-            continue
-        if ch == close:
-            return i
-        i += 1
-    raise ValueError(f"unbalanced {text[i - 1] if i else close!r}")
-
-
-def _next_significant(text: str, i: int) -> int:
-    while i < len(text) and text[i].isspace():
-        i += 1
-    return i
-
-
 def _selectors(query: str) -> list[_Selector]:
     """Every vector selector (``name``, ``name{...}``, ``{...}``) of a PromQL expression.
 
-    A small lexer, not a parser: it skips strings, comments, ``[...]`` ranges, numbers and
-    durations, function and aggregation names (an identifier before ``(``), keywords, and the
-    label lists of ``by``/``without``/``on``/``ignoring``/``group_left``/``group_right``.
-    Raises ValueError on unbalanced brackets or strings.
+    Read off its tokens (:func:`~anomaly.io.promql_syntax.tokenize`: strings, comments and
+    ``[...]`` ranges are tokens of their own), skipping function and aggregation names (an
+    identifier before ``(``), keywords, and the label lists of ``by``/``without``/``on``/
+    ``ignoring``/``group_left``/``group_right``. Raises ValueError on unbalanced brackets or
+    strings.
     """
+    tokens = [t for t in tokenize(query) if t.kind != "comment"]
     out: list[_Selector] = []
-    i, n = 0, len(query)
+    i, n = 0, len(tokens)
     while i < n:
-        ch = query[i]
-        if ch.isspace():
-            i += 1
-        elif ch == "#":
-            nl = query.find("\n", i)
-            i = n if nl < 0 else nl + 1
-        elif ch in "\"'`":
-            i = _skip_string(query, i)
-        elif ch == "[":
-            i = _closing(query, i, "]") + 1
-        elif ch == "{":
-            close = _closing(query, i, "}")
-            out.append(_Selector(i, close + 1, close))
+        tok = tokens[i]
+        nxt = tokens[i + 1].kind if i + 1 < n else None
+        word = tok.text.lower() if tok.kind == "ident" else None
+        if tok.kind == "{" or (word not in _NOT_NAMES and nxt == "{"):
+            close = _closing(tokens, i if tok.kind == "{" else i + 1, "}")
+            out.append(_Selector(tok.start, tokens[close].end, tokens[close].start))
             i = close + 1
-        elif ch.isdigit() or (ch == "." and i + 1 < n and query[i + 1].isdigit()):
+        elif word in _LABEL_LIST_KEYWORDS and nxt == "(":
+            i = _closing(tokens, i + 1, ")") + 1
+        elif word not in _NOT_NAMES and nxt != "(":
+            out.append(_Selector(tok.start, tok.end, -1))
             i += 1
-            while i < n and (query[i].isalnum() or query[i] in "._"):
-                i += 1
-        elif ch.isalpha() or ch in "_:":
-            m = _IDENT_RE.match(query, i)
-            word = m.group(0) if m else ch
-            end = i + len(word)
-            nxt = _next_significant(query, end)
-            lowered = word.lower()
-            if lowered in _LABEL_LIST_KEYWORDS:
-                i = _closing(query, nxt, ")") + 1 if nxt < n and query[nxt] == "(" else end
-            elif nxt < n and query[nxt] == "(" or lowered in _KEYWORDS:
-                i = end
-            elif nxt < n and query[nxt] == "{":
-                close = _closing(query, nxt, "}")
-                out.append(_Selector(i, close + 1, close))
-                i = close + 1
-            else:
-                out.append(_Selector(i, end, -1))
-                i = end
         else:
             i += 1
     return out
+
+
+def _closing(tokens: list[Token], i: int, kind: str) -> int:
+    """Index of the first token of ``kind`` after the bracket ``tokens[i]``."""
+    for j in range(i + 1, len(tokens)):
+        if tokens[j].kind == kind:
+            return j
+    raise PromQLSyntaxError(f"unbalanced {tokens[i].text!r}")
 
 
 def series_selectors(query: str) -> list[str]:

@@ -344,6 +344,27 @@ def _forecasts_fed(config: Config, mc: MetricConfig) -> list[MetricConfig]:
     return [m for m in config.metrics if m.forecast is not None and m.forecast.rate == mc.name]
 
 
+def _rate_metric(config: Config, mc: MetricConfig) -> MetricConfig | None:
+    """Where rate mode reads the rate of ``mc``'s forecast: the configured metric
+    ``forecast.rate`` names, or, for a rate derived from ``mc``'s query, an internal metric
+    reading it over ``mc``'s lookback and tenants (named ``<name>:rate``, which no configured
+    metric can be; never detected or pushed). None for a plain forecast."""
+    fcc = mc.forecast
+    if fcc is None or fcc.mode == "plain":
+        return None
+    if fcc.rate is not None:
+        return config.metric(fcc.rate)
+    if fcc.rate_query is None:
+        raise ValueError(f"metric {mc.name}: forecast mode {fcc.mode!r} without a rate")
+    return MetricConfig(
+        name=f"{mc.name}:rate",
+        query=fcc.rate_query,
+        detect=False,
+        lookback_seconds=mc.lookback_seconds,
+        split=mc.split,
+    )
+
+
 def _scored_rows(config: Config, times: np.ndarray, now: float) -> int:
     """How many of the newest rows of ``times`` a run scores: the points since the previous
     run it judges, and at least the last hour, for the recent trouble health remembers; and
@@ -537,12 +558,13 @@ def _forecast_params(config: Config, mc: MetricConfig) -> dict[str, object]:
     fcc = mc.forecast
     assert fcc is not None
     window = evaluation_window(config, 0.0, mc)
+    rate_metric = _rate_metric(config, mc)
     return {
         "step_seconds": config.step_seconds,
         "lookback_seconds": float(window[-1] - window[0]),
         "query": mc.query,
         "horizon_seconds": fcc.horizon_seconds,
-        "rate": None if fcc.rate is None else config.metric(fcc.rate).query,
+        "rate": None if rate_metric is None else rate_metric.query,
         "window_seconds": fcc.window_seconds,
         "rate_unit_seconds": fcc.rate_unit_seconds,
         "format": MODEL_FORMAT,
@@ -629,9 +651,14 @@ def _forecast(
     store: ModelStore | None = None,
     key: str | None = None,
 ) -> tuple[Forecast, np.ndarray | None]:
-    """The forecast of every series of ``frame`` (of a rolling sum from its rate, when
-    ``fcc.rate`` names one), and the seconds until it crosses ``fcc.threshold`` (``None``
-    without a threshold). The one place the job calls :mod:`anomaly.models.forecast`.
+    """The forecast of every series of ``frame`` (of a rolling sum from its rate, in rate
+    mode: ``forecast.mode``, see :func:`_rate_metric`), and the seconds until it crosses
+    ``fcc.threshold`` (``None`` without a threshold). The one place the job calls
+    :mod:`anomaly.models.forecast`.
+
+    A rate metric of the config is read once per batch with its own detection (``frames``);
+    a rate derived from ``mc``'s query that no configured metric reads is read over
+    ``frame``'s grid, for its tenants.
 
     With a ``store``, the forecast is kept under ``key`` and reused for ``forecast.refresh``:
     a run that read only ``frame``'s newest rows (:func:`_read_warm`) counts down to the
@@ -652,10 +679,10 @@ def _forecast(
             )
         frame = read_frame(config, mc, now=now, source=source, tenants=tenants)
     rate = None
-    if fcc.rate is not None:
-        rate = _rate_for(
-            config, frame, config.metric(fcc.rate), source, tenants, now=now, frames=frames
-        )
+    rate_metric = _rate_metric(config, mc)
+    if rate_metric is not None:
+        shared = frames if fcc.rate is not None else None
+        rate = _rate_for(config, frame, rate_metric, source, tenants, now=now, frames=shared)
     params = ForecastParams(
         fcc.horizon_seconds,
         window_seconds=fcc.window_seconds,

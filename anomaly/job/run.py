@@ -425,6 +425,22 @@ def _batch_group(config: Config, plan: BatchPlan) -> Callable[[int], str | None]
     return lambda index: f"{index + 1}-of-{plan.n_batches}"
 
 
+def _log_forecast_modes(config: Config) -> None:
+    """Once per run: a warning for each forecast that trails a rolling window in its query
+    for want of a rate (``forecast.trails``), the mode of the others for debugging."""
+    for mc in config.metrics:
+        fcc = mc.forecast
+        if fcc is not None and fcc.trails:
+            log.warning(
+                "metric %s: forecast plainly, so it lags its rolling window: %s "
+                "(forecast.rate can name the metric that is its rate)",
+                mc.name,
+                fcc.reason,
+            )
+        elif fcc is not None:
+            log.debug("metric %s: forecast %s", mc.name, fcc.describe())
+
+
 def run_once(
     config: Config,
     *,
@@ -481,6 +497,7 @@ def run_once(
         "1 process" if n_processes == 1 else f"{n_processes} worker processes",
         why,
     )
+    _log_forecast_modes(config)
     report = RunReport(started_at=started, evaluated_at=now, shard=shard, batches=plan.n_batches)
     report.outcomes = [MetricOutcome(mc) for mc in config.metrics]
     single = plan.n_batches == 1

@@ -66,6 +66,8 @@ M = 'organization_id=~"a|b"'
             "[5m])))",
         ),
         ("x # a comment with y\n", 'x{organization_id=~"a|b"} # a comment with y\n'),
+        # A comment between a name and its matchers is whitespace: one selector.
+        ('x # c\n{a="]"}[5m]', 'x # c\n{a="]",organization_id=~"a|b"}[5m]'),
     ],
 )
 def test_every_selector_gets_the_tenant_matcher(query: str, restricted: str) -> None:
