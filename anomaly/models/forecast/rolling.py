@@ -24,6 +24,7 @@ forecast with the deciding fit's level and slope ``guard_z`` standard errors nea
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import NamedTuple
 
 import numpy as np
@@ -145,6 +146,25 @@ def _additive_weight(scaled: np.ndarray, added: np.ndarray) -> np.ndarray:
     return np.array([1.0 / (1.0 + math.exp(-CHOICE_SHARPNESS * float(x))) for x in t])
 
 
+def _trend_spread(
+    carry: _Carry, newest: np.ndarray, trend: Trend, point: np.ndarray, interval: float
+) -> np.ndarray:
+    """Half-width of the `interval` band, relative to `point` ``(n_h, n_s)``, that the
+    uncertainty of the newest fit's level and slope alone gives the forecast: the paths'
+    sensitivity to each, times its standard error (independent, normal)."""
+    n_s = point.shape[1]
+    zero, one = np.zeros((1, n_s)), np.ones((1, n_s))
+    base = carry.paths(newest, zero, zero)[0]
+    d_level = carry.paths(newest, one, zero)[0] - base
+    d_slope = carry.paths(newest, zero, one)[0] - base
+    se_level = finite_or(trend.se_level[0], 0.0)
+    se_slope = finite_or(trend.se_slope[0], 0.0)
+    z = NormalDist().inv_cdf(0.5 + interval / 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = z * np.hypot(se_level * d_level, se_slope * d_slope) / np.abs(point)
+    return np.asarray(finite_or(rel, 0.0))
+
+
 def _seq_nanmean(a: np.ndarray, axis: int) -> np.ndarray:
     """NaN-aware mean along `axis`, summed in order (a cumulative sum): numpy's pairwise sums
     round differently with the number of columns, and a series' forecast must not depend on
@@ -228,6 +248,10 @@ def _forecast_with(
         error = np.full((0, n_s), np.nan)  # nothing to compare: weight 0.5
     q_lo = np.minimum(finite_or(q_lo, 0.0), 0.0)
     q_hi = np.maximum(finite_or(q_hi, 0.0), 0.0)
+    # The walk-forward errors come mostly from origins without a trend; where the newest fit
+    # has one, its level's and slope's standard errors widen the band (in quadrature).
+    rel = _trend_spread(carry, newest, trend, point, params.interval)
+    q_lo, q_hi = -np.hypot(q_lo, rel), np.hypot(q_hi, rel)
     q_lo = np.minimum.accumulate(q_lo, axis=0)
     q_hi = np.maximum.accumulate(q_hi, axis=0)
     lower = point * (1.0 + q_lo)
