@@ -15,7 +15,8 @@ distance to it when that is under 1.1 average sample intervals, else by half an 
 never below a counter's zero point); ``sum_over_time`` and ``avg_over_time`` sum and average
 the samples in the range. The scrapes are offset from the query steps (``Scrapes.start``), so
 no sample sits on a range's edge and the 2.x closed and 3.x left-open ranges read the same
-samples. One series per tenant: ``sum by (organization_id)`` leaves each column as it is.
+samples. One series per tenant: ``sum by (organization_id)`` leaves each column as it is. An
+end-to-end test compares every form with a real Prometheus' answers on the same samples.
 
 :func:`job_mode` says how the job forecasts a query: plain, or in rate mode from a derived
 rate query with its window and unit. It stands in for the recognition of rolling windows that

@@ -6,14 +6,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
+from anomaly_lab import devstack
 
 from bench import forecast_bench
 from bench.forecast_zoo import HOUR, LASTING_SECONDS, generators, judge, promql, spend
 from bench.forecast_zoo.promql import Scrapes, job_mode, serve
 from bench.forecast_zoo.shapes import first_crossing, place_crossing
+from tests.conftest import Servers
 
 DAY = 86400.0
 T0 = 1_794_009_600.0
@@ -264,3 +268,63 @@ def test_served_queries_reject_what_the_zoo_does_not_write() -> None:
         promql.parse("histogram_quantile(0.9, x)")
     with pytest.raises(ValueError, match="does not hold"):
         serve("sum by (o) (increase(missing_total[1d]))", {}, np.array([T0]))
+
+
+@pytest.mark.e2e
+def test_served_queries_match_a_real_prometheus(
+    servers: Servers, tmp_path: Path, minutes: np.ndarray
+) -> None:
+    """Every query form the zoo serves, against Prometheus' own answers on the same samples
+    (a counter reset and a counter born inside the data among them)."""
+    start = 1_700_000_000.0 + 17.0  # in the past: Prometheus keeps it with a long retention
+    per_minute = minutes.copy()
+    counter = 500.0 + np.cumsum(per_minute, axis=0)
+    counter[2000:, 0] -= counter[1999, 0]  # a restart: the counter starts again from 0
+    counter[:, 1] -= counter[0, 1] - per_minute[0, 1]  # born at the first scrape
+    raw = {
+        "c_total": Scrapes(start, 60.0, counter),
+        "g": Scrapes(start, 60.0, per_minute),
+    }
+    lines = ["# TYPE c counter"]
+    for j, org in enumerate("ab"):
+        lines += [
+            f'c_total{{o="{org}"}} {float(v)!r} {start + 60 * k:.3f}'
+            for k, v in enumerate(counter[:, j])
+        ]
+    lines.append("# TYPE g gauge")
+    for j, org in enumerate("ab"):
+        lines += [
+            f'g{{o="{org}"}} {float(v)!r} {start + 60 * k:.3f}'
+            for k, v in enumerate(per_minute[:, j])
+        ]
+    lines.append("# EOF")
+    source = tmp_path / "data.om"
+    source.write_text("\n".join(lines) + "\n")
+    servers.require("promtool")
+    devstack.create_blocks(source, tmp_path / "blocks")
+    queries = [
+        "sum by (o) (increase(c_total[1d]))",
+        "sum by (o) (rate(c_total[1d])) * 86400",
+        "sum by (o) (sum_over_time(g[1d]))",
+        "sum by (o) (avg_over_time(g[1d])) * 1440",
+        "sum by (o) (rate(c_total[15m])) * 3600",
+        "sum by (o) (increase(c_total[15m]))",
+        "sum by (o) (sum_over_time(g[15m]))",
+        "sum by (o) (increase(c_total[1h]))",
+    ]
+    first = math.ceil((start - 17.0) / 300.0) * 300.0 + 300.0
+    t = np.arange(first, start + 3 * DAY - 600.0, 300.0)
+    with servers.prometheus(prebuilt_data_dir=tmp_path / "blocks", retention="100y") as prom:
+        for query in queries:
+            params = {"query": query, "start": t[0], "end": t[-1], "step": 300}
+            body = requests.get(f"{prom.url}/api/v1/query_range", params=params, timeout=30)
+            result = {s["metric"]["o"]: s["values"] for s in body.json()["data"]["result"]}
+            mine = serve(query, raw, t)
+            for j, org in enumerate("ab"):
+                at = np.array([float(v[0]) for v in result[org]])
+                got = np.array([float(v[1]) for v in result[org]])
+                assert at.size > 800, query  # three days of 5-minute steps
+                ours = mine[np.searchsorted(t, at), j]
+                np.testing.assert_allclose(ours, got, rtol=1e-9, atol=1e-9, err_msg=query)
+                # Prometheus leaves out what we call NaN (a range without two samples).
+                assert np.isnan(mine[:, j]).sum() == t.size - at.size, query
