@@ -593,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--list-cases",
         action="store_true",
-        help="budget section: list missed or mistimed crossings and false warnings",
+        help="list missed or mistimed crossings and false warnings (the zoo's: tune seeds)",
     )
     parser.add_argument(
         "--no-reference",
@@ -629,10 +629,13 @@ def main(argv: list[str] | None = None) -> int:
         with threadpool_limits(limits=1):
             results = judge.run_zoo(gens, settings)
         print(judge.report(results))
+        if args.list_cases:
+            print()
+            print(judge.list_cases(results))
         print(f"(zoo: {time.perf_counter() - started:.0f} s)")
         record["zoo"] = judge.to_json(results)
     if args.json:
-        Path(args.json).write_text(json.dumps(record, indent=1, allow_nan=True) + "\n")
+        Path(args.json).write_text(json.dumps(judge.jsonable(record), indent=1) + "\n")
     return 0
 
 

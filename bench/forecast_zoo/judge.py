@@ -77,6 +77,8 @@ class Figures:
     seconds: float = 0.0
     same_as: str | None = None
     """The forecaster whose forecasts these are too (the same rate, in other units)."""
+    cases: list[str] = field(default_factory=list)
+    """One line per breach missed or timed off by an hour or more, and per false warning."""
 
     def error(self) -> tuple[float, float, float]:
         """Breach-time error, hours: mean of the finite, p90 and max of all (NaN if none)."""
@@ -233,7 +235,7 @@ def _score_run(
 def _score_breaches(f: Figures, k: _Key, warned: dict[float, np.ndarray], s: Settings) -> None:
     """Breaches missed and timed, false warnings, from each run's countdown ``(n_s,)``."""
     window = max(s.error_hours, s.lead_hours + 1.0) * HOUR
-    for j in np.flatnonzero(np.isfinite(k.breach)):
+    for j in map(int, np.flatnonzero(np.isfinite(k.breach))):
         cross = float(k.breach[j])
         before = [float(te) for te in k.runs if cross - window <= te < cross]
         lead_from = cross
@@ -242,14 +244,35 @@ def _score_breaches(f: Figures, k: _Key, warned: dict[float, np.ndarray], s: Set
                 break
             lead_from = te
         f.breaches += 1
-        f.missed += int((cross - lead_from) / HOUR < s.lead_hours)
+        missed = (cross - lead_from) / HOUR < s.lead_hours
+        f.missed += int(missed)
+        signed = []
         for te in before:
             if cross - te <= s.error_hours * HOUR and not k.over[te][j]:
                 b = warned[te][j]
-                f.errors_hours.append(abs(te + b - cross) / HOUR if np.isfinite(b) else math.inf)
-    for j in np.flatnonzero(k.quiet):
+                signed.append((te + b - cross) / HOUR if np.isfinite(b) else math.inf)
+        f.errors_hours += [abs(e) for e in signed]
+        if missed or any(not abs(e) < 1.0 for e in signed):
+            f.cases.append(
+                f"{_who(k, j)}: breach at +{(cross - k.runs[0]) / HOUR:.1f} h"
+                + (" missed" if missed else "")
+                + ", predicted - true (h) from 6 h before: "
+                + " ".join(f"{e:+.1f}" for e in signed)
+            )
+    for j in map(int, np.flatnonzero(k.quiet)):
         f.quiet += 1
-        f.false += int(any(np.isfinite(warned[te][j]) for te in k.sampled))
+        runs = [te for te in k.sampled if np.isfinite(warned[te][j])]
+        f.false += int(bool(runs))
+        if runs:
+            f.cases.append(
+                f"{_who(k, j)}: warned at {len(runs)} of {len(k.sampled)} runs, first at "
+                f"+{(runs[0] - k.runs[0]) / HOUR:.0f} h counting down "
+                f"{warned[runs[0]][j] / HOUR:.1f} h"
+            )
+
+
+def _who(k: _Key, j: int) -> str:
+    return f"seed {k.case.seed} {k.case.series[j]} ({k.case.notes[j]})"
 
 
 def _product(k: _Key, mode: ForecastMode, rate: np.ndarray | None, s: Settings) -> Figures:
@@ -385,6 +408,7 @@ def _add(total: Figures, part: Figures) -> None:
         setattr(total, name, getattr(total, name) + getattr(part, name))
     total.same_as = part.same_as
     total.errors_hours += part.errors_hours
+    total.cases += part.cases
     total.mase += part.mase
     for h in COVERAGE_LEADS_HOURS:
         total.covered[h] += part.covered[h]
@@ -482,16 +506,20 @@ def beats(results: list[CaseResult], side: str = "measure") -> list[str]:
     lines = []
     for r in results:
         figures = r.sides.get(side, {})
-        products = {n: f for n, f in figures.items() if n.startswith("product")}
+        products = {
+            n: f for n, f in figures.items() if n.startswith("product") and f.same_as is None
+        }
         refs = {n: f for n, f in figures.items() if not n.startswith("product")}
         for pname, p in products.items():
+            twins = [n for n, f in figures.items() if f.same_as == pname]
+            shown = " = ".join([pname, *(t.removeprefix("product ") for t in twins)])
             wins = []
             for rname, ref in refs.items():
                 why = _wins(p, ref)
                 if why:
                     wins.append(f"{rname} ({'; '.join(why)})")
             if wins:
-                lines.append(f"{r.generator.name} [{pname}]: " + ", ".join(wins))
+                lines.append(f"{r.generator.name} [{shown}]: " + ", ".join(wins))
     return lines
 
 
@@ -519,6 +547,20 @@ def _wins(p: Figures, ref: Figures) -> list[str]:
     return why
 
 
+def list_cases(results: list[CaseResult], side: str = "tune") -> str:
+    """The product's missed, mistimed and false breaches on `side` (the tune seeds: the
+    measure side is looked at only through the table)."""
+    lines = []
+    for r in results:
+        for name, f in r.sides.get(side, {}).items():
+            if name.startswith("product") and f.same_as is None and f.cases:
+                lines.append(f"{r.generator.name} [{name}]:")
+                lines += [f"  {c}" for c in f.cases]
+    return f"the product's misses and false warnings ({side} seeds):\n" + (
+        "\n".join(f"  {line}" for line in lines) if lines else "  none"
+    )
+
+
 def report(results: list[CaseResult]) -> str:
     """Every case's table and the summary of where a reference beats the product."""
     parts = [
@@ -535,20 +577,33 @@ def report(results: list[CaseResult]) -> str:
 
 
 def to_json(results: list[CaseResult]) -> dict[str, Any]:
-    """The figures as JSON-ready data."""
-    return {
-        r.generator.name: {
-            "description": r.generator.description,
-            "query": r.example.query,
-            "threshold": r.example.threshold,
-            "direction": r.example.direction,
-            "tune_seeds": list(r.generator.tune_seeds),
-            "measure_seeds": list(r.generator.measure_seeds),
-            "seconds": r.seconds,
-            **{
-                side: {name: f.summary() for name, f in figures.items()}
-                for side, figures in r.sides.items()
-            },
+    """The figures as JSON-ready data (a non-finite number as the string ``inf`` or ``nan``)."""
+    return jsonable(
+        {
+            r.generator.name: {
+                "description": r.generator.description,
+                "query": r.example.query,
+                "threshold": r.example.threshold,
+                "direction": r.example.direction,
+                "tune_seeds": list(r.generator.tune_seeds),
+                "measure_seeds": list(r.generator.measure_seeds),
+                "seconds": r.seconds,
+                **{
+                    side: {name: f.summary() for name, f in figures.items()}
+                    for side, figures in r.sides.items()
+                },
+            }
+            for r in results
         }
-        for r in results
-    }
+    )
+
+
+def jsonable(x: Any) -> Any:
+    """`x` with every non-finite float written as a string (strict JSON has none)."""
+    if isinstance(x, dict):
+        return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return x
