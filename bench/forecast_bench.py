@@ -342,12 +342,7 @@ def run_seed(seed: int, args: argparse.Namespace, t: Tally) -> None:
             continue  # crossing not inside the evaluable part of the window
         seed_drifting += 1
         before = [te for te in eval_times if te < cross]
-        lead_from = cross
-        for te in reversed(before):
-            if not np.isfinite(warned[te][j]):
-                break
-            lead_from = te
-        lead = (cross - lead_from) / HOUR
+        lead = (cross - reference.warned_since(warned, j, before, cross)) / HOUR
         t.leads_hours.append(lead)
         seed_detected += int(lead >= lead_hours)
         signed, floor = [], []

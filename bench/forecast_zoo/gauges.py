@@ -42,7 +42,6 @@ from bench.forecast_zoo.shapes import (
     daily_shape,
     draw_crossing,
     local_hours,
-    place_crossing_within,
     week_factor,
 )
 
@@ -51,6 +50,36 @@ def breach_window(runs: np.ndarray) -> tuple[float, float]:
     """Where a crossing series' breach falls: 7-23 h after the first run (the 6 h before it
     are all runs)."""
     return float(runs[0] + 7 * HOUR), float(runs[0] + 23 * HOUR)
+
+
+def _crossing(
+    draw: Callable[[int], Callable[[float], np.ndarray]],
+    n_cross: int,
+    times: np.ndarray,
+    runs: np.ndarray,
+    rng: np.random.Generator,
+    bounds: tuple[float, float],
+    threshold: float,
+    direction: str = "above",
+) -> tuple[np.ndarray, np.ndarray]:
+    """The truth of series ``0 .. n_cross - 1``, ``(n_t, n_cross)``, each crossing in the
+    :func:`breach_window`, and their parameters ``(n_cross,)``; ``draw(j)`` draws series `j`'s
+    curve of its parameter (:func:`~bench.forecast_zoo.shapes.draw_crossing`)."""
+    truth, params = np.empty((times.size, n_cross)), np.empty(n_cross)
+    for j in range(n_cross):
+        curve, params[j] = draw_crossing(
+            functools.partial(draw, j),
+            times,
+            breach_window(runs),
+            rng,
+            bounds,
+            threshold,
+            direction,
+            after=runs[0],
+            lasting_seconds=LASTING_SECONDS,
+        )
+        truth[:, j] = curve(params[j])
+    return truth, params
 
 
 def _judged(times: np.ndarray, runs: np.ndarray) -> np.ndarray:
@@ -87,18 +116,7 @@ def disk_linear(seed: int) -> Case:
         return lambda p: column + p
 
     truth = np.empty((times.size, n))
-    for j in range(n_cross):
-        curve, level = draw_crossing(
-            functools.partial(draw, j),
-            times,
-            breach_window(runs),
-            rng,
-            (-150.0, 150.0),
-            threshold,
-            after=runs[0],
-            lasting_seconds=LASTING_SECONDS,
-        )
-        truth[:, j] = curve(level)
+    truth[:, :n_cross], _ = _crossing(draw, n_cross, times, runs, rng, (-150.0, 150.0), threshold)
     margin = rng.uniform(2.0, 6.0, n - n_cross)
     judged = _judged(times, runs)
     for k, j in enumerate(range(n_cross, n)):
@@ -152,18 +170,7 @@ def queue_exponential(seed: int) -> Case:
         return lambda p: np.exp(column + p)
 
     truth = np.empty((times.size, n))
-    for j in range(n_cross):
-        curve, log_level = draw_crossing(
-            functools.partial(draw, j),
-            times,
-            breach_window(runs),
-            rng,
-            (-10.0, 20.0),
-            threshold,
-            after=runs[0],
-            lasting_seconds=LASTING_SECONDS,
-        )
-        truth[:, j] = curve(log_level)
+    truth[:, :n_cross], _ = _crossing(draw, n_cross, times, runs, rng, (-10.0, 20.0), threshold)
     peak = rng.uniform(0.5, 0.8, n - n_cross)
     judged = _judged(times, runs)
     for k, j in enumerate(range(n_cross, n)):
@@ -215,18 +222,16 @@ def ratio_floor(seed: int) -> Case:
 
     # The decline starts `days_before` the first run; earlier means an earlier crossing.
     days_before = np.concatenate([np.zeros(n_cross), rng.uniform(0.3, 1.0, n - n_cross)])
-    for j in range(n_cross):
-        days_before[j] = place_crossing_within(
-            functools.partial(started_before, j),
-            times,
-            breach_window(runs),
-            rng,
-            (-5.0, 12.0),
-            threshold,
-            "below",
-            after=runs[0],
-            lasting_seconds=LASTING_SECONDS,
-        )
+    _, days_before[:n_cross] = _crossing(
+        lambda j: functools.partial(started_before, j),
+        n_cross,
+        times,
+        runs,
+        rng,
+        (-5.0, 12.0),
+        threshold,
+        "below",
+    )
     truth = np.column_stack([curve(j, runs[0] - days_before[j] * DAY) for j in range(n)])
     values = np.clip(truth + ar1(rng, times.size, n, 3.0, 0.004), 0.0, 1.0)
     notes = tuple(

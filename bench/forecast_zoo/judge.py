@@ -238,13 +238,8 @@ def _score_breaches(f: Figures, k: _Key, warned: dict[float, np.ndarray], s: Set
     for j in map(int, np.flatnonzero(np.isfinite(k.breach))):
         cross = float(k.breach[j])
         before = [float(te) for te in k.runs if cross - window <= te < cross]
-        lead_from = cross
-        for te in reversed(before):
-            if not np.isfinite(warned[te][j]):
-                break
-            lead_from = te
         f.breaches += 1
-        missed = (cross - lead_from) / HOUR < s.lead_hours
+        missed = (cross - reference.warned_since(warned, j, before, cross)) / HOUR < s.lead_hours
         f.missed += int(missed)
         signed = []
         for te in before:

@@ -156,8 +156,8 @@ def place_crossing(
     )
 
 
-def place_crossing_within(
-    curve: Callable[[float], np.ndarray],
+def draw_crossing(
+    draw: Callable[[], Callable[[float], np.ndarray]],
     times: np.ndarray,
     window: tuple[float, float],
     rng: np.random.Generator,
@@ -168,15 +168,18 @@ def place_crossing_within(
     after: float,
     lasting_seconds: float = 1800.0,
     tries: int = 30,
-) -> float:
-    """A parameter of `curve` whose first crossing from `after` on falls inside `window`, at a
-    time drawn uniformly there (:func:`place_crossing`).
+) -> tuple[Callable[[float], np.ndarray], float]:
+    """A curve of a parameter, drawn by ``draw()``, and the parameter in `bounds` that puts
+    its first crossing from `after` on at a time drawn uniformly in `window`
+    (:func:`place_crossing`).
 
     A daily swing makes some times unreachable (the curve crosses first at the peak before):
-    the time is drawn again, up to `tries` times; ``ValueError`` if none fits.
+    the time, and the curve (its phase, if ``draw`` draws one), are drawn again, up to `tries`
+    times; ``ValueError`` if none fits.
     """
     lo, hi = window
     for _ in range(tries):
+        curve = draw()
         p = place_crossing(
             curve,
             times,
@@ -189,41 +192,5 @@ def place_crossing_within(
         )
         when = first_crossing(curve(p), times, after, threshold, direction, lasting_seconds)
         if lo <= when <= hi:
-            return p
+            return curve, p
     raise ValueError(f"no parameter in {bounds} puts the crossing inside {window}")
-
-
-def draw_crossing(
-    draw: Callable[[], Callable[[float], np.ndarray]],
-    times: np.ndarray,
-    window: tuple[float, float],
-    rng: np.random.Generator,
-    bounds: tuple[float, float],
-    threshold: float,
-    direction: str = "above",
-    *,
-    after: float,
-    lasting_seconds: float = 1800.0,
-    tries: int = 20,
-) -> tuple[Callable[[float], np.ndarray], float]:
-    """:func:`place_crossing_within` for a series whose phase is drawn by ``draw()`` (which
-    returns its curve of the parameter): drawn again while no parameter fits the window."""
-    for _ in range(tries):
-        curve = draw()
-        try:
-            p = place_crossing_within(
-                curve,
-                times,
-                window,
-                rng,
-                bounds,
-                threshold,
-                direction,
-                after=after,
-                lasting_seconds=lasting_seconds,
-                tries=5,
-            )
-        except ValueError:
-            continue
-        return curve, p
-    raise ValueError(f"no draw puts the crossing inside {window}")

@@ -63,9 +63,9 @@ from bench.forecast_zoo.shapes import (
     ar1,
     bisect,
     daily_shape,
+    draw_crossing,
     first_crossing,
     local_hours,
-    place_crossing_within,
     week_factor,
 )
 
@@ -283,8 +283,8 @@ def _grow(
         t.note = f"{t.growth} growth x{t.magnitude:.2f}, climbs to ${top:.0f}"
         return True
     try:
-        t.magnitude = place_crossing_within(
-            lambda m: s_base + m * s_unit,
+        _, t.magnitude = draw_crossing(
+            lambda: lambda m: s_base + m * s_unit,
             times,
             t.window,
             rng,
