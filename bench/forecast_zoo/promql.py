@@ -31,13 +31,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Range of the rate query derived from a rolling sum.
+#: Range of the rate query derived from a rolling sum (a window this short is a rate already).
 RATE_WINDOW = "15m"
-#: A shorter window lags too little for rate mode to matter: such a query is forecast plain.
-MIN_ROLLING_SECONDS = 3600.0
 
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_DURATION = r"(\d+(?:\.\d+)?)([smhdw])"
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = r"(\d+)(ms|[smhdw])"
+_DURATION = r"((?:\d+(?:ms|[smhdw]))+)"
 _QUERY = re.compile(
     r"^\s*(?P<agg>sum|max|min|avg)\s+by\s*\((?P<by>[^)]*)\)\s*\(\s*(?:(?P<func>increase|rate|sum_over_time|"
     r"avg_over_time)\s*\(\s*(?P<metric>[A-Za-z_:][\w:]*)\s*\[" + _DURATION + r"\]\s*\)|"
@@ -88,11 +87,10 @@ class ForecastMode:
 
 
 def parse_duration(text: str) -> float:
-    """Seconds of a PromQL duration such as ``15m`` or ``1d``."""
-    m = re.fullmatch(_DURATION, text)
-    if m is None:
+    """Seconds of a PromQL duration such as ``15m``, ``1d`` or ``14m59s999ms``."""
+    if re.fullmatch(_DURATION, text) is None:
         raise ValueError(f"`text` must be a duration like 15m or 1d, got {text!r}")
-    return float(m.group(1)) * _UNITS[m.group(2)]
+    return sum(float(n) * _UNITS[unit] for n, unit in re.findall(_PART, text))
 
 
 def parse(query: str) -> Query:
@@ -106,7 +104,7 @@ def parse(query: str) -> Query:
     factor = float(m.group("factor")) if m.group("factor") else 1.0
     if m.group("gauge"):
         return Query(None, m.group("gauge"), 0.0, factor, m.group("by").strip(), m.group("agg"))
-    window = float(m.group(5)) * _UNITS[m.group(6)]
+    window = parse_duration(m.group(5))
     by, agg = m.group("by").strip(), m.group("agg")
     return Query(m.group("func"), m.group("metric"), window, factor, by, agg)
 
@@ -114,27 +112,28 @@ def parse(query: str) -> Query:
 def job_mode(query: str) -> ForecastMode:
     """How the job forecasts a metric whose config names only `query` (no ``forecast.rate``).
 
-    A rolling window over a counter or gauge is forecast in rate mode from the same function
-    over :data:`RATE_WINDOW`: ``increase(x[w])`` and ``sum_over_time(x[w])`` become the same
-    over 15 minutes, a rate per 15 minutes; ``rate(x[w]) * k`` and ``avg_over_time(x[w]) * k``
-    keep their factor, a rate per ``w``. A window under :data:`MIN_ROLLING_SECONDS`, or no
-    window, is forecast plain.
+    Issue 20's recognition of rolling windows (``recognise_rolling_sum`` in
+    ``anomaly.io.rolling_query``, branch i20-rolling) as it derives the zoo's forms, with
+    ``r`` = :data:`RATE_WINDOW`: ``increase(x[w])`` -> ``rate(x[r]) * 3600`` per hour;
+    ``sum_over_time(g[w])`` -> ``sum_over_time(g[r-]) * 3600 / r`` per hour (``r-``: a
+    millisecond short); ``rate(x[w]) * k`` -> ``rate(x[r]) * k`` and ``avg_over_time(g[w]) * k``
+    -> ``avg_over_time(g[r]) * k``, per ``w``. A window of ``r`` or less, or none, is forecast
+    plain. When that function is on the main line, this one returns its answer instead.
     """
     q = parse(query)
-    if q.func is None:
-        return ForecastMode(None, why="no rolling window in the query")
-    if q.window_seconds < MIN_ROLLING_SECONDS:
-        return ForecastMode(None, why=f"{q.func} over {q.window_seconds / 60:g} min: too short")
-    rate = f"{q.aggregation} by ({q.by}) ({q.func}({q.metric}[{RATE_WINDOW}]))"
-    if q.factor != 1.0:
-        rate += f" * {q.factor:g}"
-    per_window = q.func in ("increase", "sum_over_time")
-    return ForecastMode(
-        rate,
-        window_seconds=q.window_seconds,
-        rate_unit_seconds=parse_duration(RATE_WINDOW) if per_window else q.window_seconds,
-        why=f"{q.func} over {q.window_seconds / 3600:g} h",
-    )
+    r = parse_duration(RATE_WINDOW)
+    if q.func is None or q.window_seconds <= r:
+        return ForecastMode(None, why="the query is not a rolling window")
+    inner, factor, unit = f"{q.func}({q.metric}[{RATE_WINDOW}])", q.factor, q.window_seconds
+    if q.func == "increase":
+        inner, factor, unit = f"rate({q.metric}[{RATE_WINDOW}])", 3600.0 * q.factor, 3600.0
+    elif q.func == "sum_over_time":
+        inner = f"sum_over_time({q.metric}[{round(r / 60) - 1}m59s999ms])"  # r less 1 ms
+        factor, unit = 3600.0 / r * q.factor, 3600.0
+    rate = f"{q.aggregation} by ({q.by}) ({inner})"
+    if factor != 1.0:
+        rate += f" * {factor:g}"
+    return ForecastMode(rate, q.window_seconds, unit, why=q.func)
 
 
 def serve(query: str, raw: Mapping[str, Scrapes], times: np.ndarray) -> np.ndarray:

@@ -103,8 +103,8 @@ def test_rate_of_a_linear_counter_is_its_slope() -> None:
 @pytest.mark.parametrize(
     ("query", "plain", "unit"),
     [
-        ("sum by (o) (increase(x_total[1d]))", False, 900.0),
-        ("sum by (o) (sum_over_time(g[1d]))", False, 900.0),
+        ("sum by (o) (increase(x_total[1d]))", False, 3600.0),
+        ("sum by (o) (sum_over_time(g[1d]))", False, 3600.0),
         ("sum by (o) (avg_over_time(g[1d])) * 1440", False, DAY),
         ("sum by (o) (rate(x_total[1d])) * 86400", False, DAY),
         ("sum by (o) (rate(x_total[5m]))", True, None),
@@ -119,7 +119,20 @@ def test_job_mode_forecasts_a_long_window_from_a_derived_rate(
     if not plain:
         assert mode.window_seconds == pytest.approx(DAY)
         assert mode.rate_unit_seconds == pytest.approx(unit)
-        assert "[15m]" in str(mode.rate_query)
+        assert promql.parse(str(mode.rate_query)).window_seconds == pytest.approx(900.0, abs=0.01)
+
+
+def test_job_mode_agrees_with_the_products_recognition_where_it_exists() -> None:
+    """Once issue 20's recognition is on this line, the adapter must answer as it does."""
+    rolling = pytest.importorskip("anomaly.io.rolling_query")
+    forms = [q for q, _ in spend.FORMS.values()]
+    for query in [*forms, "max by (host) (disk_used_percent)"]:
+        theirs, ours = rolling.recognise_rolling_sum(query, 300.0), job_mode(query)
+        assert (ours.rate_query is None) == (getattr(theirs, "rate_query", None) is None)
+        if ours.rate_query is not None:
+            assert ours.rate_query == theirs.rate_query
+            assert ours.rate_unit_seconds == pytest.approx(theirs.rate_unit_seconds)
+            assert ours.window_seconds == pytest.approx(theirs.window_seconds)
 
 
 @pytest.mark.parametrize("form", list(spend.FORMS))
@@ -139,6 +152,13 @@ def test_the_derived_rate_carries_the_rolling_sum(minutes: np.ndarray, form: str
         inside = (grid > ti - DAY) & (grid <= ti)
         carried.append(rate[inside].sum(axis=0) * 300.0 / mode.rate_unit_seconds)
     np.testing.assert_allclose(np.array(carried), serve(query, raw, t), rtol=0.02)
+    # And it is the README recipe's rate, in its own units.
+    recipe = serve(
+        spend.FORMS[form][1].replace(spend.COUNTER, "c_total").replace(spend.MINUTE_GAUGE, "g"),
+        raw,
+        grid,
+    )
+    np.testing.assert_allclose(rate / mode.rate_unit_seconds, recipe / 3600.0, rtol=1e-9)
 
 
 def test_place_crossing_puts_a_linear_fill_where_it_crosses() -> None:
