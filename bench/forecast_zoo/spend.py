@@ -118,6 +118,8 @@ class Tenant:
     """The growth's size: of the mean rate (added, workload) or of the rate (scaled)."""
     window: tuple[float, float] = (0.0, 0.0)
     """Where the breach of a crossing tenant is placed."""
+    aim: str = ""
+    """``evening`` or ``morning``: the local time of day its breach is aimed at (or none)."""
     note: str = ""
 
 
@@ -248,8 +250,8 @@ def _solve(
         cand = replace(t) if attempt == 0 else _draw_tenant(rng, t.role, t.growth, world, runs)
         if world == "timezones":
             cand.offset = t.offset
-        if t.note in ("evening", "morning"):
-            _aim_local(cand, rng, (18.5, 21.5) if t.note == "evening" else (7.5, 10.5))
+        if t.aim:
+            _aim_local(cand, rng, _AIMS[t.aim])
         base, unit = _rates(cand, minute_times)
         per_min = SCRAPE_SECONDS / HOUR
         s_base = _rolling_day(base * per_min, scrape_start, times)
@@ -350,6 +352,8 @@ _LAYOUTS: dict[str, tuple[tuple[str, str | None, str], ...]] = {
     ),
 }
 _TIMEZONES = (-9.5, -3.5, 5.5, 9.5, 12.75, 5.75)
+#: Local hours a breach is aimed at: the shape falling into the evening, rising in the morning.
+_AIMS = {"evening": (18.5, 21.5), "morning": (7.5, 10.5)}
 
 
 @functools.lru_cache(maxsize=4)
@@ -367,7 +371,7 @@ def world(name: str, seed: int) -> World:
         t = _draw_tenant(rng, role, growth, name, runs)
         if name == "timezones":
             t.offset = _TIMEZONES[j]
-        t.note = aim
+        t.aim = aim
         tenants.append(_solve(t, rng, name, times, runs, mid, scrape_start))
     expected = np.empty((n_k, len(tenants)))
     for j, t in enumerate(tenants):
