@@ -12,7 +12,7 @@ def main() -> int:
     t0 = time.perf_counter()
     print("== detection quality on generated scenarios (python -m bench.detection_bench)")
     status = detection_bench.main([])
-    print("\n== forecasts and budget breaches (python -m bench.forecast_bench)")
+    print("\n== forecasts: budget breaches, then the forecast zoo (python -m bench.forecast_bench)")
     forecast_bench.main([])
     print("\n== health scores: more trouble, lower score (python -m bench.health_bench)")
     health_bench.main([])

@@ -1,8 +1,15 @@
-"""Benchmark of budget-breach forecasts on generated multi-tenant AI spend.
+"""Benchmark of forecasts: budget breaches of multi-tenant AI spend, then the forecast zoo.
 
-Run: ``python -m bench.forecast_bench [--seeds 1 2 3 4 5 6 7] [--tenants 30] [--mode rate]``
+Run: ``python -m bench.forecast_bench [--seeds 1 2 3 4 5 6 7] [--tenants 30] [--mode rate]``;
+``--zoo`` runs the zoo alone, ``--cases budget,disk_linear,...`` the cases named (``budget`` is
+the section below; the others are :mod:`bench.forecast_zoo`'s generators), ``--json PATH``
+writes the figures.
 
-For every seed, :func:`anomaly_lab.synth.generate` draws ``--tenants`` tenants. Each tenant's
+The zoo (:mod:`bench.forecast_zoo`, scored by :mod:`bench.forecast_zoo.judge`): capacity
+gauges, a ratio towards a floor, a step, a weekly series, and rolling spend written every way
+and in harder worlds, each with tune and measure seeds, the product beside ETS and Theta.
+
+The budget section: for every seed, :func:`anomaly_lab.synth.generate` draws ``--tenants`` tenants. Each tenant's
 rolling 24-hour spend, ``increase(processaudit_ai_cost_usd_total[1d])``, and its spend rate,
 ``rate(processaudit_ai_cost_usd_total[15m]) * 3600`` in $/hour, are computed here from the
 counter exactly as Prometheus would serve them. The tenants fall in three groups:
@@ -43,8 +50,8 @@ Definitions (the issue's targets in brackets):
   that error scaled by the in-sample mean absolute day-over-day change;
 * coverage: the share of actual values inside the 90 % band, at leads of 1, 6 and 24 h.
 
-``--cases`` lists every crossing drifter warned late or timed off by an hour or more, and every
-tenant warned falsely.
+``--list-cases`` lists every crossing drifter warned late or timed off by an hour or more, and
+every tenant warned falsely.
 
 A second section sets recognised forecasters beside the product: statsmodels' ETS and Theta
 (:mod:`bench.reference`, installed by the ``bench`` extra), fitted per tenant on the same
@@ -54,15 +61,20 @@ history at a sample of the runs; ``--no-reference`` skips it.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from anomaly_lab import synth
+from threadpoolctl import threadpool_limits
 
 from anomaly.models.forecast import ForecastParams, breach_seconds, forecast
-from bench import reference
+from bench import forecast_zoo, reference
+from bench.forecast_zoo import judge, shapes
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -94,7 +106,7 @@ class Tally(reference.BreachFigures):
     per_seed: list[tuple[int, int, int, float, float, int]] = field(default_factory=list)
     n_forecasts: int = 0
     cases: list[str] = field(default_factory=list)
-    """One line per missed or mistimed crossing and per false warning (``--cases``)."""
+    """One line per missed or mistimed crossing and per false warning (``--list-cases``)."""
     comparison: reference.Comparison | None = None
     """The statsmodels reference forecasters beside the product (None with ``--no-reference``)."""
 
@@ -197,20 +209,9 @@ def _when(epoch: float) -> str:
 def first_crossing(
     series: np.ndarray, times: np.ndarray, after: float, lasting_seconds: float = 0.0
 ) -> float:
-    """Epoch seconds of the first point at or after `after` with ``series >= BUDGET``.
-
-    With `lasting_seconds`, the crossing must hold that long (the rule of
-    :func:`anomaly.models.forecast.breach_seconds`, whose countdown is compared with this time).
-    """
-    over = (times >= after) & (series >= BUDGET)
-    need = max(1, math.ceil(lasting_seconds / STEP - 1e-9) + 1) if lasting_seconds > 0 else 1
-    if need > 1:
-        c = np.concatenate([[0], np.cumsum(over)])
-        i = np.arange(over.size)
-        end = np.minimum(i + need, over.size)
-        over = over & (c[end] - c[i] == end - i)
-    idx = np.flatnonzero(over)
-    return float(times[idx[0]]) if idx.size else math.inf
+    """Epoch seconds of the first point at or after `after` with ``series >= BUDGET`` (held for
+    `lasting_seconds`, the rule of :func:`anomaly.models.forecast.breach_seconds`), or inf."""
+    return shapes.first_crossing(series, times, after, BUDGET, "above", lasting_seconds)
 
 
 def floor_crossing(
@@ -341,12 +342,7 @@ def run_seed(seed: int, args: argparse.Namespace, t: Tally) -> None:
             continue  # crossing not inside the evaluable part of the window
         seed_drifting += 1
         before = [te for te in eval_times if te < cross]
-        lead_from = cross
-        for te in reversed(before):
-            if not np.isfinite(warned[te][j]):
-                break
-            lead_from = te
-        lead = (cross - lead_from) / HOUR
+        lead = (cross - reference.warned_since(warned, j, before, cross)) / HOUR
         t.leads_hours.append(lead)
         seed_detected += int(lead >= lead_hours)
         signed, floor = [], []
@@ -506,8 +502,70 @@ def report(t: Tally, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def summary(t: Tally) -> dict[str, Any]:
+    """The budget section's headline figures as plain numbers (the ``--json`` record)."""
+    errors = np.array(t.errors_hours) if t.errors_hours else np.array([np.nan])
+    finite = errors[np.isfinite(errors)]
+    return {
+        "detected": t.detected,
+        "crossing": t.drifting,
+        "error_hours": {
+            "mean": float(finite.mean()) if finite.size else math.nan,
+            "p90": float(np.quantile(errors, 0.9, method="higher")),
+            "max": float(errors.max()),
+            "n": len(t.errors_hours),
+        },
+        "false_steady": [t.false_steady, t.steady],
+        "false_under": [t.false_under, t.under],
+        "coverage_percent": {
+            g: {str(h): 100 * float(np.mean(v)) if v else math.nan for h, v in c.items()}
+            for g, c in t.covered.items()
+        },
+    }
+
+
+def run_budget(args: argparse.Namespace) -> dict[str, Any]:
+    """The budget section: run, print, and return its headline figures."""
+    tally = Tally()
+    if not args.no_reference:
+        tally.comparison = reference.Comparison(
+            budget=BUDGET,
+            lead_hours=args.lead,
+            error_hours=args.error_window,
+            every_hours=args.reference_every,
+            min_duration_seconds=MIN_DURATION,
+            horizon_seconds=HORIZON,
+            coverage_leads_hours=COVERAGE_LEADS_HOURS,
+        )
+    started = time.perf_counter()
+    for seed in args.seeds:
+        run_seed(seed, args, tally)
+    print("Budget-breach forecasts: rolling 24 h AI spend vs $100, 24 h horizon, hourly runs")
+    print(report(tally, args))
+    if args.list_cases:
+        print("\ncases (UTC):")
+        print("\n".join(f"  {c}" for c in tally.cases) or "  none")
+    print(f"({time.perf_counter() - started:.0f} s)")
+    if tally.comparison is not None:
+        print()
+        print(tally.comparison.report(tally.seconds / max(tally.n_forecasts, 1) / args.tenants))
+    return summary(tally)
+
+
+def _picked(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[bool, list[str]]:
+    """Whether to run the budget section, and the zoo generators to run, from the CLI."""
+    zoo = [g.name for g in forecast_zoo.generators()]
+    if args.cases is None:
+        return not args.zoo, zoo
+    names = [n.strip() for n in args.cases.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ("budget", *zoo)]
+    if unknown or not names:
+        parser.error(f"--cases must name cases among budget, {', '.join(zoo)}; got {args.cases!r}")
+    return "budget" in names and not args.zoo, [n for n in zoo if n in names]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark over the seeds and print the figures; 0 on success."""
+    """Run the budget section and the zoo (or the cases picked) and print the figures; 0."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 7])
     parser.add_argument("--tenants", type=int, default=30)
@@ -528,7 +586,9 @@ def main(argv: list[str] | None = None) -> int:
         "(default), or the first point over the budget",
     )
     parser.add_argument(
-        "--cases", action="store_true", help="list missed or mistimed crossings and false warnings"
+        "--list-cases",
+        action="store_true",
+        help="list missed or mistimed crossings and false warnings (the zoo's: tune seeds)",
     )
     parser.add_argument(
         "--no-reference",
@@ -539,33 +599,38 @@ def main(argv: list[str] | None = None) -> int:
         "--reference-every",
         type=int,
         default=10,
-        help="fit the references on every tenant at every Nth hourly run (default 10: the "
-        "sampled runs fall at varied hours of the day)",
+        help="budget section: fit the references on every tenant at every Nth hourly run "
+        "(default 10: the sampled runs fall at varied hours of the day)",
     )
+    parser.add_argument("--zoo", action="store_true", help="the forecast zoo only")
+    parser.add_argument(
+        "--cases",
+        metavar="NAME,...",
+        help="run only these cases: budget (the section above) and zoo generators",
+    )
+    parser.add_argument("--json", metavar="PATH", help="write the figures as JSON to PATH")
     args = parser.parse_args(argv)
-    tally = Tally()
-    if not args.no_reference:
-        tally.comparison = reference.Comparison(
-            budget=BUDGET,
-            lead_hours=args.lead,
-            error_hours=args.error_window,
-            every_hours=args.reference_every,
-            min_duration_seconds=MIN_DURATION,
-            horizon_seconds=HORIZON,
-            coverage_leads_hours=COVERAGE_LEADS_HOURS,
-        )
-    started = time.perf_counter()
-    for seed in args.seeds:
-        run_seed(seed, args, tally)
-    print("Budget-breach forecasts: rolling 24 h AI spend vs $100, 24 h horizon, hourly runs")
-    print(report(tally, args))
-    if args.cases:
-        print("\ncases (UTC):")
-        print("\n".join(f"  {c}" for c in tally.cases) or "  none")
-    print(f"({time.perf_counter() - started:.0f} s)")
-    if tally.comparison is not None:
-        print()
-        print(tally.comparison.report(tally.seconds / max(tally.n_forecasts, 1) / args.tenants))
+    with_budget, zoo_names = _picked(parser, args)
+    record: dict[str, Any] = {}
+    if with_budget:
+        record["budget"] = run_budget(args)
+    if zoo_names:
+        if with_budget:
+            print()
+        gens = [g for g in forecast_zoo.generators() if g.name in zoo_names]
+        settings = judge.Settings(references=() if args.no_reference else reference.MODELS)
+        started = time.perf_counter()
+        # One BLAS thread, as for the references above: the machine is shared.
+        with threadpool_limits(limits=1):
+            results = judge.run_zoo(gens, settings)
+        print(judge.report(results))
+        if args.list_cases:
+            print()
+            print(judge.list_cases(results))
+        print(f"(zoo: {time.perf_counter() - started:.0f} s)")
+        record["zoo"] = judge.to_json(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(judge.jsonable(record), indent=1) + "\n")
     return 0
 
 

@@ -44,6 +44,7 @@ import math
 import time
 import warnings
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -356,6 +357,20 @@ class SeedCase:
     """The product's forecast at the sampled runs."""
 
 
+def warned_since(
+    warned: Mapping[float, np.ndarray], j: int, runs: Sequence[float], until: float
+) -> float:
+    """The earliest of `runs` (ascending, all before `until`) from which series `j` had a
+    warning (a finite countdown in ``warned[run]``) at every run; `until` if the last had none.
+    ``until - warned_since(...)`` is the warning's lead time."""
+    since = until
+    for te in reversed(runs):
+        if not np.isfinite(warned[te][j]):
+            break
+        since = te
+    return since
+
+
 def _by_group() -> dict[str, list[float]]:
     return {"steady": [], "drifting": []}
 
@@ -612,13 +627,9 @@ class Comparison:
         for j in drifters:
             cross = float(case.crossing[j])
             before = [float(te) for te in case.eval_times if cross - window <= te < cross]
-            lead_from = cross
-            for te in reversed(before):
-                if not np.isfinite(warned[te][j]):
-                    break
-                lead_from = te
             f.drifting += 1
-            f.detected += int((cross - lead_from) / HOUR >= self.lead_hours)
+            lead = cross - warned_since(warned, j, before, cross)
+            f.detected += int(lead / HOUR >= self.lead_hours)
             for te in before:
                 if cross - te <= self.error_hours * HOUR:
                     if np.isfinite(warned[te][j]):
