@@ -19,8 +19,7 @@ samples. One series per tenant: ``sum by (organization_id)`` leaves each column 
 end-to-end test compares every form with a real Prometheus' answers on the same samples.
 
 :func:`job_mode` says how the job forecasts a query: plain, or in rate mode from a derived
-rate query with its window and unit. It stands in for the recognition of rolling windows that
-issue 20 (item 1) adds to the product; when that lands, :func:`job_mode` calls it instead.
+rate query with its window and unit: the product's recognition of rolling windows.
 """
 
 from __future__ import annotations
@@ -30,6 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+
+from anomaly.io.rolling_query import NotRollingSum, recognise_rolling_sum
 
 #: Range of the rate query derived from a rolling sum (a window this short is a rate already).
 RATE_WINDOW = "15m"
@@ -110,30 +111,17 @@ def parse(query: str) -> Query:
 
 
 def job_mode(query: str) -> ForecastMode:
-    """How the job forecasts a metric whose config names only `query` (no ``forecast.rate``).
+    """How the job forecasts a metric whose config names only `query` (no ``forecast.rate``):
+    the product's own recognition of rolling windows
+    (:func:`anomaly.io.rolling_query.recognise_rolling_sum`) at the zoo's 5-minute step."""
+    from bench.forecast_zoo import STEP  # the package imports this module first
 
-    Issue 20's recognition of rolling windows (``recognise_rolling_sum`` in
-    ``anomaly.io.rolling_query``, branch i20-rolling) as it derives the zoo's forms, with
-    ``r`` = :data:`RATE_WINDOW`: ``increase(x[w])`` -> ``rate(x[r]) * 3600`` per hour;
-    ``sum_over_time(g[w])`` -> ``sum_over_time(g[r-]) * 3600 / r`` per hour (``r-``: a
-    millisecond short); ``rate(x[w]) * k`` -> ``rate(x[r]) * k`` and ``avg_over_time(g[w]) * k``
-    -> ``avg_over_time(g[r]) * k``, per ``w``. A window of ``r`` or less, or none, is forecast
-    plain. When that function is on the main line, this one returns its answer instead.
-    """
-    q = parse(query)
-    r = parse_duration(RATE_WINDOW)
-    if q.func is None or q.window_seconds <= r:
-        return ForecastMode(None, why="the query is not a rolling window")
-    inner, factor, unit = f"{q.func}({q.metric}[{RATE_WINDOW}])", q.factor, q.window_seconds
-    if q.func == "increase":
-        inner, factor, unit = f"rate({q.metric}[{RATE_WINDOW}])", 3600.0 * q.factor, 3600.0
-    elif q.func == "sum_over_time":
-        inner = f"sum_over_time({q.metric}[{round(r / 60) - 1}m59s999ms])"  # r less 1 ms
-        factor, unit = 3600.0 / r * q.factor, 3600.0
-    rate = f"{q.aggregation} by ({q.by}) ({inner})"
-    if factor != 1.0:
-        rate += f" * {factor:g}"
-    return ForecastMode(rate, q.window_seconds, unit, why=q.func)
+    found = recognise_rolling_sum(query, STEP)
+    if isinstance(found, NotRollingSum):
+        return ForecastMode(None, why=found.reason)
+    return ForecastMode(
+        found.rate_query, found.window_seconds, found.rate_unit_seconds, why=found.function
+    )
 
 
 def serve(query: str, raw: Mapping[str, Scrapes], times: np.ndarray) -> np.ndarray:

@@ -122,19 +122,6 @@ def test_job_mode_forecasts_a_long_window_from_a_derived_rate(
         assert promql.parse(str(mode.rate_query)).window_seconds == pytest.approx(900.0, abs=0.01)
 
 
-def test_job_mode_agrees_with_the_products_recognition_where_it_exists() -> None:
-    """Once issue 20's recognition is on this line, the adapter must answer as it does."""
-    rolling = pytest.importorskip("anomaly.io.rolling_query")
-    forms = [q for q, _ in spend.FORMS.values()]
-    for query in [*forms, "max by (host) (disk_used_percent)"]:
-        theirs, ours = rolling.recognise_rolling_sum(query, 300.0), job_mode(query)
-        assert (ours.rate_query is None) == (getattr(theirs, "rate_query", None) is None)
-        if ours.rate_query is not None:
-            assert ours.rate_query == theirs.rate_query
-            assert ours.rate_unit_seconds == pytest.approx(theirs.rate_unit_seconds)
-            assert ours.window_seconds == pytest.approx(theirs.window_seconds)
-
-
 @pytest.mark.parametrize("form", list(spend.FORMS))
 def test_the_derived_rate_carries_the_rolling_sum(minutes: np.ndarray, form: str) -> None:
     """The sum over the window of the derived rate, per its unit, is the query's value."""
