@@ -76,8 +76,9 @@ def test_a_rolling_sum_configured_plainly_is_forecast_in_rate_mode(
     want, old = _forecast(named, end), _forecast(plain, end)
     assert got.forecast is not None and want.forecast is not None and old.forecast is not None
     assert got.n_series == 4 and got.forecast.valid.all()
-    # Rate mode (its guard is rate mode's alone), the very forecast of the README's recipe.
-    assert got.forecast.guard is not None and old.forecast.guard is None
+    # Rate mode (the weight of its additive trend is rate mode's alone), the very forecast of
+    # the README's recipe.
+    assert got.forecast.additive is not None and old.forecast.additive is None
     np.testing.assert_array_equal(got.forecast.value, want.forecast.value)
     np.testing.assert_array_equal(got.forecast.upper, want.forecast.upper)
     np.testing.assert_array_equal(got.breach_seconds, want.breach_seconds)

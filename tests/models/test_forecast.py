@@ -780,3 +780,46 @@ def test_rate_mode_times_a_ramp_whether_added_to_the_daily_shape_or_scaling_it(
         weights.append(float(fc.additive[0]))
     assert max(errors) <= 0.5, errors
     assert all(w > 0.5 for w in weights) if added else all(w < 0.5 for w in weights), weights
+
+
+def _gauge(seed: int, days: float = 10.0) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
+    """A memory gauge (GiB) with a daily swing and autocorrelated 1.5 % noise."""
+    rng = np.random.default_rng(seed)
+    t = grid(days)
+    swing = 1.0 + 0.15 * np.sin(2 * np.pi * (t % DAY) / DAY)
+    noise = np.zeros(t.size)
+    for i in range(1, t.size):
+        noise[i] = 0.9 * noise[i - 1] + rng.normal(0, 0.015 * math.sqrt(1 - 0.81))
+    return t, 40.0 * swing * np.exp(noise), rng
+
+
+def test_plain_step_is_not_a_breach_but_a_steady_fill_is() -> None:
+    """Issue 20's zoo: memory stepping up by half ten hours ago and flat since is not
+    extrapolated into a breach (the guard reads the hourly growth, which a step moves once);
+    the same gauge filling steadily by the same amount a day is."""
+    t, y, _ = _gauge(5)
+    step_up = np.where(t >= t[-1] - 10 * HOUR, 1.5, 1.0)
+    fill = 1.0 + 0.5 * np.clip((t - (t[-1] - 2 * DAY)) / DAY, 0.0, None)
+    params = ForecastParams(DAY)
+    stepped = forecast(t, y * step_up, params)
+    filling = forecast(t, y * fill, params)
+    threshold = 40.0 * 1.15 * 1.5 * 1.2  # above the stepped peak, below tomorrow's fill
+    assert stepped.guard is not None and filling.guard is not None
+    assert np.isinf(breach_seconds(stepped, None, threshold, "above")[0])
+    assert np.isfinite(breach_seconds(filling, None, threshold, "above")[0])
+
+
+def test_plain_band_is_calibrated_on_its_own_walk_forward_errors() -> None:
+    """The 90 % band of a noisy gauge covers about 90 % of what follows over the next day
+    (half of it with the point noise's normal band): widths come from the forecaster's past
+    errors. The band calibrates on a dozen origins, so it errs a little narrow here."""
+    inside = []
+    for seed in range(10):
+        t, y, _ = _gauge(100 + seed, days=12.0)
+        for back in (1.0, 1.5, 2.0):
+            n = t.size - round(back * DAY / STEP)
+            fc = forecast(t[:n], y[:n], ForecastParams(DAY))
+            actual = y[n : n + fc.times.size]
+            inside.append((fc.lower[:, 0] <= actual) & (actual <= fc.upper[:, 0]))
+    coverage = float(np.mean(inside))
+    assert 0.78 <= coverage <= 0.97, coverage

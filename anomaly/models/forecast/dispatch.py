@@ -66,7 +66,9 @@ def forecast(
     guard = held = additive = None
     grid = Grid(t, step, n_h, season)
     if cols.size and r is None:
-        value[:, cols], lower[:, cols], upper[:, cols] = forecast_plain(grid, y[:, cols], params)
+        plain = forecast_plain(grid, y[:, cols], params)
+        value[:, cols], lower[:, cols], upper[:, cols] = plain.value, plain.lower, plain.upper
+        guard = _spread(plain.guard, cols, n_s)
     elif cols.size and r is not None:
         part = forecast_rolling(grid, y[:, cols], r[:, cols], params)
         value[:, cols], lower[:, cols], upper[:, cols] = part.value, part.lower, part.upper

@@ -48,12 +48,30 @@ from anomaly.models.forecast.common import (
 )
 from anomaly.models.forecast.params import ForecastParams
 
+WALK_FORWARD_ORIGINS = 16
+"""Past origins (``WALK_FORWARD_STRIDE_SECONDS`` apart, the newest one stride back) from which
+the plain forecast is made again and compared with what followed, to calibrate its band."""
+WALK_FORWARD_STRIDE_SECONDS = 3 * 3600.0
+GUARD_BLOCK_SECONDS = 3600.0
+"""The guard's growth is the median change of the smoothed deviation per block this long over
+the last ``recent_seconds``: a step is one block's change, a trend every block's."""
 
-def forecast_plain(
-    grid: Grid, y: np.ndarray, params: ForecastParams
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Point forecast and band of every column of `y`, ``(value, lower, upper)``, each of shape
-    ``(n_h, n_s)``.
+
+class PlainForecast(NamedTuple):
+    """The plain forecaster's result, each field ``(n_h, n_s)``."""
+
+    value: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    guard: np.ndarray
+    """The forecast with the day's growth no larger than the median hourly growth of the last
+    ``recent_seconds`` (none where they disagree in sign), damped where that growth slows
+    (:func:`_guard_growth`): a breach is announced only when this crosses too, so a step is
+    not extrapolated into a breach, nor a decline levelling off through its floor."""
+
+
+def forecast_plain(grid: Grid, y: np.ndarray, params: ForecastParams) -> PlainForecast:
+    """Point forecast, calibrated band and guard of every column of `y`.
 
     Parameters
     ----------
@@ -62,7 +80,58 @@ def forecast_plain(
     y : array, shape (n_t, n_s)
         Series that can be forecast (checked by the caller); NaN marks a gap.
     params : ForecastParams
+
+    The band is the normal band of the model (see the module docstring) with its width scaled,
+    per series and lead, by the walk-forward errors: the same forecast from
+    ``WALK_FORWARD_ORIGINS`` past origins, ``WALK_FORWARD_STRIDE_SECONDS`` apart, against what
+    followed (the errors in units of each origin's own standard deviation; their
+    ``interval`` quantile replaces the normal one where at least 8 origins saw the lead, the
+    longest such lead's standing in beyond).
     """
+    n_t = y.shape[0]
+    point, sd, guard = _plain(grid, y, params)
+    stride = max(1, round(WALK_FORWARD_STRIDE_SECONDS / grid.step))
+    z = NormalDist().inv_cdf(0.5 + params.interval / 2)
+    n_h, n_s = point.shape
+    scaled = np.full((WALK_FORWARD_ORIGINS, n_h, n_s), np.nan)
+    min_t = grid.per_day + 2 * max(1, round(params.smooth_seconds / grid.step))
+    for i in range(WALK_FORWARD_ORIGINS):
+        o = n_t - 1 - stride * (i + 1)
+        if o + 1 < max(min_t, round(params.min_history_seconds / grid.step)):
+            break
+        past_grid = Grid(grid.t[: o + 1], grid.step, n_h, grid.season)
+        p_point, p_sd, _ = _plain(past_grid, y[: o + 1], params)
+        seen = min(n_h, n_t - 1 - o)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scaled[i, :seen] = np.abs(y[o + 1 : o + 1 + seen] - p_point[:seen]) / p_sd[:seen]
+    factor = _calibrated_z(scaled, params.interval, z)
+    half = factor * sd
+    return PlainForecast(point, point - half, point + half, guard)
+
+
+def _calibrated_z(scaled: np.ndarray, interval: float, z: float) -> np.ndarray:
+    """Per lead and series ``(n_h, n_s)``, the `interval` quantile of the absolute standardised
+    walk-forward errors `scaled` ``(n_o, n_h, n_s)``; `z` (the normal quantile) where fewer
+    than 8 origins saw a lead and none before it did."""
+    n_h, n_s = scaled.shape[1:]
+    n = np.isfinite(scaled).sum(axis=0)
+    with quiet():
+        q = np.nanquantile(scaled, interval, axis=0)
+    q = np.where(n >= 8, q, np.nan)
+    out = np.full((n_h, n_s), z)
+    for j in range(n_s):
+        good = np.flatnonzero(np.isfinite(q[:, j]))
+        if good.size:
+            col = q[:, j].copy()
+            col[good[-1] + 1 :] = col[good[-1]]
+            out[:, j] = finite_or(col, col[good[0]])
+    return np.maximum(out, 0.25 * z)  # a lucky stretch does not shut the band
+
+
+def _plain(
+    grid: Grid, y: np.ndarray, params: ForecastParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point forecast, the model's standard deviation and the guard, each ``(n_h, n_s)``."""
     n_t = y.shape[0]
     t, step, n_h, per_day = grid.t, grid.step, grid.n_h, grid.per_day
     smooth = max(1, round(params.smooth_seconds / step))
@@ -84,11 +153,20 @@ def forecast_plain(
     with np.errstate(invalid="ignore", divide="ignore"):
         d = np.where(positive, tail / ref_past - 1.0, tail - ref_past)
 
-    lv = _deviation_levels(d, per_day, smooth, max(1, round(params.recent_seconds / step)))
+    recent = max(1, round(params.recent_seconds / step))
+    lv = _deviation_levels(d, per_day, smooth, recent)
     a = finite_or(lv.a, 0.0)
     trend_day = np.where(np.isfinite(lv.b), a - lv.b, 0.0)
     b = a - trend_day
+    steady = _steady_growth(lv.dc, recent, max(1, round(GUARD_BLOCK_SECONDS / step)), per_day)
+    guard_day = np.where(
+        np.sign(steady) == np.sign(trend_day),
+        np.sign(trend_day) * np.minimum(np.abs(trend_day), np.abs(steady)),
+        0.0,
+    )
     dev = _deviation_ahead(lv, a, b, trend_day, n_h, per_day, smooth, params.max_acceleration)
+    lead_days = (np.arange(1, n_h + 1) / per_day)[:, None]
+    guard_dev = a + _guard_growth(lv.dc, guard_day, recent, step, per_day, n_h)
 
     # The reference can still have holes (a slot never observed): the recent median stands in.
     with quiet():
@@ -97,16 +175,60 @@ def forecast_plain(
     fallback = finite_or(fallback, 0.0)
     ref_future = finite_or(ref_future, fallback)
     point = np.where(positive, ref_future * (1.0 + dev), ref_future + dev)
+    guard = np.where(positive, ref_future * (1.0 + guard_dev), ref_future + guard_dev)
 
     sigma_noise = finite_or(lv.sigma_noise, 0.0)
     sigma_day = finite_or(lv.sigma_day, sigma_noise)
     sigma_day = np.maximum(sigma_day, 0.25 * sigma_noise)
-    lead = (np.arange(1, n_h + 1) / per_day)[:, None]
-    sd = np.sqrt(sigma_noise**2 + sigma_day**2 * (lead + lead**2))
+    sd = np.sqrt(sigma_noise**2 + sigma_day**2 * (lead_days + lead_days**2))
     sd = np.where(positive, np.abs(ref_future) * sd, sd)
     sd = np.hypot(sd, 1e-6 * np.maximum(1.0, np.abs(point)))  # no overflow near 1e300
-    z = NormalDist().inv_cdf(0.5 + params.interval / 2)
-    return point, point - z * sd, point + z * sd
+    return point, sd, guard
+
+
+def _guard_growth(
+    dc: np.ndarray,
+    growth_day: np.ndarray,
+    recent: int,
+    step: float,
+    per_day: int,
+    n_h: int,
+) -> np.ndarray:
+    """The guard's growth of the deviation at leads ``1..n_h`` ``(n_h, n_s)``: `growth_day`
+    per day, damped where it slows down: where the median hourly growth of the newest half
+    of the last `recent` points is below the older half's (same sign), the growth continues
+    from the newer one and shrinks geometrically at the rate it shrank (a ratio levelling off
+    towards its floor is not extrapolated through it)."""
+    block = max(1, round(GUARD_BLOCK_SECONDS / step))
+    half = max(block, recent // 2)
+    g_new = _steady_growth(dc, half, block, per_day)
+    g_old = _steady_growth(dc[: max(0, dc.shape[0] - half)], half, block, per_day)
+    slowing = (np.sign(g_new) == np.sign(g_old)) & (np.abs(g_new) < np.abs(g_old))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        phi = np.where(slowing, (g_new / g_old) ** (block / half), 1.0)  # per block
+    phi = np.clip(finite_or(phi, 1.0), 0.0, 1.0)
+    k = np.arange(1, n_h + 1)[:, None] / block  # lead in blocks
+    with np.errstate(invalid="ignore", divide="ignore"):
+        damped = np.where(phi < 1.0, phi * (1.0 - phi**k) / (1.0 - phi), k)
+    per_block = np.where(
+        slowing,
+        np.sign(growth_day) * np.minimum(np.abs(growth_day), np.abs(g_new)),
+        growth_day,
+    ) * (block / per_day)
+    return np.asarray(per_block * finite_or(damped, k))
+
+
+def _steady_growth(dc: np.ndarray, recent: int, block: int, per_day: int) -> np.ndarray:
+    """Per series, the median change of the smoothed deviation `dc` ``(n_d, n_s)`` per block of
+    `block` points over its last `recent` points, per day (0 without two blocks)."""
+    n_d = dc.shape[0]
+    ends = n_d - 1 - block * np.arange(0, max(1, recent // block) + 1)
+    ends = ends[ends >= 0]
+    if ends.size < 2:
+        return np.zeros(dc.shape[1])
+    with quiet():
+        steps = dc[ends[:-1]] - dc[ends[1:]]
+        return np.asarray(finite_or(np.nanmedian(steps, axis=0), 0.0) * per_day / block)
 
 
 class _Levels(NamedTuple):
