@@ -11,7 +11,8 @@ part lives:
     each that cannot), and hands them to one of the two forecasters below.
 ``plain.py``
     A series extrapolated from itself: a weekly or daily seasonal reference plus a deviation
-    that continues as it did over the last day; normal intervals.
+    that continues as it did over the last day; a band calibrated on walk-forward errors and a
+    guard that does not extrapolate steps.
 ``rolling.py``
     Rate mode (``rate=`` given): a rolling sum carried forward from its rate's forecast, with
     a band from walk-forward errors, a guard and the held guards of recent origins. Its parts:

@@ -22,10 +22,16 @@
     For positive series ``d`` is the ratio ``y / reference - 1`` (a drifting rate scales
     weekdays and weekends alike), otherwise the difference.
 
-Intervals are normal approximations whose variance grows with the lead time ``k``:
+Intervals have the shape of a normal band whose variance grows with the lead time ``k``:
 ``sigma_noise**2 + sigma_day**2 * (k / 1d + (k / 1d)**2)``, where ``sigma_noise`` is the spread
 of ``d`` around ``dc`` (point noise) and ``sigma_day`` the spread of the day-over-day change of
-``dc`` (how irregular the trend and the reference are).
+``dc`` (how irregular the trend and the reference are); their width at each lead is calibrated
+on the forecaster's own errors from past origins (:func:`forecast_plain`).
+
+A breach is announced only when a *guard* crosses too (:attr:`PlainForecast.guard`): the
+forecast with the day's growth capped by the median hourly growth of the last
+``recent_seconds``, damped where that growth slows, so that a step is not extrapolated into a
+breach, nor a ratio levelling off above its floor carried through it.
 """
 
 from __future__ import annotations
