@@ -82,6 +82,13 @@ def parse_duration(text: Any, key: str = "duration") -> float:
     return total
 
 
+def parse_duration_or_off(text: Any, key: str) -> float:
+    """:func:`parse_duration`, or 0 for ``0``, ``"0"`` or ``"0s"``: a setting turned off."""
+    if not isinstance(text, bool) and text in (0, "0", "0s"):
+        return 0.0
+    return parse_duration(text, key)
+
+
 def format_duration(seconds: float) -> str:
     """Format seconds as the shortest Prometheus duration (``86400 -> '1d'``)."""
     s = int(round(seconds))
@@ -509,7 +516,6 @@ def _forecast(raw: Any, where: str, query: str, step_seconds: float) -> Forecast
     _check_keys(
         raw, {"horizon", "threshold", "direction", "rate", "window", "rate_unit", "refresh"}, where
     )
-    refresh = raw.get("refresh", "15m")
     direction = raw.get("direction", "above")
     if direction not in ("above", "below"):
         raise ConfigError(f"{where}.direction", f"must be 'above' or 'below', got {direction!r}")
@@ -545,9 +551,7 @@ def _forecast(raw: Any, where: str, query: str, step_seconds: float) -> Forecast
         direction=direction,
         window_seconds=parse_duration(raw.get("window", window), f"{where}.window"),
         rate_unit_seconds=parse_duration(raw.get("rate_unit", unit), f"{where}.rate_unit"),
-        refresh_seconds=0.0
-        if refresh in (0, "0", "0s")
-        else parse_duration(refresh, f"{where}.refresh"),
+        refresh_seconds=parse_duration_or_off(raw.get("refresh", "15m"), f"{where}.refresh"),
         **mode,
     )
 
@@ -630,9 +634,6 @@ def _detection(raw: Any) -> DetectionConfig:
     threshold = _number(raw.get("threshold", 0.5), f"{where}.threshold")
     if not 0 < threshold < 1:
         raise ConfigError(f"{where}.threshold", f"must be between 0 and 1, got {threshold!r}")
-    max_age = raw.get("max_data_age", "30m")
-    # 0 (or "0s") turns late data off; parse_duration accepts positive durations only.
-    off = not isinstance(max_age, bool) and max_age in (0, "0", "0s")
     return DetectionConfig(
         threshold=threshold,
         refit_interval_seconds=parse_duration(
@@ -641,7 +642,9 @@ def _detection(raw: Any) -> DetectionConfig:
         min_history_points=_int(
             raw.get("min_history_points", 288), f"{where}.min_history_points", minimum=12
         ),
-        max_data_age_seconds=0.0 if off else parse_duration(max_age, f"{where}.max_data_age"),
+        max_data_age_seconds=parse_duration_or_off(
+            raw.get("max_data_age", "30m"), f"{where}.max_data_age"
+        ),
     )
 
 
