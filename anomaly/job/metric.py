@@ -549,8 +549,10 @@ def load_or_fit(
 
 #: Suffix of the model store key of a metric's stored forecast.
 _FORECAST_KEY = "#forecast"
-#: The arrays of a stored :class:`Forecast` (``guard`` and ``held_guard`` when it has them).
+#: The arrays of a stored :class:`Forecast`, and those it has only in some modes; every one
+#: but ``times`` holds the series along its last axis.
 _FORECAST_ARRAYS = ("times", "value", "lower", "upper", "valid", "last_value")
+_FORECAST_OPTIONAL = ("guard", "held_guard", "additive")
 
 
 def _forecast_params(config: Config, mc: MetricConfig) -> dict[str, object]:
@@ -593,10 +595,9 @@ def _save_forecast(
     store: ModelStore, key: str, fc: Forecast, frame: Frame, params: dict[str, object]
 ) -> None:
     arrays = {name: getattr(fc, name) for name in _FORECAST_ARRAYS}
-    if fc.guard is not None:
-        arrays["guard"] = fc.guard
-    if fc.held_guard is not None:
-        arrays["held_guard"] = fc.held_guard
+    arrays.update(
+        {name: getattr(fc, name) for name in _FORECAST_OPTIONAL if getattr(fc, name) is not None}
+    )
     meta = {
         "keys": [_key_id(k) for k in frame.keys],
         "now": fc.now,
@@ -619,20 +620,19 @@ def _load_forecast(store: ModelStore, key: str, frame: Frame) -> Forecast | None
         column = {str(k): j for j, k in enumerate(meta["keys"])}
         cols = np.array([column[_key_id(k)] for k in frame.keys], dtype=np.int64)
         reason = [meta["reason"][j] for j in cols]
-        guard, held = arrays.get("guard"), arrays.get("held_guard")
+        per_series = {
+            name: arrays[name][..., cols]
+            for name in _FORECAST_ARRAYS[1:] + _FORECAST_OPTIONAL
+            if name in arrays
+        }
         return Forecast(
             times=arrays["times"],
-            value=arrays["value"][:, cols],
-            lower=arrays["lower"][:, cols],
-            upper=arrays["upper"][:, cols],
-            valid=arrays["valid"][cols].astype(bool),
+            valid=per_series.pop("valid").astype(bool),
             reason=reason,
             now=float(meta["now"]),
             step_seconds=float(meta["step_seconds"]),
-            last_value=arrays["last_value"][cols],
             season=str(meta["season"]),
-            guard=None if guard is None else guard[:, cols],
-            held_guard=None if held is None else held[:, :, cols],
+            **per_series,
         )
     except (KeyError, IndexError, TypeError, ValueError) as e:
         log.warning("metric %s: stored forecast unusable (%s); forecasting anew", frame.metric, e)

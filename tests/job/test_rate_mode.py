@@ -132,6 +132,10 @@ def test_a_derived_forecast_is_stored_and_its_rate_read_once_with_its_metric(
     kept = _outcome(warm_report, "ai_spend_24h").forecast
     assert stored is not None and kept is not None and stored.guard is not None
     np.testing.assert_array_equal(kept.value, stored.value)
+    # Whatever the run that made it knew of it, the stored forecast knows too.
+    assert stored.additive is not None and kept.additive is not None
+    np.testing.assert_array_equal(kept.guard, stored.guard)
+    np.testing.assert_array_equal(kept.additive, stored.additive)
 
 
 def test_a_rolling_window_without_a_rate_is_said_once_per_run(
