@@ -117,8 +117,9 @@ def forecast_plain(grid: Grid, y: np.ndarray, params: ForecastParams) -> PlainFo
 
 def _calibrated_z(scaled: np.ndarray, interval: float, z: float) -> np.ndarray:
     """Per lead and series ``(n_h, n_s)``, the `interval` quantile of the absolute standardised
-    walk-forward errors `scaled` ``(n_o, n_h, n_s)``; `z` (the normal quantile) where fewer
-    than 8 origins saw a lead and none before it did."""
+    walk-forward errors `scaled` ``(n_o, n_h, n_s)`` where at least 8 origins saw the lead;
+    beyond the longest such lead its value, before the shortest the shortest's; `z` (the
+    normal quantile) for a series with no such lead."""
     n_h, n_s = scaled.shape[1:]
     n = np.isfinite(scaled).sum(axis=0)
     with quiet():

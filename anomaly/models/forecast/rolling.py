@@ -118,11 +118,8 @@ def _forecast_chunk(
     scaled = _forecast_with(grid, y, rate, u, u, lo, params, n_held)
     added = _forecast_with(grid, y, rate, u, flat, lo, params, n_held=None)
     weight = _additive_weight(scaled.error, added.error)
-    value, lower, upper = (
-        a + weight * (b - a) for a, b in zip(scaled.result[:3], added.result[:3], strict=True)
-    )
-    held = scaled.result.held_guard
-    return RollingForecast(value, lower, upper, scaled.result.guard, held, weight)
+    value, lower, upper = (a + weight * (b - a) for a, b in zip(scaled[:3], added[:3], strict=True))
+    return RollingForecast(value, lower, upper, scaled.guard, scaled.held_guard, weight)
 
 
 def _additive_weight(scaled: np.ndarray, added: np.ndarray) -> np.ndarray:
@@ -177,10 +174,17 @@ def _seq_nanmean(a: np.ndarray, axis: int) -> np.ndarray:
 
 
 class _Variant(NamedTuple):
-    """One trend's forecast and its walk-forward error per series (``(n_s,)``, +Inf unknown)."""
+    """One trend's forecast: fields ``(n_h, n_s)`` but the last two."""
 
-    result: RollingForecast
+    value: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    guard: np.ndarray
+    held_guard: np.ndarray
+    """``(n_held, n_h, n_s)``."""
     error: np.ndarray
+    """``(n_o, n_s)``: the mean absolute ratio error of the walk-forward forecast from each
+    origin of the trend window over the next ``CHOICE_LEAD_SECONDS`` (:func:`_additive_weight`)."""
 
 
 def _forecast_with(
@@ -195,8 +199,8 @@ def _forecast_with(
 ) -> _Variant:
     """The forecast with the rate modelled as ``u + v * (level + slope * lead)`` (`u`, `v`
     from grid index `lo` through the forecast): point, band, guard and `n_held` held guards
-    (both NaN with ``n_held=None``: not wanted), and the mean absolute ratio error of the
-    walk-forward forecasts near the origins of the trend window."""
+    (both NaN with ``n_held=None``: not wanted), and the errors that weigh it against the
+    other trend."""
     n_t, n_s = y.shape
     step, n_h = grid.step, grid.n_h
     w = max(3, round(params.trend_seconds / step))
@@ -238,11 +242,10 @@ def _forecast_with(
         past = carry.paths(origins, past_trend.level, past_trend.slope)
         ratio = _ratio_errors(past, y, origins)
         q_lo, q_hi = _error_quantiles(ratio, params.interval)
-        with quiet():
-            # The trends differ in the hours after recent origins: compare them there.
-            recent = origins >= n_t - 1 - w
-            near = max(1, round(CHOICE_LEAD_SECONDS / step))
-            error = _seq_nanmean(np.abs(ratio[recent, :near]), axis=1)
+        # The trends differ in the hours after recent origins: compare them there.
+        recent = origins >= n_t - 1 - w
+        near = max(1, round(CHOICE_LEAD_SECONDS / step))
+        error = _seq_nanmean(np.abs(ratio[recent, :near]), axis=1)
     else:
         q_lo, q_hi = np.full((n_h, n_s), np.nan), np.full((n_h, n_s), np.nan)
         error = np.full((0, n_s), np.nan)  # nothing to compare: weight 0.5
@@ -256,11 +259,7 @@ def _forecast_with(
     q_hi = np.maximum.accumulate(q_hi, axis=0)
     lower = point * (1.0 + q_lo)
     upper = point * (1.0 + q_hi)
-    weight = np.full(n_s, np.nan)  # the caller's, who compares the trends
-    result = RollingForecast(
-        point, np.minimum(lower, point), np.maximum(upper, point), guard, held, weight
-    )
-    return _Variant(result, error)
+    return _Variant(point, np.minimum(lower, point), np.maximum(upper, point), guard, held, error)
 
 
 class _Carry(NamedTuple):

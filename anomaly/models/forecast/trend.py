@@ -91,9 +91,10 @@ def fit_trend(
 
     The window is cut into hourly blocks, each summarised by ``(sum(rate) - sum(u)) / sum(v)``
     (``sum(rate) / sum(u) - 1`` when `v` is `u`) and weighted by ``sum(v)`` (quiet nights count
-    little; hourly blocks are nearly independent, so the standard errors are honest). Candidate models, each a weighted least-squares fit: a
-    constant level; a line over the whole window; a ramp that began at one or two thirds of the
-    window (flat before); a ramp that ended there (flat since). A model other than the constant
+    little; hourly blocks are nearly independent, so the standard errors are honest).
+    Candidate models, each a weighted least-squares fit: a constant level; a line over the
+    whole window; a ramp that began at one or two thirds of the window (flat before); a ramp
+    that ended there (flat since). A model other than the constant
     needs a slope `z` standard errors from zero and the lowest BIC (a ramp's kink costs one
     more parameter); a ramp that ended must moreover fit better than the line by `z` standard
     errors (its residual sum of squares lower by ``z**2`` residual variances), so that the
