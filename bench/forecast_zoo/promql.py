@@ -30,13 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anomaly.io.promql_syntax import duration_seconds
 from anomaly.io.rolling_query import NotRollingSum, recognise_rolling_sum
 
-#: Range of the rate query derived from a rolling sum (a window this short is a rate already).
-RATE_WINDOW = "15m"
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_PART = r"(\d+)(ms|[smhdw])"
 _DURATION = r"((?:\d+(?:ms|[smhdw]))+)"
 _QUERY = re.compile(
     r"^\s*(?P<agg>sum|max|min|avg)\s+by\s*\((?P<by>[^)]*)\)\s*\(\s*(?:(?P<func>increase|rate|sum_over_time|"
@@ -87,13 +83,6 @@ class ForecastMode:
     why: str = ""
 
 
-def parse_duration(text: str) -> float:
-    """Seconds of a PromQL duration such as ``15m``, ``1d`` or ``14m59s999ms``."""
-    if re.fullmatch(_DURATION, text) is None:
-        raise ValueError(f"`text` must be a duration like 15m or 1d, got {text!r}")
-    return sum(float(n) * _UNITS[unit] for n, unit in re.findall(_PART, text))
-
-
 def parse(query: str) -> Query:
     """The parts of `query`; raises ``ValueError`` for a form the zoo does not write."""
     m = _QUERY.match(query)
@@ -105,7 +94,7 @@ def parse(query: str) -> Query:
     factor = float(m.group("factor")) if m.group("factor") else 1.0
     if m.group("gauge"):
         return Query(None, m.group("gauge"), 0.0, factor, m.group("by").strip(), m.group("agg"))
-    window = parse_duration(m.group(5))
+    window = duration_seconds(m.group(5))
     by, agg = m.group("by").strip(), m.group("agg")
     return Query(m.group("func"), m.group("metric"), window, factor, by, agg)
 
