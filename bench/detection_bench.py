@@ -472,11 +472,14 @@ def zoo(
     print progress, the misses and false positives, and the table. Returns the figures per
     generator and the scenarios that failed (one line each)."""
     # One row per generator and side: its tune seeds (looked at while tuning) and its measure
-    # seeds (only ever seen through this table); ``seeds`` overrides both with one row.
+    # seeds (only ever seen through this table); ``seeds`` overrides both with one row, tune
+    # side unless it holds a measure seed.
     units: list[tuple[str, Generator, tuple[int, ...], bool]] = []
     for gen in generators:
         if seeds:
-            units.append((gen.name, gen, tuple(seeds), gen.tuned))
+            # Seeds off the generator's measure side are tune side: their cases are printed.
+            looked = gen.tuned or not set(seeds) & set(gen.measure_seeds)
+            units.append((f"{gen.name} tune" if looked else gen.name, gen, tuple(seeds), looked))
             continue
         units.append((f"{gen.name} tune", gen, gen.seeds, True))
         if gen.measure_seeds:

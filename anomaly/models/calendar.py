@@ -204,19 +204,11 @@ def estimate_clock_switch(
     n_cells = cells_per_day(n_slots)
     if n_cells == 0 or n_days < 3 or n_s == 0:
         return ClockSwitch.none(n_s)
-    cell_seconds = SECONDS_PER_DAY / n_cells
     offset = np.zeros(n_s) if offset is None else offset
     rest = np.zeros((7, n_s), dtype=bool) if rest is None else rest
-    # The cells on each series' own days: local cell r holds UTC cell r - o - n_cells (one
-    # day of padding on each side).
-    utc = day_cells(grid, n_days, n_slots).reshape(n_days * n_cells, n_s)
-    o = np.rint(offset / cell_seconds).astype(np.int64)
+    q = _local_grid(day_cells(grid, n_days, n_slots), offset)
     n_ld = n_days + 2
-    src = np.arange(n_ld * n_cells)[:, None] - o[None, :] - n_cells
-    inside = (src >= 0) & (src < n_days * n_cells)
-    picked = np.take_along_axis(utc, np.clip(src, 0, n_days * n_cells - 1), axis=0)
-    flat = np.where(inside, picked, np.nan)
-    q = flat.reshape(n_ld, n_cells, n_s)
+    flat = q.reshape(n_ld * n_cells, n_s)
     hour = n_cells // 24
     moved = {m: _shift_rows(flat, m * hour).reshape(n_ld, n_cells, n_s) for m in (-1, 0, 1)}
     # dist[m][a, b] = robust distance of day a (moved by m hours) to day b, NaN when they
@@ -257,10 +249,27 @@ def estimate_clock_switch(
             at_day = np.where(better, k, at_day)
             shift = np.where(better, m * 3600.0, shift)
     found = best > 0
+    cell_seconds = SECONDS_PER_DAY / n_cells
+    o = np.rint(offset / cell_seconds)
     at = (d0 - 1 + at_day) * SECONDS_PER_DAY - o * cell_seconds
     return ClockSwitch(
         np.where(found, at, -np.inf), np.where(found, shift, 0.0), np.where(found, best, 0.0)
     )
+
+
+def _local_grid(cells: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """``cells`` (n_days, n_cells, n_series) of UTC days on each series' own days (``offset``):
+    shape (n_days + 2, n_cells, n_series), one day of padding on each side (NaN where the
+    window has no cell). Local day ``k`` is UTC day ``k - 1`` moved by the offset."""
+    n_days, n_cells, n_s = cells.shape
+    utc = cells.reshape(n_days * n_cells, n_s)
+    o = np.rint(offset / (SECONDS_PER_DAY / n_cells)).astype(np.int64)
+    n_ld = n_days + 2
+    # Local cell r holds UTC cell r - o - n_cells.
+    src = np.arange(n_ld * n_cells)[:, None] - o[None, :] - n_cells
+    inside = (src >= 0) & (src < n_days * n_cells)
+    picked = np.take_along_axis(utc, np.clip(src, 0, n_days * n_cells - 1), axis=0)
+    return np.where(inside, picked, np.nan).reshape(n_ld, n_cells, n_s)
 
 
 def _masked_median(d: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -485,7 +494,7 @@ def _readings(grid: np.ndarray, n_days: int, n_slots: int, d0: int) -> tuple[Rea
     if n_cells == 0 or n_days < 3 or n_s == 0:
         return (offset, rest, np.zeros(n_s)), (offset.copy(), rest.copy(), np.zeros(n_s))
     dev, median_day, cell_spread = _deviations(grid, n_days, n_slots)
-    offset, rest = _search(dev, d0, median_day)
+    offset, rest = _searched(dev, d0, median_day)
     # Days that fit neither type (a public holiday: a work day at a rest day's level) are
     # left out and the search run again: next to a weekend, a holiday makes a three-day low
     # that fits a weekend starting anywhere in it.
@@ -497,7 +506,7 @@ def _readings(grid: np.ndarray, n_days: int, n_slots: int, d0: int) -> tuple[Rea
         drop = np.take_along_axis(odd, idx, axis=0).reshape(dev.shape)
         dev = np.where(drop, np.nan, dev)
         again = odd.any(axis=0)
-        offset2, rest2 = _search(dev[:, :, again], d0, median_day[:, again])
+        offset2, rest2 = _searched(dev[:, :, again], d0, median_day[:, again])
         offset[again], rest[:, again] = offset2, rest2
     # The rest days must stand apart from the work days as whole days: their mean deviation
     # beyond _MIN_SEPARATION times the spread of the work days' (noise and wander), so a
@@ -576,9 +585,12 @@ def _bears_out(
     return ok & rest.any(axis=0)
 
 
-def _search(dev: np.ndarray, d0: int, median_day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _search(
+    dev: np.ndarray, d0: int, median_day: np.ndarray, allowed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The day start and rest block that explain most of ``dev`` (n_days, n_cells, n_s):
-    deviations from the median day, NaN where missing or left out."""
+    deviations from the median day, NaN where missing or left out; among the blocks of
+    ``allowed`` (n_blocks, n_s) when given."""
     n_days, n_cells, n_s = dev.shape
     offset = np.zeros(n_s)
     rest = np.zeros((7, n_s), dtype=bool)
@@ -614,6 +626,8 @@ def _search(dev: np.ndarray, d0: int, median_day: np.ndarray) -> tuple[np.ndarra
         out /= np.maximum(n_all[:, None, :] - n_in, 1.0)
         gain += out
         gains[i] = gain.sum(axis=0) - base_sum[None, :]
+    if allowed is not None:
+        gains = np.where(allowed[None], gains, -np.inf)
     best = gains.max(axis=(0, 1))
     with np.errstate(invalid="ignore", divide="ignore"):
         explained = np.where(total > 0, best / total, 0.0)
@@ -624,6 +638,69 @@ def _search(dev: np.ndarray, d0: int, median_day: np.ndarray) -> tuple[np.ndarra
         rest[:, j] = REST_BLOCKS[block]
         offset[j] = offsets[o_idx] * (SECONDS_PER_DAY / n_cells)
     return offset, rest
+
+
+def _searched(dev: np.ndarray, d0: int, median_day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_search`, then each two-day rest block checked day by day (:func:`_lone_days`):
+    where one of its weekdays is told better by the work days' profile than by the other
+    rest day's, the block is searched again among its single days."""
+    offset, rest = _search(dev, d0, median_day)
+    holds = _lone_days(dev, d0, offset, rest)
+    again = np.flatnonzero(np.any(rest & ~holds, axis=0))
+    if again.size == 0:
+        return offset, rest
+    keep = np.where(np.any(rest & holds, axis=0)[None, :], rest & holds, rest)[:, again]
+    allowed = np.zeros((REST_BLOCKS.shape[0], again.size), dtype=bool)
+    allowed[:7] = keep  # the single-day blocks of the weekdays that hold
+    offset2, rest2 = _search(dev[:, :, again], d0, median_day[:, again], allowed)
+    offset[again], rest[:, again] = offset2, rest2
+    return offset, rest
+
+
+def _lone_days(dev: np.ndarray, d0: int, offset: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """Which rest weekdays of a two-day block (7, n_series) its days bear out on their own:
+    a rest weekday holds when its days, cell by cell, lie nearer the other rest weekday's
+    days (a profile they took no part in) than the work days' profile. Weekdays of a single
+    rest day, or of none, hold.
+
+    A weekend that is one day long, next to a work day slightly below the others (a
+    per-weekday level), explains a little more day-to-day variation as a two-day block than
+    alone; told out of sample, the work day is a work day.
+    """
+    n_days, n_cells, n_s = dev.shape
+    holds = np.ones((7, n_s), dtype=bool)
+    pair = np.sum(rest, axis=0) == 2
+    if not pair.any():
+        return holds
+    cols = np.flatnonzero(pair)
+    q = _local_grid(dev[:, :, cols], offset[cols])  # (n_ld, n_cells, n_c)
+    n_ld = q.shape[0]
+    weekday = (np.arange(n_ld) - 1 + d0 + _EPOCH_WEEKDAY) % 7
+    r = rest[:, cols]
+    resting = r[weekday]  # (n_ld, n_c)
+    enough = np.sum(np.isfinite(q), axis=1) >= n_cells // 2  # (n_ld, n_c)
+    with np.errstate(invalid="ignore"):
+        work = _day_profile(q, ~resting & enough)
+        for w in range(7):
+            on = (weekday == w)[:, None] & resting & enough
+            if not on.any():
+                continue
+            other = _day_profile(q, resting & enough & (weekday != w)[:, None])
+            to_rest, to_work = (q - other[None]) ** 2, (q - work[None]) ** 2
+            cells = on[:, None, :] & np.isfinite(to_rest) & np.isfinite(to_work)
+            err_rest = np.sum(np.where(cells, to_rest, 0.0), axis=(0, 1))
+            err_work = np.sum(np.where(cells, to_work, 0.0), axis=(0, 1))
+            told = np.any(cells, axis=(0, 1))
+            holds[w, cols] = ~(r[w] & told & (err_work < err_rest))
+    return holds
+
+
+def _day_profile(q: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Mean over the local days ``days`` (n_ld, n_series) of ``q`` (n_ld, n_cells, n_series)
+    at each cell, NaN where none has a value."""
+    sel = np.where(days[:, None, :], q, np.nan)
+    n = np.sum(np.isfinite(sel), axis=0)
+    return np.where(n > 0, np.nansum(sel, axis=0) / np.maximum(n, 1), np.nan)
 
 
 def _day_means(

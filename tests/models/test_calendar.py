@@ -108,6 +108,26 @@ def test_a_six_day_week_split_across_the_window_s_ends_still_has_its_rest_day() 
     assert model.score(times, values).is_anomaly[-1, 0]
 
 
+def test_a_work_day_a_little_below_the_others_does_not_join_the_rest_day() -> None:
+    # A six-day week whose Mondays run 10 % below the other work days: as a two-day block with
+    # Sunday, Monday explains a little more day-to-day variation than Sunday alone, but told
+    # from Sunday's own days it is a work day.
+    tenant = Tenant(offset_hours=-3.5, rest=(6,), rest_factor=0.7)
+    times = week(_MONDAY + 12 * 86400 + 17 * 3600)  # Saturday 17:00 UTC
+    weekday = (np.floor(local_seconds(times, tenant) / 86400).astype(np.int64) + 3) % 7
+    values = np.where(weekday == 0, 0.9, 1.0) * rate(times, tenant, seed=1)
+    assert fit(times, values[:, None]).seasonal_.calendar_[0].startswith("rest Sun;")
+
+
+def test_an_uneven_weekend_keeps_both_its_days() -> None:
+    # Saturdays half as quiet as Sundays: each is told better by the other than by the week.
+    tenant = Tenant(offset_hours=2.0, rest=(5, 6), rest_factor=0.4)
+    times = week(_MONDAY + 11 * 86400 + 15 * 3600)  # Friday 15:00 UTC
+    weekday = (np.floor(local_seconds(times, tenant) / 86400).astype(np.int64) + 3) % 7
+    values = np.where(weekday == 5, 1.8, 1.0) * rate(times, tenant, seed=2)
+    assert fit(times, values[:, None]).seasonal_.calendar_[0].startswith("rest Sat-Sun;")
+
+
 def test_noise_alone_makes_no_weekend() -> None:
     rng = np.random.default_rng(3)
     for end_days in (4.5, 5.5, 7.0):
