@@ -9,7 +9,9 @@ so 1 means "at the decision threshold": the point residual ``z`` against
 ``point_threshold``, the trailing means of ``z`` against ``mean_threshold``, the variance
 ratio (upwards only) against ``var_threshold``, and the surprise of a run of still values
 (repeated, or moving far less than the series normally does) or of missing values where the
-series always reports, against ``stuck_threshold_nats``. ``calibration_k >= 1`` widens a
+series always reports, against ``stuck_threshold_nats`` (narrowed for a series whose training
+week never held still for long: twice its most surprising run there, at least 12 nats).
+``calibration_k >= 1`` widens a
 feature's threshold for a series whose training distribution of that feature has heavier
 tails than a Gaussian (its 95th percentile of ``|f_k|`` over 1.96); the point threshold also
 covers the typical day's 99.5th percentile where that lies far beyond a Gaussian's (a series
@@ -34,6 +36,10 @@ _CALIBRATED = (0, 1, 2, 3, 4)
 _Q995_GAUSS = 2.807
 #: How much heavier than a Gaussian's a typical day's tail must be to set the point threshold.
 _HEAVY = 1.5
+#: A still run reaches the threshold at this many times the most surprising one in training,
+#: and never below :data:`_STUCK_FLOOR_NATS` (nats).
+_STUCK_MARGIN = 2.0
+_STUCK_FLOOR_NATS = 12.0
 
 
 class RuleDetector(Detector):
@@ -97,6 +103,18 @@ class RuleDetector(Detector):
         self.calibration_[0] = np.where(
             heavy, np.maximum(self.calibration_[0], tail), self.calibration_[0]
         )
+        # A run of still values is judged against the runs of the series' own week: at
+        # :data:`_STUCK_MARGIN` times the most surprising one in training, between
+        # :data:`_STUCK_FLOOR_NATS` and ``stuck_threshold_nats``. An integer gauge whose value
+        # repeats every few steps (2 nats a repeat) reaches 25 nats only after an hour held;
+        # where its week never held a value for 20 minutes, 40 minutes held is a flatline.
+        still = np.where(np.isfinite(features[:, 5, :]), features[:, 5, :], 0.0)
+        top = np.max(still, axis=0, initial=0.0)
+        self.calibration_[5] = np.clip(
+            _STUCK_MARGIN * top / self.stuck_threshold_nats,
+            min(_STUCK_FLOOR_NATS / self.stuck_threshold_nats, 1.0),
+            1.0,
+        )
         return self
 
     def evidence(self, features: np.ndarray) -> np.ndarray:
@@ -110,7 +128,7 @@ class RuleDetector(Detector):
             np.abs(features[:, 2]) / (self.mean_threshold * cal[2]),
             np.abs(features[:, 3]) / (self.mean_threshold * cal[3]),
             np.maximum(features[:, 4], 0.0) / (self.var_threshold * cal[4]),
-            features[:, 5] / self.stuck_threshold_nats,
+            features[:, 5] / (self.stuck_threshold_nats * cal[5]),
         ]
         stacked = np.stack(parts, axis=0)
         stacked = np.where(np.isnan(stacked), 0.0, stacked)
@@ -134,8 +152,11 @@ class RuleDetector(Detector):
     def _check_arrays(
         cls, arrays: Mapping[str, np.ndarray], params: Mapping[str, float], prefix: str
     ) -> None:
-        if np.any(arrays["calibration"] < 1):
-            raise DataError(f"state `{prefix}calibration` must be at least 1")
+        cal = arrays["calibration"]
+        if np.any(np.delete(cal, 5, axis=0) < 1) or np.any(cal[5] <= 0) or np.any(cal[5] > 1):
+            raise DataError(
+                f"state `{prefix}calibration` must be at least 1 (in (0, 1] for the still runs)"
+            )
 
 
 def _daily_tail(a: np.ndarray, block_rows: int) -> np.ndarray:

@@ -117,3 +117,37 @@ def test_a_series_gone_for_more_than_a_day_is_no_longer_flagged() -> None:
     model = AnomalyModel().fit(t[:-400], values[:-400])
     result = model.score(t, values)
     assert result.is_anomaly[-1].tolist() == [False, False, True, False]
+
+
+def _pool_gauge(rng: np.random.Generator, t: np.ndarray, n_s: int) -> np.ndarray:
+    """Connections in use: a small integer gauge around 10 (noise sd 2.5): a value repeats
+    every few steps by chance."""
+    expected = 10.0 * _shape(t)[:, None] * np.ones(n_s)
+    return np.maximum(np.rint(expected + 2.5 * rng.standard_normal((t.size, n_s))), 0.0)
+
+
+def test_a_small_integer_gauge_held_for_40_minutes_is_flagged() -> None:
+    # About 2 nats a repeat: 40 minutes held (8 rows) is some 15 nats, short of the general
+    # 25, but beyond the runs of most such gauges' own week.
+    rng = np.random.default_rng(5)
+    t = _times(8.0, end_hour=15.0)
+    values = _pool_gauge(rng, t, 40)
+    held = values.copy()
+    held[-8:, :20] = held[-9, :20]
+    model = AnomalyModel(use_iforest=False).fit(t[:-8], values[:-8])
+    flagged = model.score(t, held).is_anomaly[-1]
+    assert flagged[:20].mean() >= 0.6  # at 25 nats for all: 4 of 20, by their level
+    assert not flagged[20:].any()
+    # A hold of 15 minutes is no flatline.
+    short = values.copy()
+    short[-3:, :20] = short[-4, :20]
+    assert not model.score(t, short).is_anomaly[-1].any()
+    # Other weeks of the same gauges reach the narrowed thresholds by chance far less often
+    # than once in 1,000 series-runs (a run every 5 minutes).
+    limit = model.rules_.stuck_threshold_nats * model.rules_.calibration_[5]
+    over = [
+        model.seasonal_.features(t, _pool_gauge(np.random.default_rng(seed), t, 40))[:, _STUCK]
+        >= limit
+        for seed in (6, 7, 8)
+    ]
+    assert np.mean(over) < 1e-4
