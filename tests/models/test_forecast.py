@@ -823,3 +823,29 @@ def test_plain_band_is_calibrated_on_its_own_walk_forward_errors() -> None:
             inside.append((fc.lower[:, 0] <= actual) & (actual <= fc.upper[:, 0]))
     coverage = float(np.mean(inside))
     assert 0.78 <= coverage <= 0.97, coverage
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_rate_mode_decides_with_the_trend_the_recent_hours_chose(seed: int) -> None:
+    """A ramp added to a shape with quiet nights (a tenth of the peak), seen as a ratio to
+    the shape, rises steeply at night and barely by day: through an evening the
+    multiplicative trend takes it for a ramp that ended while the additive one forecast the
+    recent hours clearly better. That one decides: the breach at 2 a.m. is announced at every
+    hourly run of the 6 h before it, not dropped because the other trend has stopped."""
+    rng = np.random.default_rng(seed)
+    per_day, per_hour = round(DAY / STEP), round(HOUR / STEP)
+    n, now = 12 * per_day, 10 * per_day - 1  # now: the last point before midnight
+    t = 1_704_067_200.0 + STEP * np.arange(n)
+    shape = 0.1 + 0.9 * np.exp(-0.5 * (((t % DAY) / HOUR - 13.0) / 3.0) ** 2)
+    base = 3.0 * shape / shape[:per_day].mean()
+    ramp = 3.0 * np.clip((np.arange(n) - (now - 45 * per_hour)) * STEP / (2 * DAY), 0.0, None)
+    rate = (base + ramp) * (1.0 + 0.05 * rng.standard_normal(n))
+    sums = rolling_day(np.cumsum(rate * STEP / HOUR))
+    budget = float(rolling_day(np.cumsum((base + ramp) * STEP / HOUR))[now + 2 * per_hour])
+    for hours_before in range(6, 0, -1):
+        n_seen = now + 2 * per_hour - hours_before * per_hour + 1
+        history = slice(n_seen - 9 * per_day, n_seen)
+        fc = forecast(t[history], sums[history], ForecastParams(DAY), rate=rate[history])
+        assert fc.additive is not None and fc.additive[0] > 0.99
+        countdown = breach_seconds(fc, None, budget, "above")[0]
+        assert math.isfinite(countdown), f"{hours_before} h before the breach"
