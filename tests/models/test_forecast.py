@@ -823,3 +823,71 @@ def test_plain_band_is_calibrated_on_its_own_walk_forward_errors() -> None:
             inside.append((fc.lower[:, 0] <= actual) & (actual <= fc.upper[:, 0]))
     coverage = float(np.mean(inside))
     assert 0.78 <= coverage <= 0.97, coverage
+
+
+def _workload_on_a_working_day(extra: float, seed: int) -> tuple[np.ndarray, ...]:
+    """A working day's spend rate ($/h, low nights, afternoon peak, 5 % noise) and a new
+    workload beside it: a flat `extra` times the mean rate from 14 h before the newest of
+    the origins on. Returns the grid, the rate, its rolling 24-hour sums, their expectation
+    and the index where the workload starts."""
+    rng = np.random.default_rng(seed)
+    per_day = round(DAY / STEP)
+    n = 13 * per_day
+    start = 10 * per_day
+    t = 1_704_067_200.0 + STEP * np.arange(n)
+    hour = (t % DAY) / HOUR
+    shape = 0.35 + 0.65 * np.exp(-0.5 * ((hour - 14.0) / 4.0) ** 2)
+    expected = 3.0 * shape / shape[:per_day].mean() + np.where(
+        np.arange(n) >= start, 3.0 * extra, 0
+    )
+    rate = expected * (1.0 + 0.05 * rng.standard_normal(n))
+    sums, mean_sums = (rolling_day(np.cumsum(r * STEP / HOUR)) for r in (rate, expected))
+    return t, rate, sums, mean_sums, start
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_rate_mode_a_new_workload_is_a_step_not_a_ramp(seed: int) -> None:
+    """Issue 20's zoo: a new workload is a flat extra rate. Its rolling spend climbs for a
+    day after it starts; one that tops out at 88 % of the budget is not warned from 6 h on
+    (the rate is flat since, and a step is not extrapolated as a ramp), and one whose rolling
+    spend crosses is warned at every hourly run."""
+    per_hour = round(HOUR / STEP)
+    for extra, crosses in ((0.8, False), (1.5, True)):
+        t, rate, sums, mean_sums, start = _workload_on_a_working_day(extra, seed)
+        top = float(mean_sums[start : start + 2 * round(DAY / STEP)].max())
+        budget = top / 0.88 if not crosses else 0.9 * top
+        truth = t[start + int(np.argmax(mean_sums[start:] >= budget))]
+        for hours in range(6, 13):
+            now = start + hours * per_hour
+            if crosses and t[now] >= truth - 3 * HOUR:
+                break
+            history = slice(now - 9 * round(DAY / STEP) + 1, now + 1)
+            fc = forecast(t[history], sums[history], ForecastParams(DAY), rate=rate[history])
+            warned = math.isfinite(breach_seconds(fc, None, budget, "above")[0])
+            assert warned == crosses, f"extra {extra}, {hours} h after the step"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_rate_mode_decides_with_the_trend_the_recent_hours_chose(seed: int) -> None:
+    """A ramp added to a shape with quiet nights (a tenth of the peak), seen as a ratio to
+    the shape, rises steeply at night and barely by day: through an evening the
+    multiplicative trend takes it for a ramp that ended while the additive one forecast the
+    recent hours clearly better. That one decides: the breach at 2 a.m. is announced at every
+    hourly run of the 6 h before it, not dropped because the other trend has stopped."""
+    rng = np.random.default_rng(seed)
+    per_day, per_hour = round(DAY / STEP), round(HOUR / STEP)
+    n, now = 12 * per_day, 10 * per_day - 1  # now: the last point before midnight
+    t = 1_704_067_200.0 + STEP * np.arange(n)
+    shape = 0.1 + 0.9 * np.exp(-0.5 * (((t % DAY) / HOUR - 13.0) / 3.0) ** 2)
+    base = 3.0 * shape / shape[:per_day].mean()
+    ramp = 3.0 * np.clip((np.arange(n) - (now - 45 * per_hour)) * STEP / (2 * DAY), 0.0, None)
+    rate = (base + ramp) * (1.0 + 0.05 * rng.standard_normal(n))
+    sums = rolling_day(np.cumsum(rate * STEP / HOUR))
+    budget = float(rolling_day(np.cumsum((base + ramp) * STEP / HOUR))[now + 2 * per_hour])
+    for hours_before in range(6, 0, -1):
+        n_seen = now + 2 * per_hour - hours_before * per_hour + 1
+        history = slice(n_seen - 9 * per_day, n_seen)
+        fc = forecast(t[history], sums[history], ForecastParams(DAY), rate=rate[history])
+        assert fc.additive is not None and fc.additive[0] > 0.99
+        countdown = breach_seconds(fc, None, budget, "above")[0]
+        assert math.isfinite(countdown), f"{hours_before} h before the breach"

@@ -9,7 +9,8 @@ the level and slope fitted to the last ``trend_seconds`` (:mod:`.trend`); the sl
 after ``trend_horizon_seconds`` (a ramp seldom runs on for a whole day). The trend either
 scales the reference (``v = u``: the same use growing, its growth following the daily shape)
 or is added to it (``v`` constant: a new workload beside the old, not bent by the evening's
-fall); each series weighs the two by their out-of-sample errors (:func:`_additive_weight`).
+fall); each series weighs the two by their out-of-sample errors (:func:`_additive_weight`),
+and the one they choose clearly decides whether a breach comes (:func:`_additive_decides`).
 
 The band comes from the forecaster's own walk-forward errors: the same computation from every
 half-hourly origin of the last ``calibration_seconds`` is compared with what followed, and the
@@ -43,7 +44,10 @@ fitted slopes, alike in both, drowns the difference."""
 CHOICE_SHARPNESS = 3.4
 """The additive trend's weight is ``1 / (1 + exp(-CHOICE_SHARPNESS * t))`` of the paired
 t-statistic ``t`` of the two trends' errors: about the normal CDF of ``2 t``, so a clear
-difference (``|t| > 1.5``) chooses one trend and an unclear one blends the two."""
+difference (``|t| > CHOICE_CLEAR_T``) chooses one trend and an unclear one blends the two."""
+CHOICE_CLEAR_T = 1.5
+"""A paired t-statistic this far from zero is a clear choice of trend: that trend's guard
+decides whether a breach comes (:func:`_additive_decides`)."""
 CALIBRATION_STRIDE_SECONDS = 1800.0
 """Spacing of the walk-forward origins whose errors calibrate the band, and of the origins
 whose guards are held."""
@@ -104,8 +108,8 @@ def _forecast_chunk(
     last ``trend_seconds`` erred over the next ``CHOICE_LEAD_SECONDS``
     (:func:`_additive_weight`): an added ramp is not bent by the evening's fall, and where a
     young ramp cannot tell them apart, neither is trusted alone. The decision whether a
-    breach comes (the guards) stays the multiplicative trend's, as tuned: given the additive
-    guard too, a steady tenant was warned in the benchmark.
+    breach comes (the guards) is the multiplicative trend's unless those errors chose the
+    additive one clearly (:func:`_additive_decides`).
     """
     n_t, n_s = y.shape
     w = max(3, round(params.trend_seconds / grid.step))
@@ -116,10 +120,23 @@ def _forecast_chunk(
     day_mean = _seq_nanmean(u[max(0, n_t - lo - grid.per_day) : n_t - lo], axis=0)
     flat = np.broadcast_to(finite_or(day_mean, 0.0), u.shape)
     scaled = _forecast_with(grid, y, rate, u, u, lo, params, n_held)
-    added = _forecast_with(grid, y, rate, u, flat, lo, params, n_held=None)
+    added = _forecast_with(grid, y, rate, u, flat, lo, params, n_held)
     weight = _additive_weight(scaled.error, added.error)
     value, lower, upper = (a + weight * (b - a) for a, b in zip(scaled[:3], added[:3], strict=True))
-    return RollingForecast(value, lower, upper, scaled.guard, scaled.held_guard, weight)
+    added_decides = _additive_decides(weight)
+    guard = np.where(added_decides, added.guard, scaled.guard)
+    held = np.where(added_decides, added.held_guard, scaled.held_guard)
+    return RollingForecast(value, lower, upper, guard, held, weight)
+
+
+def _additive_decides(weight: np.ndarray) -> np.ndarray:
+    """Per series, ``(n_s,)``: whether the additive trend's guard decides whether a breach
+    comes. The multiplicative trend decides unless the recent hours chose the additive one
+    clearly (``t >= CHOICE_CLEAR_T``, :func:`_additive_weight`): a growth added to a shape with
+    quiet nights looks, as a ratio to the shape, like a ramp that ended by day, and its breach
+    must not drop out for that; where the two cannot be told apart, a steady tenant's noise
+    read as an added trend must not raise one."""
+    return np.asarray(weight >= 1.0 / (1.0 + math.exp(-CHOICE_SHARPNESS * CHOICE_CLEAR_T)))
 
 
 def _additive_weight(scaled: np.ndarray, added: np.ndarray) -> np.ndarray:
@@ -195,12 +212,11 @@ def _forecast_with(
     v: np.ndarray,
     lo: int,
     params: ForecastParams,
-    n_held: int | None,
+    n_held: int,
 ) -> _Variant:
     """The forecast with the rate modelled as ``u + v * (level + slope * lead)`` (`u`, `v`
-    from grid index `lo` through the forecast): point, band, guard and `n_held` held guards
-    (both NaN with ``n_held=None``: not wanted), and the errors that weigh it against the
-    other trend."""
+    from grid index `lo` through the forecast): point, band, guard and `n_held` held guards,
+    and the errors that weigh it against the other trend."""
     n_t, n_s = y.shape
     step, n_h = grid.step, grid.n_h
     w = max(3, round(params.trend_seconds / step))
@@ -226,14 +242,12 @@ def _forecast_with(
     trend = fit(newest)
     point = carry.paths(newest, trend.level, trend.slope)[0]
     first = lo + w
-    guard = np.full((n_h, n_s), np.nan)
-    held = np.full((n_held or 0, n_h, n_s), np.nan)
-    if n_held is not None:
-        guard = carry.guards(newest, trend, params.guard_z)[0]
-        back = n_t - 1 - stride * np.arange(1, n_held + 1)
-        can = back >= first
-        if can.any():
-            held[can] = carry.guards(back[can], fit(back[can]), params.guard_z)
+    guard = carry.guards(newest, trend, params.guard_z)[0]
+    held = np.full((n_held, n_h, n_s), np.nan)
+    back = n_t - 1 - stride * np.arange(1, n_held + 1)
+    can = back >= first
+    if can.any():
+        held[can] = carry.guards(back[can], fit(back[can]), params.guard_z)
 
     # Walk-forward errors: forecasts from past origins against what happened, as ratios.
     origins = np.arange(n_t - 2, first - 1, -stride)[::-1]

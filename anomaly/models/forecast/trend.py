@@ -3,14 +3,16 @@ standard errors, fitted at many origins and series at once (:func:`fit_trend`).
 
 The level and slope are fitted to the hourly ratios ``rate / reference`` of the last
 ``trend_seconds``, weighted by the reference (quiet nights count little). Besides a constant
-and a line, the fit tries a ramp that began a third or two thirds into the window and a ramp
-that ended there, and keeps the one with the lowest BIC among those whose slope is ``trend_z``
-standard errors from zero (a ramp that ended must also beat the line by ``trend_z`` standard
-errors, and have been the choice an hour and two hours earlier as well,
-``ENDED_PERSIST_SECONDS``): a ramp that began this morning is extrapolated at its own pace
-rather than averaged with the flat night before it - the seasonal profile no longer hides a
-creep at night or over a weekend - and a ramp that has ended is not extrapolated. That choice
-decides (the guard is built from it); where it has a slope, the point forecast takes its level
+and a line, the fit tries a ramp that began a third or two thirds into the window, a ramp
+that ended there and a step at any whole hour, and keeps the one with the lowest BIC among
+those whose slope (or step) is ``trend_z`` standard errors from zero (a ramp that ended or a
+step must also beat the line by ``trend_z`` standard errors, a step any ramp that began at a
+whole hour too; a ramp that ended must have been the choice an hour and two hours earlier as
+well, ``ENDED_PERSIST_SECONDS``): a ramp that began this morning is extrapolated at its own
+pace rather than averaged with the flat night before it - the seasonal profile no longer
+hides a creep at night or over a weekend - and neither a ramp that has ended nor a step (a
+new workload beside the old: a flat extra rate) is extrapolated. That choice decides (the
+guard is built from it); where it has a slope, the point forecast takes its level
 and slope from the same choice with the ramp's beginning searched over the window's whole
 hours, so that a ramp a few hours old is timed at its own pace, and with the hours weighted by
 the reference to a power between 0 and 1 chosen from the tenant's own hour-to-hour noise (1
@@ -93,14 +95,18 @@ def fit_trend(
     (``sum(rate) / sum(u) - 1`` when `v` is `u`) and weighted by ``sum(v)`` (quiet nights count
     little; hourly blocks are nearly independent, so the standard errors are honest).
     Candidate models, each a weighted least-squares fit: a constant level; a line over the
-    whole window; a ramp that began at one or two thirds of the window (flat before); a ramp
-    that ended there (flat since). A model other than the constant
-    needs a slope `z` standard errors from zero and the lowest BIC (a ramp's kink costs one
-    more parameter); a ramp that ended must moreover fit better than the line by `z` standard
-    errors (its residual sum of squares lower by ``z**2`` residual variances), so that the
-    noise of a few flat-looking hours does not stop a ramp that runs on. A recent ramp is
-    extrapolated at its own pace, not averaged with the flat hours before it, and a finished
-    ramp is not extrapolated at all.
+    whole window; a ramp that began at one or two thirds of the window (flat before); a step
+    at any whole hour of it (flat before and since: a new workload is a step in the rate, and
+    a ramp that began at a third and ran on since would extrapolate it); a ramp that ended at
+    a third (flat since). A model other than the constant needs a slope (a step: its jump)
+    `z` standard errors from zero and the lowest BIC (a ramp's kink costs one more
+    parameter, and so does a step's place); a step or a ramp that ended must moreover fit
+    better than the line by `z` standard errors (its residual sum of squares lower by
+    ``z**2`` residual variances), and a step better than a ramp that began at any whole hour
+    as well, so that the noise of a few flat-looking hours does not stop a ramp that runs on
+    nor a young ramp pass for a step. A recent ramp is extrapolated at its own pace, not
+    averaged with the flat hours before it, and neither a finished ramp nor a step is
+    extrapolated at all.
 
     That choice is the *decision*: ``decided_level``, ``decided_slope`` and the standard errors,
     which the guard is built from. The *timing* (``level``, ``slope``) makes the same choice
@@ -142,11 +148,12 @@ def fit_trend(
     thirds = sorted({round(n_blocks / 3), round(2 * n_blocks / 3)} - {0, n_blocks})
     edge = max(1, round(KINK_MARGIN_SECONDS / 3600.0 / block_hours))
     hourly = list(range(edge, n_blocks - edge + 1))
+    stepped = list(range(1, n_blocks))
 
     with np.errstate(invalid="ignore", divide="ignore"):
         # The decision (kinks at the thirds, weights sum(u)), at every fitted origin: where
         # the earlier ones chose a ramp that ended, the newer may too.
-        coarse = _candidates(blocks, x, block_hours, thirds, thirds, z)
+        coarse = _candidates(blocks, x, block_hours, thirds, thirds, z, stepped)
         allowed: np.ndarray | None = None
         if persist:
             ended_then = _choose(coarse)[2][where[n_o:]]
@@ -159,7 +166,7 @@ def fit_trend(
         # The timing (kinks at every whole hour, weights sum(u)**p), at the origins only.
         p = noise_exponent(blocks.q, blocks.wt, blocks.good)
         timed_blocks = blocks._replace(wt=np.where(blocks.good, blocks.wt ** p[None], 0.0))
-        timed_fits = _candidates(timed_blocks, x, block_hours, hourly, thirds, z)
+        timed_fits = _candidates(timed_blocks, x, block_hours, hourly, thirds, z, stepped)
         timed, timed_sloped, _ = _choose(_ended_only_where(timed_fits, allowed))
     use = decided_sloped & timed_sloped
     a, b, sa, sb = decided.level, decided.slope, decided.se_level, decided.se_slope
@@ -268,11 +275,15 @@ def _candidates(
     began_at: list[int],
     ended_at: list[int],
     z: float,
+    stepped_at: list[int],
 ) -> list[_Fits | None]:
     """The constant, the line, ramps that began `began_at` blocks before the origin (``None``
-    without any) and ramps that ended `ended_at` blocks before it, fitted to the block ratios
-    with the block weights; `x` ``(n_blocks, 1, 1)`` holds the block centres in hours (negative,
-    before the origin)."""
+    without any), steps `stepped_at` blocks before it (``None`` without any) and ramps that
+    ended `ended_at` blocks before it, fitted to the block ratios with the block weights; `x`
+    ``(n_blocks, 1, 1)`` holds the block centres in hours (negative, before the origin). A
+    step or a ramp that ended stops a growth: it must fit better than the line by `z`
+    standard errors (its residual sum of squares lower by ``z**2`` residual variances), and a
+    step better than a ramp that began at any hour of `stepped_at` as well."""
     mo = _Moments.of(blocks.wt, blocks.q, x)
     n_good = blocks.good.sum(axis=0)
     n_blocks = x.shape[0]
@@ -285,7 +296,16 @@ def _candidates(
         if began_at
         else None
     )
-    return [constant, line, began, ended]
+    step = None
+    if stepped_at:
+        # A step must be told from a young ramp, too: it beats the line and a ramp that began
+        # at any of the same hours.
+        step = _step_fits(mo, stepped_at, n_good, z)
+        young = _ramp_fits(mo, stepped_at, block_hours, n_good, z, began=True, kinked=True)
+        with quiet():
+            sloped = np.fmin(line.rss[0], np.nanmin(young.rss, axis=0))
+        step = step._replace(ok=step.ok & (sloped - step.rss > z * z * step.s2))
+    return [constant, line, began, step, ended]
 
 
 def _constant_fit(mo: _Moments) -> _Fits:
@@ -348,6 +368,26 @@ def _ramp_fits(
         bic,
         chosen,
     )
+
+
+def _step_fits(mo: _Moments, blocks: list[int], n_good: np.ndarray, z: float) -> _Fits:
+    """Steps of the level `blocks` blocks before the origin (flat before and since), one
+    model each: a new workload beside the old is a step in the rate, not a ramp to carry on.
+    A step is allowed where it is `z` standard errors from zero and at least 4 of the blocks
+    (`n_good`, ``(n_o, n_s)``) count."""
+    k = np.array(blocks)
+    sw, sq = mo.w[-1], mo.wq[-1]
+    s_new, q_new = mo.w[k], mo.wq[k]
+    s_old, q_old = sw - s_new, sq - q_new
+    level = q_new / s_new
+    jump = level - q_old / s_old
+    rss = np.maximum(mo.wqq - q_new * level - q_old * q_old / s_old, 0.0)
+    s2 = rss / np.maximum(mo.n_eff - 2, 1)
+    var_jump = s2 * (1.0 / s_new + 1.0 / s_old)
+    bic = mo.n_eff * np.log(np.maximum(rss / sw, 1e-12)) + 2.0 * np.log(mo.n_eff)
+    chosen = (s_new > 0) & (s_old > 0) & (jump * jump > z * z * var_jump) & (n_good >= 4)
+    zero = np.zeros_like(level)
+    return _Fits(level, zero, np.sqrt(s2 / s_new), zero, rss, s2, bic, chosen)
 
 
 def _ended_only_where(fits: list[_Fits | None], allowed: np.ndarray | None) -> list[_Fits | None]:
