@@ -44,29 +44,40 @@ def detect(
     threshold: float = 0.5,
     n_eval: int = 1,
     random_state: int = 0,
+    bucketed: bool = False,
 ) -> tuple[AnomalyModel, ScoreResult]:
-    """Fit a model on ``frame`` unless one is given, and score the newest ``n_eval`` rows."""
+    """Fit a model on ``frame`` unless one is given, and score the newest ``n_eval`` rows.
+
+    ``bucketed``: the frame is a quantile read off histogram buckets; the job sets it for a
+    metric whose query does (:func:`anomaly.io.promql.reads_bucket_quantile`)."""
     if model is None:
         model = AnomalyModel(
-            step_seconds=frame.step_seconds, threshold=threshold, random_state=random_state
+            step_seconds=frame.step_seconds,
+            threshold=threshold,
+            random_state=random_state,
+            bucketed=bucketed,
         ).fit(frame.times, frame.values)
     return model, model.score(frame.times, frame.values, n_eval=n_eval)
 
 
 def score_frame(
-    frame: Frame, model: AnomalyModel | None = None, *, threshold: float = 0.5
+    frame: Frame,
+    model: AnomalyModel | None = None,
+    *,
+    threshold: float = 0.5,
+    bucketed: bool = False,
 ) -> pd.DataFrame:
     """Fit (unless ``model`` is given) and score every row of ``frame``.
 
     Returns a long DataFrame with columns ``time, series, tenant, value, expected, lower,
     upper, score, is_anomaly``: one row per (time, series). The model is fitted on the whole
     frame, so this is an in-sample view for exploring; ``anomaly score-csv`` gives an honest
-    walk-forward backtest.
+    walk-forward backtest. ``bucketed`` as in :func:`detect`.
     """
     if model is None:
-        model = AnomalyModel(step_seconds=frame.step_seconds, threshold=threshold).fit(
-            frame.times, frame.values
-        )
+        model = AnomalyModel(
+            step_seconds=frame.step_seconds, threshold=threshold, bucketed=bucketed
+        ).fit(frame.times, frame.values)
     res = model.score_history(frame.times, frame.values)
     n_t, n_s = frame.values.shape
     names = [str(k) for k in frame.keys]

@@ -5,7 +5,8 @@ Injection: tenant names and other label values that end up inside a query must g
 ``=~``/``!~``). :func:`restrict_query` adds a tenant matcher (:func:`tenant_matcher`) to every
 selector of a query, so Prometheus reads only those tenants' series; :func:`series_selectors`
 gives the selectors as ``match[]`` strings for the series and label APIs;
-:func:`count_series_query` counts a query's series over a stretch of time.
+:func:`count_series_query` counts a query's series over a stretch of time;
+:func:`reads_bucket_quantile` tells a quantile read off histogram buckets.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from anomaly.io.promql_syntax import PromQLSyntaxError, Token, tokenize
 
 __all__ = [
     "count_series_query",
+    "reads_bucket_quantile",
     "escape_label_value",
     "regex_escape_label_value",
     "restrict_query",
@@ -190,4 +192,19 @@ def count_series_query(query: str, by: str, range_seconds: float, step_seconds: 
     return (
         f"count by ({by}) "
         f"(last_over_time({inner}[{_duration(range_seconds)}:{_duration(step_seconds)}]))"
+    )
+
+
+def reads_bucket_quantile(query: str) -> bool:
+    """Whether ``query`` reads a quantile off histogram buckets (``histogram_quantile``): its
+    value is interpolated within a bucket and jumps when the quantile crosses a bucket's
+    bound, so its noise is those jumps, not the median step. False for a query this module
+    cannot read."""
+    try:
+        tokens = [t for t in tokenize(query) if t.kind != "comment"]
+    except PromQLSyntaxError:
+        return False
+    return any(
+        a.kind == "ident" and a.text == "histogram_quantile" and b.kind == "("
+        for a, b in zip(tokens, tokens[1:], strict=False)
     )

@@ -24,7 +24,7 @@ from anomaly.config import Config, MetricConfig, format_duration
 from anomaly.errors import DataError, QueryError, StoreError
 from anomaly.frame import Frame, SeriesKey, build_frame
 from anomaly.io.prometheus import PrometheusSource
-from anomaly.io.promql import restrict_query, tenant_matcher
+from anomaly.io.promql import reads_bucket_quantile, restrict_query, tenant_matcher
 from anomaly.io.store import ModelStore
 from anomaly.job.freshness import freshness
 from anomaly.job.plan import BatchPlan, evaluation_window, evidence_rows
@@ -512,6 +512,9 @@ def load_or_fit(
         else None
     )
     column_of = stored.column_of if stored is not None else {}
+    bucketed = any(
+        mc.name == frame.metric and reads_bucket_quantile(mc.query) for mc in config.metrics
+    )
     ids = [_key_id(k) for k in frame.keys]
     known = [i for i, k in enumerate(ids) if k in column_of]
     missing = [i for i, k in enumerate(ids) if k not in column_of]
@@ -524,7 +527,9 @@ def load_or_fit(
     # fitted FIT_CHUNK_SERIES at a time: memory stays flat whatever the batch size.
     for first in range(0, len(missing), FIT_CHUNK_SERIES):
         sub = frame.select(missing[first : first + FIT_CHUNK_SERIES])
-        fresh = AnomalyModel(step_seconds=frame.step_seconds, threshold=det.threshold)
+        fresh = AnomalyModel(
+            step_seconds=frame.step_seconds, threshold=det.threshold, bucketed=bucketed
+        )
         calendar = calendars.for_frame(sub) if calendars is not None else None
         pieces.append(fresh.fit(sub.times, sub.values, calendar))
     model = pieces[0] if len(pieces) == 1 else AnomalyModel.concat(pieces)

@@ -115,6 +115,10 @@ class AnomalyModel:
     holdout_seconds : float
         Newest part of the training window left out of the baseline (see
         :class:`~anomaly.models.seasonal.SeasonalBaseline`).
+    bucketed : bool
+        The values are quantiles read off histogram buckets (``histogram_quantile``; the job
+        sets it from the metric's query): each time of day's noise covers its typical jumps
+        between bucket bounds (see :class:`~anomaly.models.seasonal.SeasonalBaseline`).
 
     Attributes
     ----------
@@ -137,6 +141,7 @@ class AnomalyModel:
         n_estimators: int = 50,
         max_samples: int = 128,
         holdout_seconds: float = SECONDS_PER_DAY,
+        bucketed: bool = False,
     ) -> None:
         self.step_seconds = step_seconds
         self.threshold = threshold
@@ -145,6 +150,7 @@ class AnomalyModel:
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.holdout_seconds = holdout_seconds
+        self.bucketed = bucketed
 
     def fit(
         self, times: np.ndarray, values: np.ndarray, calendar: Calendar | None = None
@@ -183,7 +189,9 @@ class AnomalyModel:
                 else calendar.select(np.arange(start, start + n_s, dtype=np.int64))
             )
             seasonal = SeasonalBaseline(
-                step_seconds=self.step_seconds, holdout_seconds=self.holdout_seconds
+                step_seconds=self.step_seconds,
+                holdout_seconds=self.holdout_seconds,
+                bucketed=self.bucketed,
             ).fit(t, chunk, own)
             # The detectors learn from the baseline's training cells (the newest day held out):
             # the rules calibrate on features of those cells' values alone (what the baseline
@@ -407,6 +415,7 @@ class AnomalyModel:
             n_estimators=self.n_estimators,
             max_samples=self.max_samples,
             holdout_seconds=self.holdout_seconds,
+            bucketed=self.bucketed,
         )
 
     def _check_fitted(self) -> None:

@@ -29,7 +29,9 @@ normalised by their training median and MAD.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
+from statistics import NormalDist
 from typing import Any, ClassVar
 
 import numpy as np
@@ -114,6 +116,10 @@ class SeasonalBaseline(FittedState):
         Find each series' own day boundary (whole hours from UTC) from where its weekend
         level change falls, so a tenant in UTC+10 gets its weekend on its local Saturday and
         Sunday. Off (or no visible weekend): UTC calendar days.
+    bucketed : bool
+        The values are quantiles read off histogram buckets (``histogram_quantile``): they
+        jump between bucket bounds, and each slot's noise scale covers the typical day's
+        jumps there (:func:`_jump_scale`) instead of one heavy-tail threshold for the day.
     """
 
     state_fields: ClassVar[dict[str, Field]] = {
@@ -148,6 +154,7 @@ class SeasonalBaseline(FittedState):
         outlier_z: float = 4.0,
         holdout_seconds: float = SECONDS_PER_DAY,
         estimate_day_offset: bool = True,
+        bucketed: bool = False,
     ) -> None:
         self.step_seconds = step_seconds
         self.min_points = min_points
@@ -156,6 +163,7 @@ class SeasonalBaseline(FittedState):
         self.outlier_z = outlier_z
         self.holdout_seconds = holdout_seconds
         self.estimate_day_offset = estimate_day_offset
+        self.bucketed = bucketed
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -224,7 +232,7 @@ class SeasonalBaseline(FittedState):
         pgrid = np.take_along_axis(day_type, wd_grid, axis=0)
 
         profile = _fit_profiles(grid, n_days, n_slots, wd_grid, rest, weekly, k)
-        scale = _fit_scale(grid, profile, pgrid, n_days, n_slots, ks, sparse)
+        scale = _fit_scale(grid, profile, pgrid, n_days, n_slots, ks, sparse, self.bucketed)
         resid = grid - _grid_expected(profile, pgrid, n_slots)
         z = resid / np.tile(scale, (n_days, 1))
         # Days that fit no profile (a public holiday, a deploy day, a past incident of hours)
@@ -247,7 +255,7 @@ class SeasonalBaseline(FittedState):
             outlier = (np.abs(z) > self.outlier_z) | _on_days(cell_day, first_day, odd)
         masked = np.where(outlier, np.nan, grid)
         profile = _fit_profiles(masked, n_days, n_slots, wd_grid, rest, weekly, k)
-        scale = _fit_scale(masked, profile, pgrid, n_days, n_slots, ks, sparse)
+        scale = _fit_scale(masked, profile, pgrid, n_days, n_slots, ks, sparse, self.bucketed)
         # The cells the detectors learn from: the baseline's, less the holidays.
         self.train_cells_ = mask & ~_on_days(local_day(t, day_offset), first_day, holiday)
         # The window on the newest clock, and its training values (NaN outside the training
@@ -964,6 +972,32 @@ def _seen(
     return out
 
 
+#: A slot's typical jumps widen its scale where they exceed a Gaussian's largest deviation
+#: by this factor (the point threshold's heavy-tail factor in :mod:`~anomaly.models.rules`).
+_JUMP_HEAVY = 1.5
+
+
+def _jump_scale(stack: np.ndarray) -> np.ndarray:
+    """The scale that the typical day's largest deviation around each slot implies, divided
+    by :data:`_JUMP_HEAVY`, shape (n_slots, n_series): the median over days of each day's
+    largest ``|residual|`` within the slot's window (``stack``, (window, n_days, n_slots,
+    n_series)) over a Gaussian's median largest of as many.
+
+    A quantile read off histogram buckets sits at a bucket's bound when traffic is thin and
+    jumps into the next bucket with a few slow requests, every night: its median deviation
+    there is tiny, and those jumps, at 10-20 such scales, would otherwise set one heavy-tail
+    threshold for the whole day (a p95 that doubled by day went unseen). A typical day's, so
+    one incident in training does not widen it.
+    """
+    window = stack.shape[0]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a day with no value there
+        day_max = np.nanmax(stack, axis=0)
+    gaussian = NormalDist().inv_cdf((1.0 + 0.5 ** (1.0 / window)) / 2.0)
+    out: np.ndarray = np.nan_to_num(nanmedian0(day_max) / (gaussian * _JUMP_HEAVY), nan=0.0)
+    return out
+
+
 def _grid_expected(profile: np.ndarray, type_grid: np.ndarray, n_slots: int) -> np.ndarray:
     """Profile value of each grid cell, shape (n_days * n_slots, n_series)."""
     n_cells, n_s = type_grid.shape
@@ -979,8 +1013,10 @@ def _fit_scale(
     n_slots: int,
     ks: int,
     sparse: np.ndarray,
+    jumps: bool = False,
 ) -> np.ndarray:
-    """Per-slot robust scale, shape (n_slots, n_series), floored at 0.3 x the global scale."""
+    """Per-slot robust scale, shape (n_slots, n_series), floored at 0.3 x the global scale;
+    with ``jumps``, at least the typical day's jumps there (:func:`_jump_scale`)."""
     n_s = grid.shape[1]
     absres = np.abs(grid - _grid_expected(profile, type_grid, n_slots))
     stack = sliding_stack(absres, ks).reshape(2 * ks + 1, n_days, n_slots, n_s)
@@ -990,6 +1026,8 @@ def _fit_scale(
     # Sparse counts (many exact zeros): the median deviation collapses at quiet hours while
     # single events are routine there; the 95th percentile of |r| keeps that spread.
     local = np.where(sparse, np.maximum(local, quantile_sorted(ordered, 0.95) / 1.96), local)
+    if jumps:
+        local = np.maximum(local, _jump_scale(stack))
     glob = _MAD_TO_SIGMA * nanmedian0(absres)
     count = np.sum(np.isfinite(absres), axis=0)
     mean_abs = np.nansum(absres, axis=0) / np.maximum(count, 1) * 1.2533

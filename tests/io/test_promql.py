@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from anomaly.io.promql import escape_label_value, regex_escape_label_value
+from anomaly.io.promql import escape_label_value, reads_bucket_quantile, regex_escape_label_value
 
 HOSTILE = [
     "plain",
@@ -53,3 +53,18 @@ def test_regex_escape_matches_exactly_the_value(value: str, other: str) -> None:
     assert re.fullmatch(pattern, value, flags=re.DOTALL)
     if other != value:
         assert not re.fullmatch(pattern, other, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize(
+    ("query", "bucketed"),
+    [
+        ("histogram_quantile(0.95, sum by (le) (rate(http_duration_seconds_bucket[5m])))", True),
+        ("max by (org) (histogram_quantile (0.9, rate(x_bucket[5m]))) * 1000", True),
+        ("sum by (org) (rate(http_requests_total[5m]))", False),
+        ('sum(rate(x{job="histogram_quantile("}[5m]))', False),  # a label value, not a call
+        ("# histogram_quantile(0.5, x)\nsum(x)", False),  # a comment
+        ("sum(((", False),  # not PromQL this module reads
+    ],
+)
+def test_a_quantile_read_off_buckets_is_told_from_its_query(query: str, bucketed: bool) -> None:
+    assert reads_bucket_quantile(query) is bucketed

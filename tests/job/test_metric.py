@@ -54,6 +54,27 @@ def test_fresh_state_is_reused_without_refitting(tmp_path: Path) -> None:
     np.testing.assert_array_equal(a.expected, b.expected)
 
 
+@pytest.mark.parametrize(
+    ("query", "bucketed"),
+    [
+        ("histogram_quantile(0.95, sum by (organization_id, le) (rate(d_bucket[5m])))", True),
+        ("max by (organization_id) (latency_p95_seconds)", False),
+    ],
+)
+def test_a_quantile_read_off_buckets_is_fitted_as_one(
+    tmp_path: Path, query: str, bucketed: bool
+) -> None:
+    config = config_from_dict(
+        {
+            "prometheus": {"url": "http://127.0.0.1:9"},
+            "pushgateway": {"url": "http://127.0.0.1:9"},
+            "metrics": [{"name": "latency_p95", "query": query}],
+        }
+    )
+    model, _ = load_or_fit(config, _frame(2), None, END)
+    assert model.bucketed is bucketed
+
+
 def test_only_new_series_are_fitted_and_order_follows_the_frame(tmp_path: Path) -> None:
     config = _config(tmp_path)
     store = ModelStore(config.model_dir)
