@@ -236,6 +236,10 @@ class _Fits(NamedTuple):
         """The fits at indices `fits` (along axis 1)."""
         return _Fits(*(f[:, fits] for f in self))
 
+    def models(self, index: list[int]) -> _Fits:
+        """The models at `index` (along axis 0)."""
+        return _Fits(*(f[index] for f in self))
+
 
 class _Moments(NamedTuple):
     """Weighted moments of the block ratios ``q`` at block centres ``x``.
@@ -291,17 +295,18 @@ def _candidates(
     line = _ramp_fits(mo, [n_blocks], block_hours, n_good, z, began=True, kinked=False)
     ended = _ramp_fits(mo, ended_at, block_hours, n_good, z, began=False, kinked=True)
     ended = ended._replace(ok=ended.ok & (line.rss - ended.rss > z * z * ended.s2))
-    began = (
-        _ramp_fits(mo, began_at, block_hours, n_good, z, began=True, kinked=True)
-        if began_at
-        else None
+    # Ramps that began at any hour a candidate ramp or step needs, fitted once.
+    hours = sorted(set(began_at) | set(stepped_at))
+    ramps = (
+        _ramp_fits(mo, hours, block_hours, n_good, z, began=True, kinked=True) if hours else None
     )
+    began = ramps.models([hours.index(k) for k in began_at]) if ramps and began_at else None
     step = None
-    if stepped_at:
+    if ramps and stepped_at:
         # A step must be told from a young ramp, too: it beats the line and a ramp that began
         # at any of the same hours.
         step = _step_fits(mo, stepped_at, n_good, z)
-        young = _ramp_fits(mo, stepped_at, block_hours, n_good, z, began=True, kinked=True)
+        young = ramps.models([hours.index(k) for k in stepped_at])
         with quiet():
             sloped = np.fmin(line.rss[0], np.nanmin(young.rss, axis=0))
         step = step._replace(ok=step.ok & (sloped - step.rss > z * z * step.s2))
