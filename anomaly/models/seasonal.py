@@ -29,7 +29,6 @@ normalised by their training median and MAD.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from statistics import NormalDist
 from typing import Any, ClassVar
@@ -990,9 +989,9 @@ def _jump_scale(stack: np.ndarray) -> np.ndarray:
     one incident in training does not widen it.
     """
     window = stack.shape[0]
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a day with no value there
-        day_max = np.nanmax(stack, axis=0)
+    # |residuals| are >= 0: -1 marks a day with no value there.
+    day_max = np.max(np.where(np.isfinite(stack), stack, -1.0), axis=0)
+    day_max = np.where(day_max >= 0, day_max, np.nan)
     gaussian = NormalDist().inv_cdf((1.0 + 0.5 ** (1.0 / window)) / 2.0)
     out: np.ndarray = np.nan_to_num(nanmedian0(day_max) / (gaussian * _JUMP_HEAVY), nan=0.0)
     return out
