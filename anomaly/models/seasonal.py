@@ -916,10 +916,14 @@ def _fit_profiles(
     by_type = np.empty((2, n_slots, n_s))
     for g in range(2):
         mask = type_grid == g
-        offset = nanmedian0(np.where(mask, grid - np.tile(all_days, (n_days, 1)), np.nan))
+        diff = np.where(mask, grid - np.tile(all_days, (n_days, 1)), np.nan)
         # The all-days shape shifted to the day type's level only breaks ties (one sample):
         # it is a poor guess of a rest day's shape, but it sides with the normal one of two
-        # disagreeing days.
+        # disagreeing days. At a time of day the type was never seen, the guess is all there
+        # is: there, the type's offset is that of the times as busy (:func:`_carried`).
+        offset = nanmedian0(diff)
+        by_slot = nanmedian0(diff.reshape(n_days, n_slots, n_s))
+        offset = np.where(np.isfinite(by_slot), offset, _carried(by_slot, all_days))
         prof = pooled(mask, all_days + offset, 1)
         by_type[g] = np.where(np.isfinite(prof), prof, all_days)
     if not weekly:
@@ -930,6 +934,32 @@ def _fit_profiles(
         prof = pooled(wd_grid == w, prior, 2 * k + 1)
         by_weekday[w] = np.where(np.isfinite(prof), prof, prior)
     return by_weekday
+
+
+#: Times of day (of those a day type was seen at) that lend it its offset where it was not.
+_CARRY_NEAREST = 12
+
+
+def _carried(by_slot: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """Each series' offsets (n_slots, n_series) at its NaN slots: the median offset of the
+    :data:`_CARRY_NEAREST` finite slots whose all-days ``level`` is closest (NaN where a
+    column has none).
+
+    A six-day week's rest day, with the default week of history and the newest day held out,
+    is seen only from the time of day the window starts. Where it was not, its offset from
+    the all-days profile is that of the hours as busy as these: a rest day rests like any
+    night at night and is quieter by day, and one whole-day offset guessed that a quiet
+    night's requests would halve.
+    """
+    out = by_slot.copy()
+    finite = np.isfinite(by_slot) & np.isfinite(level)
+    for j in np.flatnonzero(np.any(finite, axis=0) & ~np.all(finite, axis=0)):
+        ok = finite[:, j]
+        gap = np.abs(level[~ok, j][:, None] - level[ok, j][None, :])
+        n = min(_CARRY_NEAREST, int(ok.sum()))
+        near = np.argpartition(gap, n - 1, axis=1)[:, :n]
+        out[~ok, j] = np.median(by_slot[ok, j][near], axis=1)
+    return out
 
 
 def _fits_other(

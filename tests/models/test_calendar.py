@@ -292,3 +292,24 @@ def test_a_rest_day_seen_only_today_is_the_tenant_s_when_its_series_agree() -> N
     values[times >= friday - 14 * 3600, 0] *= 0.6
     calendar = estimate_calendars(times, values, STEP, groups=np.zeros(4, dtype=np.int64))
     assert not calendar.rest[4].any()
+
+
+def test_a_rest_day_never_seen_at_night_is_expected_to_rest_like_other_nights() -> None:
+    # A six-day week whose rest day lowers only the business hours, in a week of history
+    # that ends on Sunday afternoon: the newest day is held out of training and the older
+    # Sunday is seen only from 14:00 on, so at 03:00 the rest day's profile was never seen.
+    # Its guess takes the offset of the hours as quiet (the evening's: none), not the whole
+    # day's, which would have the night's requests a quarter lower.
+    end = _MONDAY + 13 * 86400 + 14 * 3600  # Sunday 14:00 UTC
+    times = week(end)
+    rng = np.random.default_rng(3)
+    hours = np.mod(times / 3600.0, 24.0)
+    bump = np.exp(-0.5 * ((hours - 13.0) / 2.5) ** 2)
+    sunday = (np.floor(times / 86400.0).astype(np.int64) + 3) % 7 == 6
+    truth = 100.0 * (0.15 + np.where(sunday, 0.4, 1.0) * bump)
+    values = (truth * np.exp(NOISE * rng.standard_normal(times.size)))[:, None]
+    model = fit(times, values)
+    assert "rest Sun" in model.seasonal_.calendar_[0]
+    night = sunday & (hours >= 2) & (hours < 5) & (times > end - 86400)
+    expected, _, _ = model.seasonal_.bands(times[night], 1.0)
+    assert np.all(np.abs(np.log(expected[:, 0] / truth[night])) < 2 * NOISE)
