@@ -231,7 +231,10 @@ class SeasonalBaseline(FittedState):
         pgrid = np.take_along_axis(day_type, wd_grid, axis=0)
 
         profile = _fit_profiles(grid, n_days, n_slots, wd_grid, rest, weekly, k)
-        scale = _fit_scale(grid, profile, pgrid, n_days, n_slots, ks, sparse, self.bucketed)
+        rounding = _rounding(grid, c, v_base, sparse)
+        scale = _fit_scale(
+            grid, profile, pgrid, n_days, n_slots, ks, sparse, self.bucketed, rounding
+        )
         resid = grid - _grid_expected(profile, pgrid, n_slots)
         z = resid / np.tile(scale, (n_days, 1))
         # Days that fit no profile (a public holiday, a deploy day, a past incident of hours)
@@ -254,7 +257,9 @@ class SeasonalBaseline(FittedState):
             outlier = (np.abs(z) > self.outlier_z) | _on_days(cell_day, first_day, odd)
         masked = np.where(outlier, np.nan, grid)
         profile = _fit_profiles(masked, n_days, n_slots, wd_grid, rest, weekly, k)
-        scale = _fit_scale(masked, profile, pgrid, n_days, n_slots, ks, sparse, self.bucketed)
+        scale = _fit_scale(
+            masked, profile, pgrid, n_days, n_slots, ks, sparse, self.bucketed, rounding
+        )
         # The cells the detectors learn from: the baseline's, less the holidays.
         self.train_cells_ = mask & ~_on_days(local_day(t, day_offset), first_day, holiday)
         # The window on the newest clock, and its training values (NaN outside the training
@@ -1027,6 +1032,38 @@ def _jump_scale(stack: np.ndarray) -> np.ndarray:
     return out
 
 
+def _rounding(grid: np.ndarray, c: np.ndarray, v: np.ndarray, sparse: np.ndarray) -> np.ndarray:
+    """Half the width, in model space, of the unit each cell's value was rounded to, shape
+    (n_cells, n_series): a whole count for a gauge of whole numbers (a connection pool, a
+    queue, replicas), 0 for other series and sparse counts (whose tails their own model
+    reads).
+
+    The median absolute deviation of whole numbers collapses where more than half of them
+    sit on the profile exactly: a pool of 9 +- 1 connections at night then got a third of
+    its spread as its scale, and 7 read as 7 scales low.
+    """
+    with np.errstate(invalid="ignore"):
+        whole = np.all(~np.isfinite(v) | (v == np.round(v)), axis=0)
+    whole &= ~sparse & np.any(np.isfinite(v), axis=0)
+    out = np.zeros(grid.shape)
+    if whole.any():
+        x = from_model_space(grid[:, whole], c[whole])
+        half = (to_model_space(x + 0.5, c[whole]) - to_model_space(x - 0.5, c[whole])) / 2.0
+        out[:, whole] = np.where(np.isfinite(half), half, 0.0)
+    return out
+
+
+def _dither(shape: tuple[int, ...]) -> np.ndarray:
+    """A fixed, evenly spread offset in [-0.5, 0.5) per cell (a golden-ratio sequence down
+    each column, started elsewhere in each): residuals of whole numbers spread across their
+    rounding unit, so that their median absolute deviation is a continuous one's (jittering,
+    as for quantiles of counts; deterministic, so a fit repeats)."""
+    rows = np.arange(shape[0], dtype=np.float64)[:, None]
+    cols = np.arange(shape[1], dtype=np.float64)[None, :]
+    out: np.ndarray = np.mod(rows * 0.6180339887498949 + cols * 0.7548776662466927, 1.0) - 0.5
+    return out
+
+
 def _grid_expected(profile: np.ndarray, type_grid: np.ndarray, n_slots: int) -> np.ndarray:
     """Profile value of each grid cell, shape (n_days * n_slots, n_series)."""
     n_cells, n_s = type_grid.shape
@@ -1043,11 +1080,17 @@ def _fit_scale(
     ks: int,
     sparse: np.ndarray,
     jumps: bool = False,
+    rounding: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-slot robust scale, shape (n_slots, n_series), floored at 0.3 x the global scale;
-    with ``jumps``, at least the typical day's jumps there (:func:`_jump_scale`)."""
+    with ``jumps``, at least the typical day's jumps there (:func:`_jump_scale`); with
+    ``rounding`` (:func:`_rounding`), of the residuals dithered across each cell's rounding
+    unit (:func:`_dither`)."""
     n_s = grid.shape[1]
-    absres = np.abs(grid - _grid_expected(profile, type_grid, n_slots))
+    resid = grid - _grid_expected(profile, type_grid, n_slots)
+    if rounding is not None:
+        resid = resid + 2.0 * rounding * _dither(resid.shape)
+    absres = np.abs(resid)
     stack = sliding_stack(absres, ks).reshape(2 * ks + 1, n_days, n_slots, n_s)
     pooled = stack.reshape((2 * ks + 1) * n_days, n_slots, n_s)
     ordered = sorted_last(pooled)  # one sort for the median and the 95th percentile

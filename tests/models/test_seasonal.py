@@ -176,3 +176,21 @@ def test_a_clock_moved_in_the_newest_day_moves_its_profile() -> None:
     np.testing.assert_allclose(expected[early, 0], both[early, 0], rtol=0.2)  # the batch
     assert np.all(expected[early, 1] < 0.5 * expected[early, 0])  # the quiet hour, as before
     np.testing.assert_allclose(expected[~newest, 0], expected[~newest, 1], rtol=0.2)
+
+
+def test_a_gauge_of_whole_numbers_gets_its_spread_as_its_scale() -> None:
+    """A connection pool of 9 +- 1: more than half of its values sit on the profile exactly,
+    where the median absolute deviation of whole numbers collapses. Its scale is that of the
+    numbers' spread (they are dithered across their unit), not a third of it, so a 7 is
+    about two noise widths low, not seven."""
+    rng = np.random.default_rng(5)
+    times = _MONDAY + 300.0 * np.arange(8 * 288)
+    values = np.round(9.0 + 0.8 * rng.standard_normal(times.size))[:, None]
+    assert np.mean(values == 9.0) > 0.45
+    det = SeasonalBaseline().fit(times, values)
+    newest = times[-288:]
+    expected, lower, upper = det.bands(newest, 1.0)
+    width = (upper - lower)[:, 0] / 2.0
+    spread = float(np.std(values[:, 0]))
+    assert 0.8 * spread < np.median(width) < 1.2 * spread
+    assert np.all(width > 0.6 * spread)
