@@ -891,3 +891,29 @@ def test_rate_mode_decides_with_the_trend_the_recent_hours_chose(seed: int) -> N
         assert fc.additive is not None and fc.additive[0] > 0.99
         countdown = breach_seconds(fc, None, budget, "above")[0]
         assert math.isfinite(countdown), f"{hours_before} h before the breach"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rate_mode_band_holds_a_growth_that_stops_now(seed: int) -> None:
+    """A ramp that has run for a day and a half stops at the forecast's origin: no forecaster
+    can know, and the band says so. Its 24-hour edge holds the rolling spend of the rate held
+    where it is, where the point forecast carries the ramp on."""
+    origin = END + 4 * DAY
+    start = origin - 1.5 * DAY
+    ramp = [
+        synth.Injection("org-03", "ai_cost", "trend_drift", start, origin, 1.0),
+        synth.Injection("org-03", "ai_cost", "level_shift", origin + 1, None, 1.0),
+    ]
+    data = synth.generate(
+        6, days=14, step_seconds=STEP, end=origin + 2 * DAY, seed=seed, injections=ramp
+    )
+    spend, rate = _spend_and_rate(data)
+    t = np.asarray(data.timestamps)
+    n = int(np.searchsorted(t, origin)) + 1
+    history = slice(n - 10 * 288, n)
+    fc = forecast(
+        t[history], spend[history], ForecastParams(DAY), step_seconds=STEP, rate=rate[history]
+    )
+    actual = spend[n - 1 + 288, 2]
+    assert fc.value[-1, 2] > actual  # the ramp carried on
+    assert fc.lower[-1, 2] <= actual <= fc.upper[-1, 2]

@@ -273,6 +273,10 @@ def _forecast_with(
     q_hi = np.maximum.accumulate(q_hi, axis=0)
     lower = point * (1.0 + q_lo)
     upper = point * (1.0 + q_hi)
+    # A growth may stop at any hour: the band holds the forecast of it stopping now, too.
+    stopped = carry.paths(newest, trend.level, np.zeros_like(trend.slope))[0]
+    lower = np.minimum(lower, stopped * (1.0 + q_lo))
+    upper = np.maximum(upper, stopped * (1.0 + q_hi))
     return _Variant(point, np.minimum(lower, point), np.maximum(upper, point), guard, held, error)
 
 
