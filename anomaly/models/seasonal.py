@@ -1035,8 +1035,8 @@ def _jump_scale(stack: np.ndarray) -> np.ndarray:
 def _rounding(grid: np.ndarray, c: np.ndarray, v: np.ndarray, sparse: np.ndarray) -> np.ndarray:
     """Half the width, in model space, of the unit each cell's value was rounded to, shape
     (n_cells, n_series): a whole count for a gauge of whole numbers (a connection pool, a
-    queue, replicas), 0 for other series and sparse counts (whose tails their own model
-    reads).
+    queue, replicas), 0 for other series, constant ones and sparse counts (whose tails their
+    own model reads).
 
     The median absolute deviation of whole numbers collapses where more than half of them
     sit on the profile exactly: a pool of 9 +- 1 connections at night then got a third of
@@ -1044,7 +1044,10 @@ def _rounding(grid: np.ndarray, c: np.ndarray, v: np.ndarray, sparse: np.ndarray
     """
     with np.errstate(invalid="ignore"):
         whole = np.all(~np.isfinite(v) | (v == np.round(v)), axis=0)
-    whole &= ~sparse & np.any(np.isfinite(v), axis=0)
+    seen = np.isfinite(v)
+    varies = np.max(np.where(seen, v, -np.inf), axis=0) > np.min(np.where(seen, v, np.inf), axis=0)
+    # A constant series has no noise to spread: it leaves its value or it does not.
+    whole &= ~sparse & varies
     out = np.zeros(grid.shape)
     if whole.any():
         x = from_model_space(grid[:, whole], c[whole])
