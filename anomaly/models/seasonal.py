@@ -926,9 +926,15 @@ def _fit_profiles(
         # it is a poor guess of a rest day's shape, but it sides with the normal one of two
         # disagreeing days. At a time of day the type was never seen, the guess is all there
         # is: there, the type's offset is that of the times as busy (:func:`_carried`).
-        offset = nanmedian0(diff)
-        by_slot = nanmedian0(diff.reshape(n_days, n_slots, n_s))
-        offset = np.where(np.isfinite(by_slot), offset, _carried(by_slot, all_days))
+        offset = np.tile(nanmedian0(diff), (n_slots, 1))
+        days = diff.reshape(n_days, n_slots, n_s)
+        seen = np.asarray(np.isfinite(days).any(axis=0))
+        part = np.flatnonzero(seen.any(axis=0) & ~seen.all(axis=0))
+        if part.size:
+            by_slot = nanmedian0(days[:, :, part])
+            offset[:, part] = np.where(
+                seen[:, part], offset[:, part], _carried(by_slot, all_days[:, part])
+            )
         prof = pooled(mask, all_days + offset, 1)
         by_type[g] = np.where(np.isfinite(prof), prof, all_days)
     if not weekly:
@@ -1032,38 +1038,41 @@ def _jump_scale(stack: np.ndarray) -> np.ndarray:
     return out
 
 
-def _rounding(grid: np.ndarray, c: np.ndarray, v: np.ndarray, sparse: np.ndarray) -> np.ndarray:
-    """Half the width, in model space, of the unit each cell's value was rounded to, shape
-    (n_cells, n_series): a whole count for a gauge of whole numbers (a connection pool, a
-    queue, replicas), 0 for other series, constant ones and sparse counts (whose tails their
-    own model reads).
+def _rounding(
+    grid: np.ndarray, c: np.ndarray, v: np.ndarray, sparse: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The gauges of whole numbers (a connection pool, a queue, replicas) among the series,
+    and half the width, in model space, of the unit each of their cells was rounded to:
+    ``(columns, half)``, ``half`` of shape (n_cells, n_columns); None where there are none.
+    Other series, constant ones and sparse counts (whose tails their own model reads) are
+    not rounded.
 
     The median absolute deviation of whole numbers collapses where more than half of them
     sit on the profile exactly: a pool of 9 +- 1 connections at night then got a third of
     its spread as its scale, and 7 read as 7 scales low.
     """
-    with np.errstate(invalid="ignore"):
-        whole = np.all(~np.isfinite(v) | (v == np.round(v)), axis=0)
     seen = np.isfinite(v)
+    with np.errstate(invalid="ignore"):
+        whole = np.all(~seen | (v == np.round(v)), axis=0)
     varies = np.max(np.where(seen, v, -np.inf), axis=0) > np.min(np.where(seen, v, np.inf), axis=0)
     # A constant series has no noise to spread: it leaves its value or it does not.
-    whole &= ~sparse & varies
-    out = np.zeros(grid.shape)
-    if whole.any():
-        x = from_model_space(grid[:, whole], c[whole])
-        half = (to_model_space(x + 0.5, c[whole]) - to_model_space(x - 0.5, c[whole])) / 2.0
-        out[:, whole] = np.where(np.isfinite(half), half, 0.0)
-    return out
+    cols = np.flatnonzero(whole & ~sparse & varies)
+    if cols.size == 0:
+        return None
+    x = from_model_space(grid[:, cols], c[cols])
+    half = (to_model_space(x + 0.5, c[cols]) - to_model_space(x - 0.5, c[cols])) / 2.0
+    return cols, np.where(np.isfinite(half), half, 0.0)
 
 
-def _dither(shape: tuple[int, ...]) -> np.ndarray:
-    """A fixed, evenly spread offset in [-0.5, 0.5) per cell (a golden-ratio sequence down
-    each column, started elsewhere in each): residuals of whole numbers spread across their
-    rounding unit, so that their median absolute deviation is a continuous one's (jittering,
-    as for quantiles of counts; deterministic, so a fit repeats)."""
-    rows = np.arange(shape[0], dtype=np.float64)[:, None]
-    cols = np.arange(shape[1], dtype=np.float64)[None, :]
-    out: np.ndarray = np.mod(rows * 0.6180339887498949 + cols * 0.7548776662466927, 1.0) - 0.5
+def _dither(n_rows: int, cols: np.ndarray) -> np.ndarray:
+    """A fixed, evenly spread offset in [-0.5, 0.5) per cell of columns `cols`, shape
+    (n_rows, n_cols) (a golden-ratio sequence down each column, started elsewhere in each):
+    residuals of whole numbers spread across their rounding unit, so that their median
+    absolute deviation is a continuous one's (jittering, as for quantiles of counts;
+    deterministic, so a fit repeats)."""
+    rows = np.arange(n_rows, dtype=np.float64)[:, None]
+    start = cols.astype(np.float64)[None, :]
+    out: np.ndarray = np.mod(rows * 0.6180339887498949 + start * 0.7548776662466927, 1.0) - 0.5
     return out
 
 
@@ -1083,7 +1092,7 @@ def _fit_scale(
     ks: int,
     sparse: np.ndarray,
     jumps: bool = False,
-    rounding: np.ndarray | None = None,
+    rounding: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Per-slot robust scale, shape (n_slots, n_series), floored at 0.3 x the global scale;
     with ``jumps``, at least the typical day's jumps there (:func:`_jump_scale`); with
@@ -1092,7 +1101,8 @@ def _fit_scale(
     n_s = grid.shape[1]
     resid = grid - _grid_expected(profile, type_grid, n_slots)
     if rounding is not None:
-        resid = resid + 2.0 * rounding * _dither(resid.shape)
+        cols, half = rounding
+        resid[:, cols] += 2.0 * half * _dither(resid.shape[0], cols)
     absres = np.abs(resid)
     stack = sliding_stack(absres, ks).reshape(2 * ks + 1, n_days, n_slots, n_s)
     pooled = stack.reshape((2 * ks + 1) * n_days, n_slots, n_s)
