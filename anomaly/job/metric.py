@@ -512,9 +512,7 @@ def load_or_fit(
         else None
     )
     column_of = stored.column_of if stored is not None else {}
-    bucketed = any(
-        mc.name == frame.metric and reads_bucket_quantile(mc.query) for mc in config.metrics
-    )
+    bucketed = reads_bucket_quantile(config.metric(frame.metric).query)
     ids = [_key_id(k) for k in frame.keys]
     known = [i for i, k in enumerate(ids) if k in column_of]
     missing = [i for i, k in enumerate(ids) if k not in column_of]
