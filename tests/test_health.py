@@ -163,3 +163,17 @@ def test_is_out_reads_zeros_and_silence_where_values_were() -> None:
     assert is_out(np.r_[normal[:-3], np.nan, np.nan, np.nan])
     assert not is_out(np.r_[normal[:-3], 0.4, np.nan, 0.0])  # one zero is no outage
     assert not is_out(np.zeros(100))  # a series that is normally 0 is not out at 0
+    # A failure counter that is 0 in a tenth of its hours, in runs, is not out at 0; a
+    # request rate with one 2-hour outage in its week is out at the next.
+    rng = np.random.default_rng(7)
+    hours = np.repeat(rng.poisson(4.0, 24 * 7).astype(float), 12)
+    hours[rng.random(hours.size) < 0.1] = 0.0
+    sparse = np.where(np.repeat(rng.random(24 * 7) < 0.1, 12), 0.0, hours)
+    assert 0.05 < np.mean(sparse == 0) < 0.3 and np.median(sparse) > 0
+    assert not is_out(np.r_[sparse, 0.0, 0.0, 0.0])
+    rate = 50.0 + rng.normal(0, 2, 12 * 24 * 7)
+    rate[1000:1024] = 0.0
+    assert is_out(np.r_[rate, 0.0, 0.0, 0.0])
+    assert is_out(np.r_[rate, np.nan, np.nan, np.nan])
+    # Silence before a series' first value is no history of outages.
+    assert is_out(np.r_[np.full(5000, np.nan), normal, 0.0, 0.0, 0.0])

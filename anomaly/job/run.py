@@ -84,16 +84,31 @@ def newest_value(values: np.ndarray, k: int = 3) -> float:
     return float(finite[-1]) if finite.size else math.nan
 
 
+#: The share of a series' history windows that may be all zero or silent, as long as its
+#: newest ones, before its newest ones are no outage: above it, such quiet is the series'
+#: normal (a failure counter that reads 0 in a fifth of its hours), below it an outage (a
+#: 2-hour outage last week is 1.2 % of a 7-day history and leaves the next one counted).
+NORMAL_QUIET_SHARE = 0.02
+
+
 def is_out(values: np.ndarray, k: int = 3) -> bool:
     """Whether a series that normally has nonzero values is out at its newest ``k`` points:
     no value at all, or zeros (a request rate, a latency or an error ratio with nothing to
-    measure)."""
+    measure), where ``k`` points as quiet are rare in its history (from its first value on,
+    see :data:`NORMAL_QUIET_SHARE`): a sparse counter at 0 is not out."""
     tail, history = values[-k:], values[:-k]
     seen = history[np.isfinite(history)]
     if seen.size == 0 or np.median(np.abs(seen)) == 0:
         return False
     finite = tail[np.isfinite(tail)]
-    return bool(finite.size == 0 or np.all(finite == 0))
+    if finite.size and np.any(finite != 0):
+        return False
+    history = history[int(np.argmax(np.isfinite(history))) :]
+    if history.size < k:
+        return True
+    quiet = ~np.isfinite(history) | (history == 0)
+    runs = np.lib.stride_tricks.sliding_window_view(quiet, k).all(axis=1)
+    return bool(runs.mean() < NORMAL_QUIET_SHARE)
 
 
 def _health(
