@@ -809,6 +809,28 @@ def test_plain_step_is_not_a_breach_but_a_steady_fill_is() -> None:
     assert np.isfinite(breach_seconds(filling, None, threshold, "above")[0])
 
 
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_plain_step_is_held_not_replayed_while_a_daily_drop_is(seed: int) -> None:
+    """A gauge that stepped up by half ten hours ago is forecast at its new level for the
+    whole next day: yesterday's change held the step, and replaying it would step again 14
+    hours ahead (the forecast's 24-hour value was 1.5 times the truth). A drop that comes
+    every day at the same hour (a log rotation the smoothed profile blurs) is replayed."""
+    t, y, _ = _gauge(seed)
+    step_up = np.where(t >= t[-1] - 10 * HOUR, 1.5, 1.0)
+    fc = forecast(t, y * step_up, ForecastParams(DAY))
+    truth = 40.0 * 1.5 * (1.0 + 0.15 * np.sin(2 * np.pi * (fc.times % DAY) / DAY))
+    assert np.all(np.abs(fc.value[:, 0] / truth - 1.0) < 0.06)
+    assert np.mean((fc.lower[:, 0] <= truth) & (truth <= fc.upper[:, 0])) > 0.9
+    # The same gauge with a 20 % drop from 02:00 to 06:00 every day (and a steady fill, so
+    # that the day-over-day change is not flat): the drop is expected again tomorrow.
+    hour = (t % DAY) / HOUR
+    rotated = y * (1.0 + 0.02 * (t - t[0]) / DAY) * np.where((hour >= 2) & (hour < 6), 0.8, 1.0)
+    fc = forecast(t, rotated, ForecastParams(DAY))
+    ahead = (fc.times % DAY) / HOUR
+    low, high = (ahead >= 3) & (ahead < 5), (ahead >= 8) & (ahead < 12)
+    assert fc.value[low, 0].mean() < 0.9 * fc.value[high, 0].mean()
+
+
 def test_plain_band_is_calibrated_on_its_own_walk_forward_errors() -> None:
     """The 90 % band of a noisy gauge covers about 90 % of what follows over the next day
     (half of it with the point noise's normal band): widths come from the forecaster's past

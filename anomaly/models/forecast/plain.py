@@ -53,11 +53,17 @@ from anomaly.models.forecast.common import (
     smooth_slots,
 )
 from anomaly.models.forecast.params import ForecastParams
+from anomaly.models.forecast.trend import stepped
 
 WALK_FORWARD_ORIGINS = 16
 """Past origins (``WALK_FORWARD_STRIDE_SECONDS`` apart, the newest one stride back) from which
 the plain forecast is made again and compared with what followed, to calibrate its band."""
 WALK_FORWARD_STRIDE_SECONDS = 3 * 3600.0
+STEP_WINDOW_SECONDS = 24 * 3600.0
+"""The newest day-over-day change of the deviation this long is tested for a step
+(:func:`~.trend.stepped`): a one-off step of the level is held, neither extrapolated nor
+replayed a day later, while a drop that comes every day (a log rotation the smoothed reference
+blurs) cancels in the change and is replayed."""
 GUARD_BLOCK_SECONDS = 3600.0
 """The guard's growth is the median change of the smoothed deviation per block this long over
 the last ``recent_seconds``: a step is one block's change, a trend every block's."""
@@ -146,7 +152,7 @@ def _plain(
     # and one more day for the day-over-day spread that sizes the interval.
     r0 = max(0, n_t - 2 * per_day - 2 * smooth)
     daily = _daily_profile(t, y, step, per_day)
-    ref_tail = _reference(y, daily, grid, r0)
+    ref_tail, fell_back = _reference(y, daily, grid, r0)
     ref_past = ref_tail[: n_t - r0]
     ref_future = ref_tail[n_t - r0 :]
     # Positive series (spend, rates, latencies) deviate multiplicatively: a drifting rate
@@ -163,7 +169,13 @@ def _plain(
     recent = max(1, round(params.recent_seconds / step))
     lv = _deviation_levels(d, per_day, smooth, recent)
     a = finite_or(lv.a, 0.0)
-    trend_day = np.where(np.isfinite(lv.b), a - lv.b, 0.0)
+    # A day-over-day change across the switch from the time-of-day profile (weeks not yet in
+    # the history) to the weekly reference would be a step of the reference's own: left out.
+    changed = d[per_day:] - d[:-per_day]
+    switched = fell_back[per_day : n_t - r0] != fell_back[: n_t - r0 - per_day]
+    changed[switched] = np.nan
+    held = stepped(changed, step, STEP_WINDOW_SECONDS, params.trend_z)
+    trend_day = np.where(np.isfinite(lv.b) & ~held, a - lv.b, 0.0)
     b = a - trend_day
     steady = _steady_growth(lv.dc, recent, max(1, round(GUARD_BLOCK_SECONDS / step)), per_day)
     guard_day = np.where(
@@ -172,6 +184,7 @@ def _plain(
         0.0,
     )
     dev = _deviation_ahead(lv, a, b, trend_day, n_h, per_day, smooth, params.max_acceleration)
+    dev = np.where(held, a, dev)
     lead_days = (np.arange(1, n_h + 1) / per_day)[:, None]
     guard_dev = a + _guard_growth(lv.dc, guard_day, recent, step, per_day, n_h)
 
@@ -342,16 +355,19 @@ def _daily_profile(t: np.ndarray, y: np.ndarray, step: float, per_day: int) -> n
     return smooth_slots(profile, per_day)
 
 
-def _reference(y: np.ndarray, daily: np.ndarray, grid: Grid, lo: int) -> np.ndarray:
+def _reference(
+    y: np.ndarray, daily: np.ndarray, grid: Grid, lo: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Seasonal reference of `y` from grid index `lo` through the forecast (``n_t + n_h``,
-    exclusive), shape ``(n_t + n_h - lo, n_s)``; `daily` is the time-of-day profile."""
+    exclusive), shape ``(n_t + n_h - lo, n_s)``; `daily` is the time-of-day profile. Also
+    where a weekly reference fell back to that profile (no earlier week seen), same shape."""
     n_t = y.shape[0]
     per_day, per_week = grid.per_day, grid.per_week
     idx = np.arange(lo, n_t + grid.n_h)
     slot = (first_slot(grid.t, grid.step) + idx) % per_day
     by_slot = daily[slot]
     if grid.season == "daily":
-        return by_slot
+        return by_slot, np.zeros(by_slot.shape, dtype=bool)
     # Same slot in earlier weeks (the newest week before `n_t` for future points), each value
     # smoothed over +-4 points; the median over up to three weeks.
     weeks_back = np.maximum(1, -((n_t - idx - 1) // per_week))  # ceil((idx - n_t + 1) / W)
@@ -361,7 +377,7 @@ def _reference(y: np.ndarray, daily: np.ndarray, grid: Grid, lo: int) -> np.ndar
         picks.append(_smoothed_at(y, src))
     with quiet():
         weekly = np.nanmedian(np.stack(picks), axis=0)
-    return finite_or(weekly, by_slot)
+    return finite_or(weekly, by_slot), ~np.isfinite(weekly)
 
 
 def _smoothed_at(y: np.ndarray, idx: np.ndarray, half: int = 4) -> np.ndarray:

@@ -455,3 +455,44 @@ def noise_exponent(q: np.ndarray, wt: np.ndarray, good: np.ndarray) -> np.ndarra
         best_p = np.where(better, p, best_p)
         best_ll = np.where(better, ll, best_ll)
     return np.where(n >= MIN_NOISE_PAIRS, best_p, 1.0)
+
+
+STEP_CLEAR = 4.0
+"""A step :func:`stepped` holds must exceed this many residual standard deviations of the
+hourly means (besides being significant): a slow wander is significant too."""
+
+
+def stepped(d: np.ndarray, step: float, window_seconds: float, z: float) -> np.ndarray:
+    """Per series, whether the newest `window_seconds` of `d` ``(n_t, n_s)`` are a step of the
+    level (flat before and since) rather than a constant, a line or a ramp: the same choice
+    as :func:`fit_trend`'s decision, on hourly means of `d` with equal weights, and a jump of
+    at least ``STEP_CLEAR`` residual standard deviations of those means (significance alone
+    passes the slow wander of autocorrelated noise, whose hourly means are not independent).
+    A plain forecast replays yesterday's change; a step in it must not be replayed."""
+    per_block = max(1, round(3600.0 / step))
+    n_blocks = max(3, min(round(window_seconds / (per_block * step)), d.shape[0] // per_block))
+    block_hours = per_block * step / 3600.0
+    flat = np.zeros_like(d)
+    blocks = _hourly_blocks(d, flat, flat + 1.0, np.array([d.shape[0] - 1]), per_block, n_blocks)
+    x = (-(np.arange(n_blocks) + 0.5) * block_hours)[:, None, None]
+    thirds = sorted({round(n_blocks / 3), round(2 * n_blocks / 3)} - {0, n_blocks})
+    at = list(range(1, n_blocks))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fits = _candidates(blocks, x, block_hours, thirds, thirds, z, at)
+        steps = fits[3]
+        if steps is None:
+            return np.zeros(d.shape[1], dtype=bool)
+
+        def best(f: _Fits) -> np.ndarray:
+            return np.where(f.ok & np.isfinite(f.bic), f.bic, np.inf).min(axis=0)[0]
+
+        others = np.minimum.reduce([best(f) for i, f in enumerate(fits) if f and i != 3])
+        k = np.argmin(np.where(steps.ok & np.isfinite(steps.bic), steps.bic, np.inf), axis=0)[0]
+        mo = _Moments.of(blocks.wt, blocks.q, x)
+        k_blocks = np.array(at)[k]
+        cols = np.arange(d.shape[1])
+        w_new, q_new = mo.w[k_blocks, 0, cols], mo.wq[k_blocks, 0, cols]
+        w_old, q_old = mo.w[-1, 0] - w_new, mo.wq[-1, 0] - q_new
+        jump = q_new / w_new - q_old / w_old
+        clear = np.abs(jump) > STEP_CLEAR * np.sqrt(steps.s2[k, 0, cols])
+    return np.asarray((best(steps) < others) & clear)
