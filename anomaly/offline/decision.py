@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from anomaly.models.features import SECONDS_PER_DAY
+from anomaly.models.features import SECONDS_PER_DAY, nanmedian0
 from anomaly.models.scoring import evidence_to_score
 
 #: The decisions: flag the rows that open an alert, or every row the job's rule flags.
@@ -216,7 +216,7 @@ def routine_evidence(
         past[has, d - 1] = peak[j[has]]
     enough = np.count_nonzero(np.isfinite(past), axis=1) >= min_days
     out = np.zeros(t.size)
-    out[enough] = np.nanmedian(past[enough], axis=1)
+    out[enough] = nanmedian0(past[enough].T)
     return out
 
 

@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from anomaly.models.features import nanmedian0
+
 SECONDS_PER_DAY = 86400.0
 SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
 
@@ -72,7 +74,7 @@ def cumsum0(a: np.ndarray) -> np.ndarray:
 
 def robust_sigma(a: np.ndarray) -> np.ndarray:
     """Standard deviation along axis 0 from the median absolute deviation (NaN-aware)."""
-    return 1.4826 * np.nanmedian(np.abs(a - np.nanmedian(a, axis=0)), axis=0)
+    return 1.4826 * nanmedian0(np.abs(a - nanmedian0(a)))
 
 
 def by_day(t: np.ndarray, y: np.ndarray, step: float, per_day: int) -> tuple[np.ndarray, int]:

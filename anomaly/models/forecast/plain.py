@@ -42,6 +42,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from anomaly.models.features import nanmedian0, nanquantile0
 from anomaly.models.forecast.common import (
     Grid,
     by_day,
@@ -129,7 +130,7 @@ def _calibrated_z(scaled: np.ndarray, interval: float, z: float) -> np.ndarray:
     n_h, n_s = scaled.shape[1:]
     n = np.isfinite(scaled).sum(axis=0)
     with quiet():
-        q = np.nanquantile(scaled, interval, axis=0)
+        q = nanquantile0(scaled, interval)
     q = np.where(n >= 8, q, np.nan)
     out = np.full((n_h, n_s), z)
     for j in range(n_s):
@@ -190,7 +191,7 @@ def _plain(
 
     # The reference can still have holes (a slot never observed): the recent median stands in.
     with quiet():
-        recent_median = np.nanmedian(y[max(0, n_t - per_day) :], axis=0)
+        recent_median = nanmedian0(y[max(0, n_t - per_day) :])
     fallback = np.where(positive, recent_median / (1.0 + a), recent_median - a)
     fallback = finite_or(fallback, 0.0)
     ref_future = finite_or(ref_future, fallback)
@@ -248,7 +249,7 @@ def _steady_growth(dc: np.ndarray, recent: int, block: int, per_day: int) -> np.
         return np.zeros(dc.shape[1])
     with quiet():
         steps = dc[ends[:-1]] - dc[ends[1:]]
-        return np.asarray(finite_or(np.nanmedian(steps, axis=0), 0.0) * per_day / block)
+        return np.asarray(finite_or(nanmedian0(steps), 0.0) * per_day / block)
 
 
 class _Levels(NamedTuple):
@@ -275,12 +276,12 @@ def _deviation_levels(d: np.ndarray, per_day: int, smooth: int, recent: int) -> 
     """Robust levels of the deviation `d` now and a day earlier, its smoothed shape and spreads."""
     n_d, n_s = d.shape
     with quiet():
-        a = np.nanmedian(d[n_d - smooth :], axis=0)
+        a = nanmedian0(d[n_d - smooth :])
         b_rows = d[max(0, n_d - per_day - smooth) : n_d - per_day]
-        b = np.nanmedian(b_rows, axis=0) if b_rows.size else np.full(a.shape, np.nan)
-        a_then = np.nanmedian(d[max(0, n_d - recent - smooth) : n_d - recent], axis=0)
+        b = nanmedian0(b_rows) if b_rows.size else np.full(a.shape, np.nan)
+        a_then = nanmedian0(d[max(0, n_d - recent - smooth) : n_d - recent])
         b_rows = d[max(0, n_d - per_day - recent - smooth) : max(0, n_d - per_day - recent)]
-        b_then = np.nanmedian(b_rows, axis=0) if b_rows.size else np.full(a.shape, np.nan)
+        b_then = nanmedian0(b_rows) if b_rows.size else np.full(a.shape, np.nan)
         dc = _centred_nanmean(d, smooth)
         sigma_noise = robust_sigma(d - dc)
         day_change = dc[per_day:] - dc[:-per_day] if n_d > per_day else np.empty((0, n_s))
@@ -340,18 +341,16 @@ def _daily_profile(t: np.ndarray, y: np.ndarray, step: float, per_day: int) -> n
     days, offset = by_day(t, y, step, per_day)
     n_days = days.shape[0]
     with quiet():
-        medians = np.nanmedian(days, axis=1)  # (n_days, n_s)
+        medians = nanmedian0(np.moveaxis(days, 1, 0))  # (n_days, n_s)
         medians[np.isfinite(days).sum(axis=1) < 0.8 * per_day] = np.nan
         i, j = np.triu_indices(n_days, k=1)
-        slope = (
-            np.nanmedian((medians[j] - medians[i]) / (j - i)[:, None], axis=0) if i.size else None
-        )
+        slope = nanmedian0((medians[j] - medians[i]) / (j - i)[:, None]) if i.size else None
     if slope is not None:
         slope = finite_or(slope, 0.0)
         position = np.arange(n_days * per_day) / per_day - (offset + n_t - 1) / per_day
         days = days - (position[:, None] * slope).reshape(n_days, per_day, n_s)
     with quiet():
-        profile = np.nanmedian(days, axis=0)
+        profile = nanmedian0(days)
     return smooth_slots(profile, per_day)
 
 
@@ -376,7 +375,7 @@ def _reference(
         src = idx - per_week * (weeks_back + extra)
         picks.append(_smoothed_at(y, src))
     with quiet():
-        weekly = np.nanmedian(np.stack(picks), axis=0)
+        weekly = nanmedian0(np.stack(picks))
     return finite_or(weekly, by_slot), ~np.isfinite(weekly)
 
 

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from anomaly.models.features import nanmedian0
 from anomaly.models.forecast.common import (
     SECONDS_PER_DAY,
     Grid,
@@ -46,7 +47,7 @@ def rate_reference(grid: Grid, rate: np.ndarray, lo: int) -> np.ndarray:
     half = max(1, round(LEVEL_HALF_SECONDS / grid.step))
     u = profile_reference(rate, shape, typical, grid, lo, half)
     with quiet():
-        recent_median = np.nanmedian(rate[max(0, n_t - grid.per_day) :], axis=0)
+        recent_median = nanmedian0(rate[max(0, n_t - grid.per_day) :])
     u = finite_or(u, finite_or(recent_median, 0.0))
     return np.maximum(u, 0.0)
 
@@ -72,8 +73,8 @@ def shape_profile(
     full = (count >= 0.8 * per_day)[:, None, :] & (mean > 0)
     with quiet():
         rel = np.where(full, days / np.where(full, mean, 1.0), np.nan)
-        profile = np.nanmedian(rel, axis=0)
-        typical = np.nanmedian(np.where(full, mean, np.nan), axis=0)[0]
+        profile = nanmedian0(rel)
+        typical = nanmedian0(np.where(full, mean, np.nan))[0]
     profile = smooth_slots(profile, per_day)
     with quiet():
         typical = np.where(np.isfinite(typical), typical, np.nanmean(y, axis=0))
