@@ -214,6 +214,38 @@ def test_the_four_budget_forms_serve_the_same_spend() -> None:
         assert case.recipe is not None and case.recipe.rate_query is not None
 
 
+def test_a_growth_added_beside_a_night_batch_stays_announced_through_the_batch() -> None:
+    """The zoo's night-batch world (tune seed 1, org-01): a growth added to a tenant whose
+    nightly batch is 39 % of its spend. As a ratio to the shape the batch hours read as the
+    growth stopping, so the multiplicative trend's decision flips when the batch begins;
+    the walk-forward errors prefer the added trend (t about 1), which then decides, and the
+    breach stays announced at every hourly run from 6 hours before it (it dropped out at
+    five of them while only a t of 1.5 let the added trend decide)."""
+    from anomaly.models.forecast import ForecastParams, breach_seconds, forecast
+    from bench.forecast_zoo import HISTORY_SECONDS, HORIZON_SECONDS, STEP
+
+    case = GENERATORS["budget_night_batch"].make(1)
+    assert case.recipe is not None and case.recipe.rate_query is not None
+    rate = serve(case.recipe.rate_query, case.raw, case.times) * (
+        HOUR / case.recipe.rate_unit_seconds
+    )
+    breach = first_crossing(
+        case.truth[:, 0], case.times, float(case.runs[0]), case.threshold, "above", LASTING_SECONDS
+    )
+    history = round(HISTORY_SECONDS / STEP)
+    params = ForecastParams(HORIZON_SECONDS, window_seconds=86400.0, rate_unit_seconds=3600.0)
+    runs = [te for te in case.runs if breach - 6 * HOUR <= te < breach]
+    assert len(runs) == 6
+    for te in runs:
+        n = int(np.searchsorted(case.times, te)) + 1
+        rows = slice(n - history, n)
+        fc = forecast(
+            case.times[rows], case.values[rows], params, rate=rate[rows], step_seconds=STEP
+        )
+        countdown = breach_seconds(fc, threshold=case.threshold)[0]
+        assert math.isfinite(countdown), f"run {(te - breach) / HOUR:+.0f} h: breach not announced"
+
+
 @pytest.fixture(scope="module")
 def tiny() -> list[judge.CaseResult]:
     """Two cases, one seed per side, the first five runs, Theta only."""

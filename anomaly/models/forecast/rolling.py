@@ -45,9 +45,11 @@ CHOICE_SHARPNESS = 3.4
 """The additive trend's weight is ``1 / (1 + exp(-CHOICE_SHARPNESS * t))`` of the paired
 t-statistic ``t`` of the two trends' errors: about the normal CDF of ``2 t``, so a clear
 difference (``|t| > CHOICE_CLEAR_T``) chooses one trend and an unclear one blends the two."""
-CHOICE_CLEAR_T = 1.5
+CHOICE_CLEAR_T = 1.0
 """A paired t-statistic this far from zero is a clear choice of trend: that trend's guard
-decides whether a breach comes (:func:`_additive_decides`)."""
+decides whether a breach comes (:func:`_additive_decides`). At 1.5 a growth added beside a
+nightly batch (whose hours read, as a ratio to the shape, as the growth stopping) lost its
+warning whenever the batch began, though its errors preferred the added trend at t near 1."""
 CALIBRATION_STRIDE_SECONDS = 1800.0
 """Spacing of the walk-forward origins whose errors calibrate the band, and of the origins
 whose guards are held."""
