@@ -442,7 +442,10 @@ class SeasonalBaseline(FittedState):
         Within :data:`_EDGE_SECONDS` of a change of day type (a weekend starting or ending)
         the row may belong to either side: the estimated day start is uncertain by a cell,
         and a query with a trailing window (``rate(...[1h])``) still reads the previous
-        day for a while. There, the smaller residual of the two sides counts.
+        day for a while. There, the smaller residual of the two sides counts, but only in
+        the run of rows next to the change that all fit the other side better: the lag moves
+        one way, so once a row after the change fits its own side, so do the rows after it
+        (a spike 15 minutes into a weekend is judged against the weekend).
         """
         scale = self.scale_at(t)
         expected = self.expected_model(t, v)
@@ -450,9 +453,14 @@ class SeasonalBaseline(FittedState):
         own = self._types(t)
         for edge in (-_EDGE_SECONDS, _EDGE_SECONDS):
             near = self._types(t + edge)
-            other = np.where(near != own, (y - self._profile_at(t, near)) / scale, np.nan)
+            window = near != own
+            other = np.where(window, (y - self._profile_at(t, near)) / scale, np.nan)
             with np.errstate(invalid="ignore"):
-                z = np.where(np.abs(other) < np.abs(z), other, z)
+                closer = np.abs(other) < np.abs(z)
+            # After a change (edge < 0) the run starts at the change, before one it ends there.
+            # (A missing row neither ends the run nor takes a side.)
+            run = _run_from_edge(closer | np.isnan(z), window, backward=edge > 0)
+            z = np.where(run & closer, other, z)
         cols, mean = self._count_means(t)
         if cols.size:
             # A sparse count's residual: no larger than its own tails make it where those
@@ -828,6 +836,24 @@ def _day_grid(
     grid = np.full((n_days * n_slots, y.shape[1]), np.nan)
     grid[(day - first) * n_slots + slot] = y
     return grid, first, n_days
+
+
+def _run_from_edge(ok: np.ndarray, window: np.ndarray, backward: bool) -> np.ndarray:
+    """Rows (n_t, n_series) of each run of ``window`` rows that are ``ok`` without a break
+    from the run's start (its end with ``backward``): the rows next to a change of day type
+    that read as the other side, up to the first that does not."""
+    out = np.zeros(ok.shape, dtype=bool)
+    n_t = ok.shape[0]
+    order = range(n_t - 1, -1, -1) if backward else range(n_t)
+    prev: np.ndarray | None = None
+    prev_in: np.ndarray | None = None
+    for i in order:
+        here = ok[i] & window[i]
+        if prev is not None and prev_in is not None:
+            here &= prev | ~prev_in  # the run goes on only while unbroken
+        out[i] = here
+        prev, prev_in = here, window[i]
+    return out
 
 
 #: How far from a change of day type a row may still belong to the other side.

@@ -128,6 +128,28 @@ def test_an_uneven_weekend_keeps_both_its_days() -> None:
     assert fit(times, values[:, None]).seasonal_.calendar_[0].startswith("rest Sat-Sun;")
 
 
+def test_a_spike_just_after_a_weekend_begins_is_judged_against_the_weekend() -> None:
+    # Near a change of day type a row may belong to either side (a trailing rate window
+    # still reads the old day for a while), but only the run of rows next to the change that
+    # fit the other side: here the weekend's first rows read as a weekend, so a jump 15
+    # minutes in to 2.5 times the weekend's level (the weekday's, at midnight) is a spike.
+    tenant = Tenant()
+    end = _MONDAY + 12 * 86400 + 15 * 60  # Saturday 00:15 UTC, the weekend 15 minutes old
+    times = week(end)
+    values = rate(times, tenant, seed=4)[:, None]
+    model = fit(times, values)
+    assert model.seasonal_.calendar_[0].startswith("rest Sat-Sun;")
+    assert not model.score(times, values).is_anomaly[-1, 0]
+    spiked = values.copy()
+    spiked[-1] *= 2.5
+    assert model.score(times, spiked).is_anomaly[-1, 0]
+    # A lagging read (the weekend's first rows still at the weekday's level) stays excused.
+    lagged = values.copy()
+    weekday_level = rate(times - 7 * 86400, Tenant(rest=()), seed=4)[:, None]
+    lagged[-4:-1] = weekday_level[-4:-1]
+    assert not model.score_history(times, lagged).is_anomaly[-4:-1, 0].any()
+
+
 def test_noise_alone_makes_no_weekend() -> None:
     rng = np.random.default_rng(3)
     for end_days in (4.5, 5.5, 7.0):
