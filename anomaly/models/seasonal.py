@@ -842,18 +842,17 @@ def _run_from_edge(ok: np.ndarray, window: np.ndarray, backward: bool) -> np.nda
     """Rows (n_t, n_series) of each run of ``window`` rows that are ``ok`` without a break
     from the run's start (its end with ``backward``): the rows next to a change of day type
     that read as the other side, up to the first that does not."""
-    out = np.zeros(ok.shape, dtype=bool)
+    if backward:
+        return _run_from_edge(ok[::-1], window[::-1], backward=False)[::-1]
     n_t = ok.shape[0]
-    order = range(n_t - 1, -1, -1) if backward else range(n_t)
-    prev: np.ndarray | None = None
-    prev_in: np.ndarray | None = None
-    for i in order:
-        here = ok[i] & window[i]
-        if prev is not None and prev_in is not None:
-            here &= prev | ~prev_in  # the run goes on only while unbroken
-        out[i] = here
-        prev, prev_in = here, window[i]
-    return out
+    rows = np.arange(n_t)[:, None]
+    starts = window.copy()
+    starts[1:] &= ~window[:-1]
+    first = np.maximum.accumulate(np.where(starts, rows, 0), axis=0)  # each run's first row
+    bad = window & ~ok
+    before = np.cumsum(bad, axis=0) - bad  # breaks before each row
+    breaks = before - np.take_along_axis(before, first, axis=0)  # ... since its run began
+    return np.asarray(window & ok & (breaks == 0))
 
 
 #: How far from a change of day type a row may still belong to the other side.
