@@ -844,15 +844,21 @@ def _run_from_edge(ok: np.ndarray, window: np.ndarray, backward: bool) -> np.nda
     that read as the other side, up to the first that does not."""
     if backward:
         return _run_from_edge(ok[::-1], window[::-1], backward=False)[::-1]
-    n_t = ok.shape[0]
-    rows = np.arange(n_t)[:, None]
+    out = np.zeros(window.shape, dtype=bool)
     starts = window.copy()
     starts[1:] &= ~window[:-1]
-    first = np.maximum.accumulate(np.where(starts, rows, 0), axis=0)  # each run's first row
-    bad = window & ~ok
-    before = np.cumsum(bad, axis=0) - bad  # breaks before each row
+    # Only the rows some series has in a window (a few near each change) are counted on.
+    rows = np.flatnonzero(window.any(axis=1))
+    if rows.size == 0:
+        return out
+    w, st = window[rows], starts[rows]
+    bad = w & ~ok[rows]
+    index = np.arange(rows.size, dtype=np.int32)[:, None]
+    first = np.maximum.accumulate(np.where(st, index, 0), axis=0)  # each run's first row
+    before = np.cumsum(bad, axis=0, dtype=np.int32) - bad  # breaks before each row
     breaks = before - np.take_along_axis(before, first, axis=0)  # ... since its run began
-    return np.asarray(window & ok & (breaks == 0))
+    out[rows] = w & ok[rows] & (breaks == 0)
+    return out
 
 
 #: How far from a change of day type a row may still belong to the other side.
