@@ -20,7 +20,9 @@
     the growth over the same hours yesterday (1 unless both are clearly beyond the noise,
     bounded by ``max_acceleration``), so a ramp in its first day is not under-forecast.
     For positive series ``d`` is the ratio ``y / reference - 1`` (a drifting rate scales
-    weekdays and weekends alike), otherwise the difference.
+    weekdays and weekends alike), otherwise the difference. Where the last day's change of
+    ``d`` over the day before is a step (:data:`STEP_WINDOW_SECONDS`, :func:`~.trend.stepped`),
+    it is not replayed: ``d`` is held at ``A``.
 
 Intervals have the shape of a normal band whose variance grows with the lead time ``k``:
 ``sigma_noise**2 + sigma_day**2 * (k / 1d + (k / 1d)**2)``, where ``sigma_noise`` is the spread
