@@ -233,7 +233,10 @@ def test_a_growth_added_beside_a_night_batch_stays_announced_through_the_batch()
         case.truth[:, 0], case.times, float(case.runs[0]), case.threshold, "above", LASTING_SECONDS
     )
     history = round(HISTORY_SECONDS / STEP)
-    params = ForecastParams(HORIZON_SECONDS, window_seconds=86400.0, rate_unit_seconds=3600.0)
+    # The rate is served per hour, as the judge serves it.
+    params = ForecastParams(
+        HORIZON_SECONDS, window_seconds=case.recipe.window_seconds, rate_unit_seconds=HOUR
+    )
     runs = [te for te in case.runs if breach - 6 * HOUR <= te < breach]
     assert len(runs) == 6
     for te in runs:

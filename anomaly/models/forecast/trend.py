@@ -464,8 +464,9 @@ hourly means (besides being significant): a slow wander is significant too."""
 
 def stepped(d: np.ndarray, step: float, window_seconds: float, z: float) -> np.ndarray:
     """Per series, whether the newest `window_seconds` of `d` ``(n_t, n_s)`` are a step of the
-    level (flat before and since) rather than a constant, a line or a ramp: the same choice
-    as :func:`fit_trend`'s decision, on hourly means of `d` with equal weights, and a jump of
+    level (flat before and since) rather than a constant, a line or a ramp: :func:`fit_trend`'s
+    candidates on hourly means of `d` with equal weights, a step's lowest BIC below every
+    other's (a tie is no step, where the decision takes the earlier family), and a jump of
     at least ``STEP_CLEAR`` residual standard deviations of those means (significance alone
     passes the slow wander of autocorrelated noise, whose hourly means are not independent).
     A plain forecast replays yesterday's change; a step in it must not be replayed."""
