@@ -30,6 +30,8 @@ from anomaly.models.base import SERIES, Detector, Field, check_features, param, 
 from anomaly.models.features import nanmedian0, nanquantile0
 from anomaly.models.seasonal import FEATURE_NAMES, N_FEATURES
 
+#: The rules of :meth:`RuleDetector.rule_evidence`, by the feature each one reads.
+RULE_NAMES = ("point", "mean_6", "mean_12", "mean_36", "variance", "still")
 #: Features whose tails are calibrated (two-sided q95 against a Gaussian's 1.96).
 _CALIBRATED = (0, 1, 2, 3, 4)
 #: A Gaussian's two-sided 99.5th percentile.
@@ -120,6 +122,13 @@ class RuleDetector(Detector):
     def evidence(self, features: np.ndarray) -> np.ndarray:
         """The largest ratio of a feature to its threshold (NaN features count 0); see
         :meth:`Detector.evidence <anomaly.models.base.Detector.evidence>`."""
+        out = np.max(self.rule_evidence(features), axis=0)
+        return np.where(np.isfinite(out), out, np.where(np.isnan(out), 0.0, np.inf))
+
+    def rule_evidence(self, features: np.ndarray) -> np.ndarray:
+        """Each rule's ratio of its feature to its threshold, in the order of
+        :data:`RULE_NAMES`, shape ``(n_rules, n_rows, n_series)`` (NaN features count 0, an
+        invalid series 0 throughout): which rule a row's evidence came from."""
         self._check_scoring(features)
         cal = self.calibration_
         parts = [
@@ -132,10 +141,8 @@ class RuleDetector(Detector):
         ]
         stacked = np.stack(parts, axis=0)
         stacked = np.where(np.isnan(stacked), 0.0, stacked)
-        out = np.max(stacked, axis=0)
-        out = np.where(np.isfinite(out), out, np.where(np.isnan(out), 0.0, np.inf))
-        out[:, ~self.valid_] = 0.0
-        return out
+        stacked[:, :, ~self.valid_] = 0.0
+        return stacked
 
     def band_sigmas(self) -> np.ndarray:
         """Half-width of the point band in noise scales, shape (n_series,): a value beyond it

@@ -32,7 +32,7 @@ from anomaly.models.base import FittedState, scalar
 from anomaly.models.calendar import Calendar
 from anomaly.models.features import SECONDS_PER_DAY, n_slots_per_day
 from anomaly.models.iforest import IsolationForestDetector
-from anomaly.models.rules import RuleDetector
+from anomaly.models.rules import RULE_NAMES, RuleDetector
 from anomaly.models.seasonal import N_FEATURES, SeasonalBaseline, check_input
 
 _CHUNK_SERIES = 256
@@ -238,6 +238,51 @@ class AnomalyModel:
             ev = np.maximum(ev, self.iforest_.evidence(feats))
         return ev
 
+    def explain(
+        self, times: np.ndarray, values: np.ndarray, n_eval: int = 1
+    ) -> dict[str, np.ndarray]:
+        """Where the score of the last ``n_eval`` rows comes from: each detector's evidence
+        (1 = at the decision threshold on its own), so a notebook can tell a spike (``point``)
+        from a shift (``mean_6`` .. ``mean_36``), a burst of noise (``variance``), a stuck or
+        missing run (``still``) or an unusual combination (``forest``).
+
+        The score of a row is :func:`evidence_to_score` of the largest of them, as
+        :meth:`score` gives it.
+
+        Parameters
+        ----------
+        times, values, n_eval
+            As for :meth:`score`.
+
+        Returns
+        -------
+        dict of str to ndarray of shape (n_eval, n_series)
+            :data:`~anomaly.models.rules.RULE_NAMES`, then ``forest`` (zeros when the forest
+            is off); 0 for an invalid series.
+        """
+        t, v = self._window(times, values, n_eval)
+        feats = self.seasonal_.features(t, v)[-n_eval:]
+        out = dict(zip(RULE_NAMES, self.rules_.rule_evidence(feats), strict=True))
+        out["forest"] = (
+            self.iforest_.evidence(feats) if self.use_iforest else np.zeros(feats[:, 0].shape)
+        )
+        return out
+
+    def _window(
+        self, times: np.ndarray, values: np.ndarray, n_eval: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The checked rows :meth:`score` reads: the last ``n_eval`` and their history."""
+        self._check_fitted()
+        t, v = check_input(times, values)
+        if not 1 <= n_eval <= t.shape[0]:
+            raise ValueError(f"`n_eval` must be within [1, {t.shape[0]}], got {n_eval}")
+        if v.shape[1] != self.n_series_:
+            raise ValueError(
+                f"`values` has {v.shape[1]} series, the model was fitted on {self.n_series_}"
+            )
+        start = max(0, t.shape[0] - n_eval - history_rows(self.step_seconds))
+        return t[start:], v[start:]
+
     def score(self, times: np.ndarray, values: np.ndarray, n_eval: int = 1) -> ScoreResult:
         """Score the LAST ``n_eval`` rows of a window (earlier rows are history for features).
 
@@ -254,16 +299,7 @@ class AnomalyModel:
         -------
         ScoreResult
         """
-        self._check_fitted()
-        t, v = check_input(times, values)
-        if not 1 <= n_eval <= t.shape[0]:
-            raise ValueError(f"`n_eval` must be within [1, {t.shape[0]}], got {n_eval}")
-        if v.shape[1] != self.n_series_:
-            raise ValueError(
-                f"`values` has {v.shape[1]} series, the model was fitted on {self.n_series_}"
-            )
-        start = max(0, t.shape[0] - n_eval - history_rows(self.step_seconds))
-        t, v = t[start:], v[start:]
+        t, v = self._window(times, values, n_eval)
         ev = self._evidence(t, v, n_eval)
         expected, lower, upper = self.seasonal_.bands(t, self.rules_.band_sigmas(), v)
         expected, lower, upper = expected[-n_eval:], lower[-n_eval:], upper[-n_eval:]

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from _synthetic import METRICS, make_panel
 
-from anomaly.models.scoring import AnomalyModel
+from anomaly.models.rules import RULE_NAMES
+from anomaly.models.scoring import AnomalyModel, evidence_to_score
 
 #: Metrics where each kind is physically visible (a dip or outage of a sparse count is not).
 CONTINUOUS = ("request_rate", "latency", "completion", "ai_cost")
@@ -117,3 +118,29 @@ def test_tenant_local_weekends_are_found_and_not_flagged() -> None:
         model = AnomalyModel(use_iforest=False).fit(data.timestamps, values)
         flags.append(model.score(data.timestamps, values).is_anomaly[-1])
     assert np.concatenate(flags).mean() < 0.02
+
+
+def test_explain_gives_the_score_and_names_what_drove_it() -> None:
+    # The score is evidence_to_score of the largest part, exactly as score() gives it, with
+    # and without the forest; each kind is told by the rule that reads it.
+    drivers = {
+        "spike": {"point"},
+        "outage": {"point", "mean_6", "mean_12", "mean_36"},
+        "flatline": {"still"},
+    }
+    for use_iforest in (False, True):
+        for kind, names in drivers.items():
+            times, values, _ = make_panel(11, 8, kind, metrics=CONTINUOUS)
+            model = AnomalyModel(use_iforest=use_iforest).fit(times, values)
+            parts = model.explain(times, values, n_eval=3)
+            assert list(parts) == [*RULE_NAMES, "forest"]
+            top = np.max(np.stack(list(parts.values())), axis=0)
+            result = model.score(times, values, n_eval=3)
+            np.testing.assert_allclose(evidence_to_score(top), result.score, atol=1e-12)
+            rules = np.stack([parts[k] for k in RULE_NAMES])
+            flagged = result.is_anomaly[-1] & (rules[:, -1].max(axis=0) >= 1.0)
+            assert flagged.any()
+            lead = {RULE_NAMES[i] for i in np.argmax(rules[:, -1], axis=0)[flagged]}
+            assert lead <= names, (kind, lead)
+            if not use_iforest:
+                assert not parts["forest"].any()
