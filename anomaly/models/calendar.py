@@ -305,9 +305,9 @@ def read_calendars(
 
     With ``groups`` (one id per series: its tenant, -1 for none), the clock and the weekend
     are facts of the group, not of each series: a switch found in one of its series (the one
-    with the strongest evidence) moves all of them, and the rest days most of its series bear
-    out (:func:`_lead`) are every other series' too where its own data bears them out
-    (:func:`_bears_out`); where not, it keeps its own reading (a weekly batch day of its own, or
+    with the strongest evidence) moves all of them, and the rest days of the series that
+    shows them most clearly are every other series' too where its own data bears them out
+    (:func:`_adopt`); where not, it keeps its own reading (a weekly batch day of its own, or
     none). A connection pool whose night-batch hour moved with the clocks is then realigned
     by its tenant's request rate, where its own days alone are too flat to show the move.
     """
@@ -337,79 +337,16 @@ def read_calendars(
     for cols in members:
         _rest_today(grid, n_days, n_slots, d0, cols, (offset, rest, explained), today)
     for cols in members:
-        lead, agree = _lead(grid, n_days, n_slots, d0, cols, (offset, rest, explained))
-        if lead < 0:
+        lead = cols[int(np.argmax(explained[cols]))]
+        if explained[lead] <= 0:
             continue
-        take = cols[agree & (cols != lead)]
-        offset[take] = offset[lead]
-        rest[:, take] = rest[:, lead : lead + 1]
+        others = cols[cols != lead]
+        take_offset = np.repeat(offset[lead], others.size)
+        take_rest = np.repeat(rest[:, lead : lead + 1], others.size, axis=1)
+        ok = _adopt(grid[:, others], n_days, n_slots, d0, take_offset, take_rest)
+        offset[others[ok]] = offset[lead]
+        rest[:, others[ok]] = rest[:, lead : lead + 1]
     return Calendar(offset, rest, switch)
-
-
-#: Distinct readings of a tenant's series tried as the tenant's (the clearest first).
-_LEAD_CANDIDATES = 3
-
-
-def _lead(
-    grid: np.ndarray, n_days: int, n_slots: int, d0: int, cols: np.ndarray, reading: Reading
-) -> tuple[int, np.ndarray]:
-    """The series whose reading is the tenant's, and which of ``cols`` bear it out: among
-    the distinct readings of the clearest few series, the one most of the tenant's series
-    bear out (:func:`_bears_out`, with or without the newest day as a rest day: a reading
-    of a rest day seen only today, :func:`_rest_today`, is borne out only with it), the
-    clearest of those on a tie. A gauge of whole pods that steps up on one weekday explains
-    more of its own variation than a request rate explains of its; it is not the tenant's
-    calendar unless the others bear it out. (-1, none) where no series reads rest days."""
-    offset, rest, explained = reading
-    if not rest[:, cols].any():
-        return -1, np.zeros(cols.size, dtype=bool)
-    dev, _, cell_spread = _deviations(grid[:, cols], n_days, n_slots)
-    _, lead, agree = _most_borne_out(
-        dev,
-        cell_spread,
-        d0,
-        (offset[cols], rest[:, cols], explained[cols]),
-        _LEAD_CANDIDATES,
-        (False, True),
-    )
-    return int(cols[lead]), agree
-
-
-def _most_borne_out(
-    dev: np.ndarray,
-    cell_spread: np.ndarray,
-    d0: int,
-    reading: Reading,
-    limit: int,
-    newest: tuple[bool, ...],
-) -> tuple[tuple[int, float], int, np.ndarray]:
-    """Among the distinct readings of a group's series that read rest days (the clearest
-    ``limit`` first), the one most of them bear out (:func:`_bears_out`, with the newest day
-    as a rest day or not, as each of ``newest`` says), the clearest on a tie: ((how many
-    bear it out, its share explained), the series that read it, which bear it out)."""
-    offset, rest, explained = reading
-    size = offset.shape[0]
-    readers = np.flatnonzero(rest.any(axis=0))
-    readers = readers[np.argsort(-explained[readers], kind="stable")]
-    tried: list[tuple[float, tuple[bool, ...]]] = []
-    best_key, best_lead, best_agree = (0, 0.0), -1, np.zeros(size, dtype=bool)
-    for j in readers:
-        lead = int(j)
-        reading_key = (float(offset[lead]), tuple(bool(x) for x in rest[:, lead]))
-        if reading_key in tried:
-            continue
-        if len(tried) == limit:
-            break
-        tried.append(reading_key)
-        take_offset = np.repeat(offset[lead], size)
-        take_rest = np.repeat(rest[:, lead : lead + 1], size, axis=1)
-        agree = np.arange(size) == lead
-        for today in newest:
-            agree |= _bears_out(dev, cell_spread, d0, take_offset, take_rest, newest=today)
-        key = (int(agree.sum()), float(explained[lead]))
-        if key > best_key:
-            best_key, best_lead, best_agree = key, lead, agree
-    return best_key, best_lead, best_agree
 
 
 #: Share of a tenant's series that must read a rest day on the newest day for it to be one.
@@ -446,9 +383,30 @@ def _rest_today(
     dev, _, cell_spread = _deviations(grid[:, cols], n_days, n_slots)
     # The reading most of the tenant bears out, among its distinct readings (the clearest
     # few first).
-    best_key, best_lead, best_agree = _most_borne_out(
-        dev, cell_spread, d0, (o2, r2, e2), _TODAY_CANDIDATES, (True,)
-    )
+    readers = np.flatnonzero(r2.any(axis=0))
+    readers = readers[np.argsort(-e2[readers], kind="stable")]
+    tried: list[tuple[float, tuple[bool, ...]]] = []
+    best_key, best_lead, best_agree = (0, 0.0), -1, np.zeros(size, dtype=bool)
+    for j in readers:
+        lead = int(j)
+        reading_key = (float(o2[lead]), tuple(bool(x) for x in r2[:, lead]))
+        if reading_key in tried:
+            continue
+        if len(tried) == _TODAY_CANDIDATES:
+            break
+        tried.append(reading_key)
+        agree = _bears_out(
+            dev,
+            cell_spread,
+            d0,
+            np.repeat(o2[lead], size),
+            np.repeat(r2[:, lead : lead + 1], size, axis=1),
+            newest=True,
+        )
+        agree[lead] = True
+        key = (int(agree.sum()), float(e2[lead]))
+        if key > best_key:
+            best_key, best_lead, best_agree = key, lead, agree
     if best_key[0] < max(2, _TODAY_QUORUM * size):
         return
     take = cols[best_agree & ~rest[:, cols].any(axis=0)]
@@ -593,6 +551,23 @@ def _explained(dev: np.ndarray, offset: np.ndarray, rest: np.ndarray, d0: int) -
     return out
 
 
+def _adopt(
+    grid: np.ndarray,
+    n_days: int,
+    n_slots: int,
+    d0: int,
+    offset: np.ndarray,
+    rest: np.ndarray,
+) -> np.ndarray:
+    """Whether each series' own data bears out the given day start and rest days (as
+    :func:`estimate_calendar` requires of its own choice: the share explained and the rest
+    days' separation as whole days), shape (n_series,)."""
+    if cells_per_day(n_slots) == 0 or n_days < 3 or grid.shape[1] == 0:
+        return np.zeros(grid.shape[1], dtype=bool)
+    dev, _, cell_spread = _deviations(grid, n_days, n_slots)
+    return _bears_out(dev, cell_spread, d0, offset, rest)
+
+
 def _bears_out(
     dev: np.ndarray,
     cell_spread: np.ndarray,
@@ -601,11 +576,8 @@ def _bears_out(
     rest: np.ndarray,
     newest: bool = False,
 ) -> np.ndarray:
-    """Whether each series' own data bears out the given day start and rest days, from its
-    deviations (:func:`_deviations`): as :func:`estimate_calendar` requires of its own
-    choice, the share explained and the rest days' separation as whole days, each on
-    :data:`_ADOPT` of the evidence, shape (n_series,). With ``newest``, the newest day may be
-    one of the rest days (:func:`_separation`)."""
+    """:func:`_adopt` on the series' deviations (:func:`_deviations`); with ``newest``, the
+    newest day may be one of the rest days (:func:`_separation`)."""
     sep = _separation(dev, offset, rest, d0, cell_spread, newest)
     ok: np.ndarray = (_explained(dev, offset, rest, d0) >= _ADOPT * _MIN_EXPLAINED) & (
         sep >= _ADOPT * _MIN_SEPARATION

@@ -335,30 +335,3 @@ def test_a_rest_day_never_seen_at_night_is_expected_to_rest_like_other_nights() 
     night = sunday & (hours >= 2) & (hours < 5) & (times > end - 86400)
     expected, _, _ = model.seasonal_.bands(times[night], 1.0)
     assert np.all(np.abs(np.log(expected[:, 0] / truth[night])) < 2 * NOISE)
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_the_tenant_takes_the_reading_most_of_its_series_bear_out(seed: int) -> None:
-    # Two rates rest on Sundays; a third rests a little and wanders from day to day, so its
-    # own reading is unsure; a gauge of whole pods steps up every Monday at midday, which
-    # explains more of its own variation than any rate does of its. The tenant's calendar
-    # is the one most of its series bear out: the wandering rate takes Sunday, not Monday.
-    end = _MONDAY + 9 * 86400 + 15 * 3600
-    times = week(end)
-    day = np.floor(times / 86400).astype(np.int64)
-    sunday = Tenant(rest=(6,), rest_factor=0.5)
-    wander = np.random.default_rng(seed + 30).normal(0.0, 0.03, day.max() - day.min() + 1)
-    unsure = rate(times, Tenant(rest=(6,), rest_factor=0.9), seed + 20)
-    hours = np.mod(times / 3600.0, 24.0)
-    pods = 2.0 + (((day + 3) % 7 == 0) & (hours > 9) & (hours < 17))
-    values = np.stack(
-        [
-            rate(times, sunday, seed),
-            rate(times, sunday, seed + 10),
-            unsure * np.exp(wander[day - day.min()]),
-            pods,
-        ],
-        axis=1,
-    )
-    cal = estimate_calendars(times, values, STEP, groups=np.zeros(4, dtype=np.int64))
-    assert list(np.flatnonzero(cal.rest[:, 2])) == [6]
