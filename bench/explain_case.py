@@ -16,6 +16,7 @@ Only tune seeds: a measure seed is refused, so that its cases stay unseen.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -54,6 +55,9 @@ def explain_case(
     if not 0 <= run < N_RUNS:
         print(f"`--run` must be within [0, {N_RUNS - 1}], got {run}")
         return 2
+    if rows < 1:
+        print(f"`--rows` must be at least 1, got {rows}")
+        return 2
     scenario, tsdb, _ = prepare(gen, seed)
     at = scenario.end - (N_RUNS - 1 - run) * RUN_EVERY_SECONDS
     with (
@@ -84,8 +88,9 @@ def explain_case(
         keys = [str(k) for k in meta["keys"]]
         with PrometheusSource(config.prometheus) as source:
             frame = read_frame(config, metrics[metric], now=at, source=source)
-    j = next(i for i, k in enumerate(keys) if tenant in k)
-    col = next(i for i, k in enumerate(frame.keys) if tenant in str(k))
+    # The stored ids are JSON `[tenant, labels]`; match the tenant exactly (org-1 is not org-17).
+    j = next(i for i, k in enumerate(keys) if json.loads(k)[0] == tenant)
+    col = next(i for i, k in enumerate(frame.keys) if str(k.tenant) == tenant)
     model = AnomalyModel.from_state(arrays).select(np.array([j]))
     times, values = frame.times, frame.values[:, [col]]
     print(f"calendar: {model.seasonal_.calendar_[0]}")
