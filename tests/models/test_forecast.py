@@ -831,6 +831,19 @@ def test_plain_step_is_held_not_replayed_while_a_daily_drop_is(seed: int) -> Non
     assert fc.value[low, 0].mean() < 0.9 * fc.value[high, 0].mean()
 
 
+@pytest.mark.parametrize("hours_ago", [2.5, 3.5, 5.5])
+def test_plain_young_step_is_held_though_its_hour_is_mixed(hours_ago: float) -> None:
+    """A step a few hours old, in the middle of an hour: that hour's mean lies between the
+    two levels, and the few hours since could pass for a young ramp. The step is still held,
+    so the day ahead stays at the new level instead of stepping again a day after the step
+    (the zoo's step_change forecast 1.33 times the new level 20 hours ahead)."""
+    t, y, _ = _gauge(8)
+    step_up = np.where(t >= t[-1] - hours_ago * HOUR, 1.5, 1.0)
+    fc = forecast(t, y * step_up, ForecastParams(DAY))
+    truth = 40.0 * 1.5 * (1.0 + 0.15 * np.sin(2 * np.pi * (fc.times % DAY) / DAY))
+    assert np.all(np.abs(fc.value[:, 0] / truth - 1.0) < 0.08), np.max(fc.value[:, 0] / truth)
+
+
 def test_plain_band_is_calibrated_on_its_own_walk_forward_errors() -> None:
     """The 90 % band of a noisy gauge covers about 90 % of what follows over the next day
     (half of it with the point noise's normal band): widths come from the forecaster's past

@@ -460,6 +460,10 @@ def noise_exponent(q: np.ndarray, wt: np.ndarray, good: np.ndarray) -> np.ndarra
 STEP_CLEAR = 4.0
 """A step :func:`stepped` holds must exceed this many residual standard deviations of the
 hourly means (besides being significant): a slow wander is significant too."""
+YOUNG_STEP_BLOCKS = 8
+"""A step this many hours old or younger is also tested with the hour it happened in left out
+(:func:`stepped`): that hour's mean lies between the two levels, and while the new level has
+only a few hours, it alone can make a young ramp fit as well as the step."""
 
 
 def stepped(d: np.ndarray, step: float, window_seconds: float, z: float) -> np.ndarray:
@@ -469,20 +473,48 @@ def stepped(d: np.ndarray, step: float, window_seconds: float, z: float) -> np.n
     other's (a tie is no step, where the decision takes the earlier family), and a jump of
     at least ``STEP_CLEAR`` residual standard deviations of those means (significance alone
     passes the slow wander of autocorrelated noise, whose hourly means are not independent).
-    A plain forecast replays yesterday's change; a step in it must not be replayed."""
+    A plain forecast replays yesterday's change; a step in it must not be replayed.
+
+    A step 2 to ``YOUNG_STEP_BLOCKS`` hours old is tried again with the hour it happened in
+    left out, where that hour's mean lies between the levels either side: a step is seldom
+    on the hour, and the mixed hour would otherwise pass a step a few hours old for a ramp.
+    """
     per_block = max(1, round(3600.0 / step))
     n_blocks = max(3, min(round(window_seconds / (per_block * step)), d.shape[0] // per_block))
     block_hours = per_block * step / 3600.0
     flat = np.zeros_like(d)
     blocks = _hourly_blocks(d, flat, flat + 1.0, np.array([d.shape[0] - 1]), per_block, n_blocks)
     x = (-(np.arange(n_blocks) + 0.5) * block_hours)[:, None, None]
+    held, _, _ = _step_verdict(blocks, x, block_hours, z)
+    for t in range(2, min(YOUNG_STEP_BLOCKS, n_blocks - 3) + 1):
+        # Block t (t hours back) left out: a step right before it, new level in blocks < t.
+        keep = (np.arange(n_blocks) != t)[:, None, None]
+        without = blocks._replace(wt=np.where(keep, blocks.wt, 0.0), good=blocks.good & keep)
+        is_step, at, level = _step_verdict(without, x, block_hours, z)
+        new, old = level
+        q_t = blocks.q[t, 0]
+        between = blocks.good[t, 0] & ((q_t - new) * (q_t - old) <= 0)
+        held |= is_step & (at == t) & between
+    return held
+
+
+def _step_verdict(
+    blocks: _Blocks, x: np.ndarray, block_hours: float, z: float
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Whether the blocks (one fit, ``(n_blocks, 1, n_s)``) are a clear step (see
+    :func:`stepped`), per series; the best step's place (blocks of the new level) and its
+    levels (new, old)."""
+    n_blocks = x.shape[0]
     thirds = sorted({round(n_blocks / 3), round(2 * n_blocks / 3)} - {0, n_blocks})
     at = list(range(1, n_blocks))
+    n_s = blocks.q.shape[2]
+    cols = np.arange(n_s)
     with np.errstate(invalid="ignore", divide="ignore"):
         fits = _candidates(blocks, x, block_hours, thirds, thirds, z, at)
         steps = fits[3]
         if steps is None:
-            return np.zeros(d.shape[1], dtype=bool)
+            nothing = np.zeros(n_s)
+            return np.zeros(n_s, dtype=bool), nothing.astype(int), (nothing, nothing)
 
         def best(f: _Fits) -> np.ndarray:
             return np.where(f.ok & np.isfinite(f.bic), f.bic, np.inf).min(axis=0)[0]
@@ -491,9 +523,8 @@ def stepped(d: np.ndarray, step: float, window_seconds: float, z: float) -> np.n
         k = np.argmin(np.where(steps.ok & np.isfinite(steps.bic), steps.bic, np.inf), axis=0)[0]
         mo = _Moments.of(blocks.wt, blocks.q, x)
         k_blocks = np.array(at)[k]
-        cols = np.arange(d.shape[1])
         w_new, q_new = mo.w[k_blocks, 0, cols], mo.wq[k_blocks, 0, cols]
         w_old, q_old = mo.w[-1, 0] - w_new, mo.wq[-1, 0] - q_new
-        jump = q_new / w_new - q_old / w_old
-        clear = np.abs(jump) > STEP_CLEAR * np.sqrt(steps.s2[k, 0, cols])
-    return np.asarray((best(steps) < others) & clear)
+        new, old = q_new / w_new, q_old / w_old
+        clear = np.abs(new - old) > STEP_CLEAR * np.sqrt(steps.s2[k, 0, cols])
+    return np.asarray((best(steps) < others) & clear), k_blocks, (new, old)
