@@ -33,6 +33,7 @@ from anomaly.job.run import run_once
 from anomaly.models.rules import RULE_NAMES
 from anomaly.models.scoring import AnomalyModel
 from bench.detection_bench import N_RUNS, available_generators, prepare, write_config
+from bench.tune_side import tune_side
 from bench.zoo import RUN_EVERY_SECONDS
 
 
@@ -44,13 +45,8 @@ def explain_case(
     generator: str, seed: int, tenant: str, metric: str, *, run: int, rows: int, days: bool
 ) -> int:
     """Print the case; returns the exit status (2 for a case that cannot be shown)."""
-    gens = {g.name: g for g in available_generators()}
-    if generator not in gens:
-        print(f"unknown generator {generator!r}; known: {', '.join(sorted(gens))}")
-        return 2
-    gen = gens[generator]
-    if seed in gen.measure_seeds:
-        print(f"seed {seed} is on {generator}'s measure side: its cases are not looked at")
+    gen = tune_side("generator", generator, {g.name: g for g in available_generators()}, seed)
+    if gen is None:
         return 2
     if not 0 <= run < N_RUNS:
         print(f"`--run` must be within [0, {N_RUNS - 1}], got {run}")
