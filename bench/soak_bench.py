@@ -71,7 +71,7 @@ from anomaly_lab.webhook import WebhookReceiver, run_webhook_receiver
 
 from anomaly.config import parse_duration
 from bench.soak import report, world
-from bench.soak.watch import Watcher
+from bench.soak.watch import Watcher, flags_of
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).resolve().parent / "out"
@@ -400,7 +400,7 @@ class _Progress:
             if run.finished_at in self.runs_seen:
                 continue
             self.runs_seen.add(run.finished_at)
-            flagged = [f for f in watcher.flags if abs(f.pushed_at - run.finished_at) < 60]
+            flagged = flags_of(run, watcher.flags)
             names = ", ".join(f"{f.tenant}/{f.metric} {f.score:.2f}" for f in flagged) or "-"
             self.say(
                 f"  {run.finished_at - self.started_at:+5.0f} s  run of "

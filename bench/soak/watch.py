@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,15 @@ class Run:
     duration_seconds: float
     series: float
     anomalies: float
+
+
+def flags_of(run: Run, flags: Sequence[Flag], slack_seconds: float = 5.0) -> list[Flag]:
+    """The flags `run` pushed: those pushed while it ran (its pushes precede its own group's,
+    which carries ``finished_at``), give or take `slack_seconds` of clock between the job and
+    the Pushgateway. A run a minute after another does not show the other's flags."""
+    took = run.duration_seconds if math.isfinite(run.duration_seconds) else 30.0
+    start = run.finished_at - max(took, 0.0) - slack_seconds
+    return [f for f in flags if start <= f.pushed_at <= run.finished_at + slack_seconds]
 
 
 @dataclass

@@ -258,3 +258,23 @@ def test_the_soak_times_each_incident_to_its_receiver(tmp_path: Path, servers: S
     assert saved["summary"]["critical_paged"] == 3
     assert len(saved["incidents"]) == 5 and saved["quiet_tenants"]
     assert saved["settings"]["rules_file"].endswith("anomaly-rules.yml")
+
+
+def test_a_run_shows_only_the_flags_it_pushed() -> None:
+    """The progress line of a run lists what that run flagged: the previous run's flags,
+    pushed a minute earlier, and the next run's are not shown with it (they were, twice)."""
+    from bench.soak.watch import Flag, Run, flags_of
+
+    run = Run(finished_at=1000.0, duration_seconds=2.0, series=10.0, anomalies=1.0)
+    flags = [
+        Flag(940.5, "org-01", "ai_cost", 0.6),  # the run a minute before
+        Flag(998.9, "org-01", "ai_cost", 0.7),  # this run's push
+        Flag(999.6, "org-02", "latency_p95", 0.9),
+        Flag(1059.0, "org-01", "ai_cost", 0.8),  # the next run
+    ]
+    assert [(f.tenant, f.pushed_at) for f in flags_of(run, flags)] == [
+        ("org-01", 998.9),
+        ("org-02", 999.6),
+    ]
+    unknown = Run(finished_at=1000.0, duration_seconds=math.nan, series=10.0, anomalies=1.0)
+    assert len(flags_of(unknown, flags)) == 2
