@@ -24,16 +24,8 @@ import sys
 
 import numpy as np
 
-from anomaly.models.forecast import ForecastParams, breach_seconds, forecast
-from bench.forecast_zoo import (
-    HISTORY_SECONDS,
-    HORIZON_SECONDS,
-    HOUR,
-    LASTING_SECONDS,
-    STEP,
-    generators,
-)
-from bench.forecast_zoo.judge import _served, variants
+from bench.forecast_zoo import HORIZON_SECONDS, HOUR, LASTING_SECONDS, STEP, generators
+from bench.forecast_zoo.judge import product_at, served, variants
 from bench.forecast_zoo.shapes import first_crossing
 from bench.tune_side import tune_side
 
@@ -49,12 +41,7 @@ def explain_forecast(case_name: str, seed: int, series: str, *, plain: bool) -> 
         return 2
     j = case.series.index(series)
     label, mode = variants(case)[-1 if plain else 0]
-    rate = None if mode.rate_query is None else _served(case, mode.rate_query)
-    params = ForecastParams(
-        HORIZON_SECONDS,
-        window_seconds=mode.window_seconds,
-        rate_unit_seconds=mode.rate_unit_seconds,
-    )
+    rate = None if mode.rate_query is None else served(case, mode.rate_query)
     first = float(case.runs[0])
     cross = first_crossing(
         case.truth[:, j], case.times, first, case.threshold, case.direction, LASTING_SECONDS
@@ -71,30 +58,18 @@ def explain_forecast(case_name: str, seed: int, series: str, *, plain: bool) -> 
         f"{'run':>5} {'now':>9} {'truth ' + word:>10} {'point ' + word:>10} "
         f"{'guard ' + word:>10} {'held ' + word:>10} {'countdown':>10} {'added':>6}"
     )
-    history = round(HISTORY_SECONDS / STEP)
     n_h = round(HORIZON_SECONDS / STEP)
     for te in case.runs:
         n = int(np.searchsorted(case.times, te)) + 1
-        lo = n - history
-        fc = forecast(
-            case.times[lo:n],
-            case.values[lo:n, j : j + 1],
-            params,
-            rate=None if rate is None else rate[lo:n, j : j + 1],
-            step_seconds=STEP,
-        )
-        countdown = breach_seconds(
-            fc,
-            threshold=case.threshold,
-            direction=case.direction,
-            min_duration_seconds=LASTING_SECONDS,
-        )[0]
-        guard = np.nan if fc.guard is None else most(fc.guard[:, 0])
-        held = np.nan if fc.held_guard is None else most(fc.held_guard[:, :, 0])
-        added = np.nan if fc.additive is None else float(fc.additive[0])
+        # All of the case's series, as the bench forecasts them: the same numbers to the bit.
+        fc, countdowns = product_at(case, mode, rate, n)
+        countdown = countdowns[j]
+        guard = np.nan if fc.guard is None else most(fc.guard[:, j])
+        held = np.nan if fc.held_guard is None else most(fc.held_guard[:, :, j])
+        added = np.nan if fc.additive is None else float(fc.additive[j])
         print(
             f"+{(te - first) / HOUR:3.0f} h {case.values[n - 1, j]:9.4g} "
-            f"{most(case.truth[n : n + n_h, j]):10.4g} {most(fc.value[:, 0]):10.4g} "
+            f"{most(case.truth[n : n + n_h, j]):10.4g} {most(fc.value[:, j]):10.4g} "
             f"{_cell(guard)} {_cell(held)} "
             + (f"{countdown / HOUR:8.1f} h" if np.isfinite(countdown) else f"{'-':>10}")
             + (f" {added:6.2f}" if np.isfinite(added) else "")

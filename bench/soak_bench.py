@@ -7,8 +7,9 @@ The product deployed as a user deploys it, in real time, on loopback:
   security team's failed sign-ins, values following daily shapes with seeded noise;
 - beneath it, **8 days of history** (``--history-days``) of the same world at 5-minute
   resolution (the last 4 hours at the scrape interval, so that the rates of the points the
-  runs judge, and their trailing windows, hold no seam between the two), backfilled into the TSDB with ``promtool`` before
-  Prometheus starts, so the live scrapes continue it without a seam;
+  runs judge, and their trailing windows, hold no seam between the two), backfilled into the
+  TSDB with ``promtool`` before Prometheus starts, so the live scrapes continue it without a
+  seam;
 - a real **Prometheus** scraping the exporter and the Pushgateway every 15 s, evaluating the
   **shipped** ``deploy/prometheus/anomaly-rules.yml`` every 15 s, alerting a real
   **Alertmanager** that runs the **shipped** ``deploy/alertmanager/alertmanager.yml`` with only

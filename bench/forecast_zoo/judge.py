@@ -273,36 +273,44 @@ def _who(k: _Key, j: int) -> str:
 def _product(k: _Key, mode: ForecastMode, rate: np.ndarray | None, s: Settings) -> Figures:
     """The product's figures on one case-seed in `mode` (`rate`: its rate query, served)."""
     case, f = k.case, Figures()
-    history = round(HISTORY_SECONDS / STEP)
-    params = ForecastParams(
-        HORIZON_SECONDS,
-        window_seconds=mode.window_seconds,
-        rate_unit_seconds=mode.rate_unit_seconds,
-    )
     warned: dict[float, np.ndarray] = {}
     for te in k.needs:
-        n = k.index[te]
-        lo = n - history
         started = time.perf_counter()
-        fc = forecast(
-            case.times[lo:n],
-            case.values[lo:n],
-            params,
-            rate=None if rate is None else rate[lo:n],
-            step_seconds=STEP,
-        )
-        warned[te] = breach_seconds(
-            fc,
-            threshold=case.threshold,
-            direction=case.direction,
-            min_duration_seconds=LASTING_SECONDS,
-        )
+        fc, warned[te] = product_at(case, mode, rate, k.index[te])
         f.seconds += time.perf_counter() - started
         f.fits += len(case.series)
         if te in k.sampled:
             _score_run(f, k, te, fc.value, fc.lower, fc.upper, fc.valid)
     _score_breaches(f, k, warned, s)
     return f
+
+
+def product_at(
+    case: Case, mode: ForecastMode, rate: np.ndarray | None, n: int
+) -> tuple[Forecast, np.ndarray]:
+    """The product's forecast of every series of `case` in `mode` at the run whose history
+    ends at grid index `n` (exclusive; `rate`: its rate query served, or None), as the job
+    makes it, and its countdown ``(n_s,)``."""
+    lo = n - round(HISTORY_SECONDS / STEP)
+    params = ForecastParams(
+        HORIZON_SECONDS,
+        window_seconds=mode.window_seconds,
+        rate_unit_seconds=mode.rate_unit_seconds,
+    )
+    fc = forecast(
+        case.times[lo:n],
+        case.values[lo:n],
+        params,
+        rate=None if rate is None else rate[lo:n],
+        step_seconds=STEP,
+    )
+    countdown = breach_seconds(
+        fc,
+        threshold=case.threshold,
+        direction=case.direction,
+        min_duration_seconds=LASTING_SECONDS,
+    )
+    return fc, countdown
 
 
 def _reference(k: _Key, model: str, s: Settings, rng: np.random.Generator) -> Figures:
@@ -313,7 +321,7 @@ def _reference(k: _Key, model: str, s: Settings, rng: np.random.Generator) -> Fi
     n_s = len(case.series)
     rate = None
     if case.recipe is not None and case.recipe.rate_query is not None:
-        rate = _served(case, case.recipe.rate_query) * (HOUR / case.recipe.rate_unit_seconds)
+        rate = served(case, case.recipe.rate_query) * (HOUR / case.recipe.rate_unit_seconds)
     window = case.recipe.window_seconds if case.recipe is not None else HORIZON_SECONDS
     warned: dict[float, np.ndarray] = {}
     for te, cols in k.needs.items():
@@ -372,7 +380,7 @@ def _same_rate(
     )
 
 
-def _served(case: Case, query: str) -> np.ndarray:
+def served(case: Case, query: str) -> np.ndarray:
     """`query` served from the case's raw samples."""
     if case.raw is None:
         raise ValueError(f"case {case.name} has no raw samples to serve {query!r} from")
@@ -385,7 +393,7 @@ def judge_case(case: Case, s: Settings, rng: np.random.Generator) -> dict[str, F
     out: dict[str, Figures] = {}
     done: list[tuple[str, ForecastMode, np.ndarray | None]] = []
     for label, mode in variants(case):
-        rate = None if mode.rate_query is None else _served(case, mode.rate_query)
+        rate = None if mode.rate_query is None else served(case, mode.rate_query)
         # A rate the same in $/s as one already run gives the same forecast: not run again.
         same = next((d for d in done if _same_rate(d[1], d[2], mode, rate)), None)
         if same is None:
